@@ -1,0 +1,31 @@
+//! FER2013 for Rust, without a deep-learning framework: read every format users hold into one
+//! compact `u8` dataset, write it back out, augment faces the way Keras' `ImageDataGenerator`
+//! does, and draw synthetic faces for demos and tests.
+//!
+//! ```no_run
+//! let (dataset, report) = fer_data::load("fer2013.csv", &fer_data::LoadOptions::default())?;
+//! println!("{} faces from {}", dataset.len(), report.format);
+//! # Ok::<(), fer_data::DataError>(())
+//! ```
+
+pub mod augment;
+mod class;
+mod csv;
+mod dataset;
+mod error;
+mod folder;
+mod load;
+pub mod rng;
+pub mod synth;
+mod write;
+
+pub use class::{Emotion, NUM_CLASSES};
+pub use dataset::{Dataset, canonical_split_name};
+pub use error::{DataError, RowProblem};
+pub use load::{Format, LoadOptions, LoadReport, load};
+pub use write::{write_fer2013_csv, write_image_tree, write_png};
+
+/// Faces are 48x48 grayscale.
+pub const SIDE: usize = 48;
+/// Pixels per face.
+pub const PIXELS: usize = SIDE * SIDE;

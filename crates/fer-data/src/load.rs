@@ -1,0 +1,90 @@
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+use std::path::Path;
+
+use crate::{DataError, Dataset, csv, folder};
+
+/// Where a dataset came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Format {
+    /// The original `fer2013.csv`: `emotion,pixels,Usage` (optionally gzip-compressed).
+    Fer2013Csv,
+    /// The course's `train.csv`: `label,feature`.
+    CourseTrainCsv,
+    /// The course's `test.csv`: `id,feature`, unlabelled.
+    CourseTestCsv,
+    /// `[<split>/]<class>/*.{jpg,jpeg,png}`.
+    ImageFolder,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Fer2013Csv => "fer2013-csv",
+            Format::CourseTrainCsv => "course-train-csv",
+            Format::CourseTestCsv => "course-test-csv",
+            Format::ImageFolder => "image-folder",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Load what is valid and count the rest per reason, instead of stopping at the first error.
+    pub skip_invalid: bool,
+}
+
+/// What loading found besides the faces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadReport {
+    pub format: Format,
+    /// Images that were colour or not 48x48 and were converted.
+    pub converted: usize,
+    /// Rows or files left out with `skip_invalid`, per reason.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+/// Loads FER2013 from a CSV (`.csv`, `.csv.gz`; layout from the header) or an image-folder tree.
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
+    let path = path.as_ref();
+    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
+    if meta.is_dir() {
+        let scanned = folder::load(path, options.skip_invalid)?;
+        let report = LoadReport { format: Format::ImageFolder, converted: scanned.converted, skipped: scanned.skipped };
+        return Ok((scanned.dataset, report));
+    }
+    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if raw.is_empty() {
+        return Err(DataError::Empty { path: path.into() });
+    }
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = Vec::with_capacity(raw.len() * 4);
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut text)
+            .map_err(|source| DataError::Gzip { path: path.into(), source })?;
+        text
+    } else {
+        let name = path.to_string_lossy().to_ascii_lowercase();
+        if !(name.ends_with(".csv") || name.ends_with(".txt")) && !looks_like_csv(&raw) {
+            return Err(DataError::UnknownFormat { path: path.into() });
+        }
+        raw
+    };
+    let parsed = csv::parse(path, &bytes, options.skip_invalid)?;
+    let report = LoadReport { format: parsed.format, converted: 0, skipped: parsed.skipped };
+    Ok((parsed.dataset, report))
+}
+
+/// A file without a .csv name still loads if its first line looks like a FER2013 header.
+fn looks_like_csv(bytes: &[u8]) -> bool {
+    let head = &bytes[..bytes.len().min(64)];
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    ["emotion", "label", "id,"].iter().any(|h| head.trim_start_matches('\u{feff}').starts_with(h))
+}

@@ -1,0 +1,167 @@
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::{Device, Tensor};
+
+use crate::ModelError;
+use crate::model::Tap;
+
+/// The report's CNN (SEED Q1): five blocks of conv → BatchNorm → LeakyReLU → [max-pool] →
+/// dropout, two dense blocks of dense → BatchNorm → LeakyReLU → dropout, then 7 logits.
+/// Defaults reproduce the report's Keras model exactly (4,087,879 parameters).
+#[derive(Config, Debug)]
+pub struct CnnConfig {
+    /// Side of the square input in pixels.
+    #[config(default = 48)]
+    pub input_side: usize,
+    #[config(default = 1)]
+    pub input_channels: usize,
+    #[config(default = 7)]
+    pub num_classes: usize,
+    /// Output channels of each conv block.
+    #[config(default = "vec![64, 64, 128, 256, 512]")]
+    pub conv_channels: Vec<usize>,
+    /// Kernel side of each conv block (padding is "same").
+    #[config(default = "vec![5, 3, 3, 3, 3]")]
+    pub kernel_sizes: Vec<usize>,
+    /// Whether each conv block ends with a 2x2 max-pool (the report's block 1 does not).
+    #[config(default = "vec![false, true, true, true, true]")]
+    pub pool: Vec<bool>,
+    #[config(default = "vec![0.2, 0.2, 0.3, 0.4, 0.4]")]
+    pub conv_dropout: Vec<f64>,
+    #[config(default = "vec![512, 256]")]
+    pub dense_units: Vec<usize>,
+    #[config(default = "vec![0.5, 0.5]")]
+    pub dense_dropout: Vec<f64>,
+    #[config(default = 0.1)]
+    pub leaky_slope: f64,
+}
+
+#[derive(Module, Debug)]
+pub struct ConvBlock {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
+    pub act: LeakyRelu,
+    pub pool: Option<MaxPool2d>,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct DenseBlock {
+    pub dense: Linear,
+    pub bn: Option<BatchNorm>,
+    pub act: LeakyRelu,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct Cnn {
+    pub blocks: Vec<ConvBlock>,
+    pub dense: Vec<DenseBlock>,
+    pub logits: Linear,
+}
+
+impl CnnConfig {
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let n = self.conv_channels.len();
+        if n == 0 || self.kernel_sizes.len() != n || self.pool.len() != n || self.conv_dropout.len() != n {
+            return Err(ModelError::InvalidConfig(format!(
+                "cnn: conv_channels, kernel_sizes, pool and conv_dropout need one entry per block (found {}, {}, {}, {})",
+                n,
+                self.kernel_sizes.len(),
+                self.pool.len(),
+                self.conv_dropout.len()
+            )));
+        }
+        if self.dense_units.len() != self.dense_dropout.len() {
+            return Err(ModelError::InvalidConfig("cnn: dense_units and dense_dropout differ in length".into()));
+        }
+        if self.output_side() == 0 {
+            return Err(ModelError::InvalidConfig("cnn: too many pooling blocks for the input size".into()));
+        }
+        Ok(())
+    }
+
+    /// Side of the last block's feature maps.
+    pub fn output_side(&self) -> usize {
+        self.pool.iter().fold(self.input_side, |side, &p| if p { side / 2 } else { side })
+    }
+
+    pub fn flatten_size(&self) -> usize {
+        self.output_side() * self.output_side() * self.conv_channels.last().copied().unwrap_or(0)
+    }
+
+    pub fn init(&self, device: &Device) -> Cnn {
+        let mut in_channels = self.input_channels;
+        let blocks = (0..self.conv_channels.len())
+            .map(|i| {
+                let out = self.conv_channels[i];
+                let k = self.kernel_sizes[i];
+                let block = ConvBlock {
+                    conv: Conv2dConfig::new([in_channels, out], [k, k])
+                        .with_padding(PaddingConfig2d::Same)
+                        .init(device),
+                    bn: BatchNormConfig::new(out).init(device),
+                    act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
+                    pool: self.pool[i].then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
+                    dropout: DropoutConfig::new(self.conv_dropout[i]).init(),
+                };
+                in_channels = out;
+                block
+            })
+            .collect();
+        let mut in_features = self.flatten_size();
+        let dense = self
+            .dense_units
+            .iter()
+            .zip(&self.dense_dropout)
+            .map(|(&units, &p)| {
+                let block = DenseBlock {
+                    dense: LinearConfig::new(in_features, units).init(device),
+                    bn: Some(BatchNormConfig::new(units).init(device)),
+                    act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
+                    dropout: DropoutConfig::new(p).init(),
+                };
+                in_features = units;
+                block
+            })
+            .collect();
+        Cnn { blocks, dense, logits: LinearConfig::new(in_features, self.num_classes).init(device) }
+    }
+}
+
+impl DenseBlock {
+    /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
+    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Tensor<2> {
+        let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x));
+        let x = match &self.bn {
+            Some(bn) => tap.dense(&format!("{prefix}.bn"), bn.forward(x)),
+            None => x,
+        };
+        let x = tap.dense(&format!("{prefix}.act"), self.act.forward(x));
+        tap.dense(&format!("{prefix}.dropout"), self.dropout.forward(x))
+    }
+}
+
+impl Cnn {
+    pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Tensor<2> {
+        let mut x = x;
+        for (i, block) in self.blocks.iter().enumerate() {
+            let name = |layer: &str| format!("block{}.{layer}", i + 1);
+            x = tap.map(&name("conv"), block.conv.forward(x));
+            x = tap.map(&name("bn"), block.bn.forward(x));
+            x = tap.map(&name("act"), block.act.forward(x));
+            if let Some(pool) = &block.pool {
+                x = tap.map(&name("pool"), pool.forward(x));
+            }
+            x = tap.map(&name("dropout"), block.dropout.forward(x));
+        }
+        let mut x = tap.dense("flatten", x.flatten(1, 3));
+        for (i, block) in self.dense.iter().enumerate() {
+            x = block.forward_tapped(&format!("fc{}", i + 1), x, tap);
+        }
+        tap.dense("logits", self.logits.forward(x))
+    }
+}

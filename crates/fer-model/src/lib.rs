@@ -1,0 +1,27 @@
+//! The models of the FER2013 report, for burn: a 5-block CNN (4,087,879 parameters) and a plain
+//! DNN of about the same size (4,099,847), with one forward pass that names its layers.
+//!
+//! Input: `[batch, 1, 48, 48]` pixels scaled to [0, 1] (pixel / 255). Output: 7 logits.
+//! Which backend runs them is the caller's choice of `Device`.
+
+mod cnn;
+mod config;
+mod dnn;
+mod error;
+mod file;
+mod model;
+mod summary;
+
+pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
+pub use config::ModelConfig;
+pub use dnn::{Dnn, DnnConfig};
+pub use error::ModelError;
+pub use file::{export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic};
+pub use model::{FerModel, Net, input_from_pixels};
+pub use summary::{LayerSummary, Summary};
+
+/// Pixel values are divided by this before entering the model.
+pub const INPUT_SCALE: f32 = 255.0;
+
+/// Class names in logit order (FER2013 ids).
+pub const CLASS_NAMES: [&str; 7] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];

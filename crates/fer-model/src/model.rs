@@ -1,0 +1,119 @@
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use fer_interpret::NamedActivations;
+
+use crate::{CLASS_NAMES, Cnn, Dnn, INPUT_SCALE, ModelConfig, ModelError};
+
+/// The callback a tapped forward pass hands each named layer's output to.
+pub(crate) struct Tap<'a> {
+    callback: Option<&'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>>,
+}
+
+impl Tap<'_> {
+    pub(crate) fn map(&mut self, name: &str, x: Tensor<4>) -> Tensor<4> {
+        match &mut self.callback {
+            Some(f) => f(name, x),
+            None => x,
+        }
+    }
+
+    pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Tensor<2> {
+        match &mut self.callback {
+            Some(f) => {
+                let [batch, units] = x.dims();
+                f(name, x.reshape([batch, units, 1, 1])).reshape([batch, units])
+            }
+            None => x,
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub enum Net {
+    Cnn(Cnn),
+    Dnn(Dnn),
+}
+
+/// A report model together with the config that built it, so it can be saved and reloaded
+/// without restating its architecture.
+#[derive(Module, Debug)]
+pub struct FerModel {
+    pub net: Net,
+    #[module(skip)]
+    config: ModelConfig,
+}
+
+impl FerModel {
+    pub fn new(config: &ModelConfig, device: &Device) -> Result<FerModel, ModelError> {
+        config.validate()?;
+        let net = match config {
+            ModelConfig::Cnn(c) => Net::Cnn(c.init(device)),
+            ModelConfig::Dnn(c) => Net::Dnn(c.init(device)),
+        };
+        Ok(FerModel { net, config: config.clone() })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// `[channels, side, side]` of the input the model expects.
+    pub fn input_shape(&self) -> [usize; 3] {
+        match &self.config {
+            ModelConfig::Cnn(c) => [c.input_channels, c.input_side, c.input_side],
+            ModelConfig::Dnn(c) => [c.input_channels, c.input_side, c.input_side],
+        }
+    }
+
+    /// Logits `[batch, classes]` for input `[batch, 1, 48, 48]` scaled to [0, 1].
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
+        self.forward_with(input, Tap { callback: None })
+    }
+
+    fn forward_with(&self, input: Tensor<4>, mut tap: Tap<'_>) -> Tensor<2> {
+        match &self.net {
+            Net::Cnn(m) => m.forward_tapped(input, &mut tap),
+            Net::Dnn(m) => m.forward_tapped(input, &mut tap),
+        }
+    }
+
+    /// Forward pass that hands every named layer's output to `tap` (see [`NamedActivations`]).
+    pub fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
+        self.forward_with(input, Tap { callback: Some(tap) })
+    }
+
+    /// Layer names and output shapes (without the batch axis), from a forward pass at batch 1.
+    pub fn layer_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let device = self.devices().into_iter().next().unwrap_or_default();
+        let [c, h, w] = self.input_shape();
+        let input = Tensor::<4>::zeros([1, c, h, w], &device);
+        let mut shapes = Vec::new();
+        self.forward_tapped(input, &mut |name, x| {
+            let dims = x.dims();
+            let shape = if name.starts_with("block") { dims[1..].to_vec() } else { vec![dims[1]] };
+            shapes.push((name.to_string(), shape));
+            x
+        });
+        shapes
+    }
+}
+
+impl NamedActivations for FerModel {
+    fn layer_names(&self) -> Vec<String> {
+        self.layer_shapes().into_iter().map(|(n, _)| n).collect()
+    }
+
+    fn class_names(&self) -> Vec<String> {
+        CLASS_NAMES.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
+        FerModel::forward_tapped(self, input, tap)
+    }
+}
+
+/// Turns `batch` faces of 48x48 `u8` pixels into the model's input tensor `[batch, 1, 48, 48]`.
+pub fn input_from_pixels(pixels: &[u8], batch: usize, side: usize, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = pixels.iter().map(|p| *p as f32 / INPUT_SCALE).collect();
+    Tensor::from_data(TensorData::new(values, [batch, 1, side, side]), device)
+}
