@@ -93,11 +93,12 @@ pub fn face(label: Emotion, rng: &mut Rng) -> Vec<u8> {
                 let outer = (side * 11.0, -9.5 - brow_raise + 0.3 * brow_tilt);
                 dark = dark.max(coverage(segment_distance(u, v, inner, outer) - 1.1));
             }
-            // Mouth: a curve v = 10 - curve*(1 - (u/w)^2) + skew*u/w, opened into a lens.
+            // Mouth: a curve v = 9 + curve*(1 - (u/w)^2) + skew*u/w (y points down, so a positive
+            // curve lowers the middle: a smile), opened into a lens.
             let w = mouth_width;
             if u.abs() <= w + 1.5 {
                 let t = (u / w).clamp(-1.0, 1.0);
-                let centre = 10.0 - mouth_curve * (1.0 - t * t) + mouth_skew * t;
+                let centre = 9.0 + mouth_curve * (1.0 - t * t) + mouth_skew * t;
                 let half_open = 0.5 * mouth_open * (1.0 - t * t).max(0.0);
                 let d_line = (v - centre).abs() - half_open - 0.9;
                 let d_end = (u.abs() - w).max(0.0);
@@ -150,19 +151,19 @@ mod tests {
 
     #[test]
     fn classes_differ_where_the_expression_lives() {
-        // Mean of 200 happy faces minus mean of 200 sad faces: largest near the mouth (rows 28-40).
+        // Mean of 1000 happy faces minus mean of 1000 sad faces: largest near the mouth (rows 28-40).
         let mut rng = Rng::seed(3);
         let mut diff = vec![0.0f64; PIXELS];
-        for _ in 0..200 {
+        for _ in 0..1000 {
             let h = face(Emotion::Happy, &mut rng);
             let s = face(Emotion::Sad, &mut rng);
             for i in 0..PIXELS {
-                diff[i] += (h[i] as f64 - s[i] as f64) / 200.0;
+                diff[i] += (h[i] as f64 - s[i] as f64) / 1000.0;
             }
         }
         let row_energy = |r: usize| diff[r * SIDE..(r + 1) * SIDE].iter().map(|d| d.abs()).sum::<f64>();
         let mouth: f64 = (28..40).map(row_energy).sum();
-        let top: f64 = (0..12).map(row_energy).sum();
+        let top: f64 = (0..9).map(row_energy).sum();
         assert!(mouth > 3.0 * top, "mouth {mouth} vs top {top}");
     }
 }

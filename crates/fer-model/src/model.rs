@@ -28,6 +28,17 @@ impl Tap<'_> {
     }
 }
 
+/// Burn initialises parameters lazily, at first use; touching each one right away makes the
+/// initial weights a function of the device seed at construction, not of whatever random
+/// draws happen before the first forward pass.
+struct Materialize;
+
+impl burn::module::ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
 #[derive(Module, Debug)]
 pub enum Net {
     Cnn(Cnn),
@@ -50,7 +61,9 @@ impl FerModel {
             ModelConfig::Cnn(c) => Net::Cnn(c.init(device)),
             ModelConfig::Dnn(c) => Net::Dnn(c.init(device)),
         };
-        Ok(FerModel { net, config: config.clone() })
+        let model = FerModel { net, config: config.clone() };
+        model.visit(&mut Materialize);
+        Ok(model)
     }
 
     pub fn config(&self) -> &ModelConfig {

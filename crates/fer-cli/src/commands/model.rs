@@ -1,0 +1,53 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use fer_model::{FerModel, ModelConfig, Summary};
+
+use crate::device::DeviceChoice;
+
+#[derive(Args)]
+pub struct SummaryArgs {
+    /// Which of the report's models: cnn or dnn.
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Summarise a saved model file instead.
+    #[arg(long, conflicts_with = "model")]
+    model_file: Option<PathBuf>,
+    /// Print JSON: total_params, trainable_params, non_trainable_params, layers[{name, kind, output_shape, params}].
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A model file written by `fer train` (e.g. RUN_DIR/best.fer).
+    #[arg(long)]
+    model_file: PathBuf,
+    /// Output .safetensors file.
+    #[arg(long)]
+    to: PathBuf,
+}
+
+pub fn summary(args: SummaryArgs) -> anyhow::Result<()> {
+    let device = DeviceChoice::Cpu.device()?;
+    let model = match &args.model_file {
+        Some(path) => fer_model::load_model(path, &device)?,
+        None => FerModel::new(&ModelConfig::by_name(&args.model)?, &device)?,
+    };
+    let summary = Summary::of(&model);
+    if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        println!("{summary}");
+        println!("Tap names: {}", summary.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}
+
+pub fn export(args: ExportArgs) -> anyhow::Result<()> {
+    let device = DeviceChoice::Cpu.device()?;
+    let model = fer_model::load_model(&args.model_file, &device)?;
+    fer_model::export_safetensors(&model, &args.to)?;
+    println!("wrote {} ({} model, {} parameters)", args.to.display(), model.config().kind(), Summary::of(&model).total_params);
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! `fer`: facial-expression recognition on FER2013, from the command line.
+
+mod commands;
+mod device;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "fer", version, about = "Facial-expression recognition on FER2013: data, models, training, explanations")]
+#[command(long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
+0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral).\n\n\
+Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, or an \
+image-folder tree ([<split>/]<class>/*.jpg); the format is detected.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect, convert, synthesise and augment FER2013 data.
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Print a Keras-style summary of the report's CNN or DNN.
+    Summary(commands::model::SummaryArgs),
+    /// Write a model file's weights as SafeTensors (names documented in docs/MODEL-FILES.md).
+    Export(commands::model::ExportArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(cmd) => commands::data::run(cmd),
+        Command::Summary(args) => commands::model::summary(args),
+        Command::Export(args) => commands::model::export(args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err}");
+        let mut source = err.source();
+        while let Some(cause) = source {
+            eprintln!("  caused by: {cause}");
+            source = cause.source();
+        }
+        std::process::exit(1);
+    }
+}

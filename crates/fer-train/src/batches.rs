@@ -1,0 +1,154 @@
+//! Which faces go into each step, and their preparation (augment, scale) on other threads while
+//! the model computes.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use fer_data::augment::AugmentConfig;
+use fer_data::rng::Rng;
+use fer_data::{Dataset, PIXELS, SIDE};
+use rayon::prelude::*;
+
+/// A prepared batch in plain memory: pixels scaled to [0, 1], labels as class ids.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub labels: Vec<i64>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+/// Mixes a run's seed with a position into an independent seed.
+pub(crate) fn mix(seed: u64, a: u64, b: u64, c: u64) -> u64 {
+    let mut rng = Rng::seed(seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    rng.next_u64() ^ Rng::seed(b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ c.rotate_left(29)).next_u64()
+}
+
+/// The order of faces over one epoch, a pure function of (seed, epoch).
+#[derive(Clone, Debug)]
+pub struct BatchPlan {
+    faces: usize,
+    batch_size: usize,
+    steps: usize,
+    seed: u64,
+    one_pass: bool,
+}
+
+impl BatchPlan {
+    /// With `steps_per_epoch`, an epoch draws `steps x batch_size` faces from successive
+    /// reshuffles of the data (Keras' `fit_generator` over a `flow`); without, it is one shuffled
+    /// pass with a smaller last batch.
+    pub fn new(faces: usize, batch_size: usize, steps_per_epoch: Option<usize>, seed: u64) -> BatchPlan {
+        let steps = steps_per_epoch.unwrap_or(faces.div_ceil(batch_size));
+        BatchPlan { faces, batch_size, steps, seed, one_pass: steps_per_epoch.is_none() }
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    pub fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let wanted = (self.steps * self.batch_size).min(if self.one_pass { self.faces } else { usize::MAX });
+        let mut rng = Rng::seed(mix(self.seed, 1, epoch as u64, 0));
+        let mut order = Vec::with_capacity(wanted);
+        while order.len() < wanted && self.faces > 0 {
+            let mut pass: Vec<usize> = (0..self.faces).collect();
+            rng.shuffle(&mut pass);
+            order.extend(pass);
+        }
+        order.truncate(wanted);
+        order
+    }
+
+    /// Face indices of `step` within an epoch's order.
+    pub fn step_indices<'a>(&self, order: &'a [usize], step: usize) -> &'a [usize] {
+        let start = (step * self.batch_size).min(order.len());
+        let end = ((step + 1) * self.batch_size).min(order.len());
+        &order[start..end]
+    }
+}
+
+/// Prepares one batch: each face augmented with its own generator, seeded by its position.
+pub fn make_batch(data: &Dataset, indices: &[usize], augment: &AugmentConfig, seed: u64, epoch: usize, step: usize) -> Batch {
+    let mut images = vec![0.0f32; indices.len() * PIXELS];
+    images.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(k, (out, &i))| {
+        if augment.is_none() {
+            for (o, p) in out.iter_mut().zip(data.image(i)) {
+                *o = *p as f32;
+            }
+        } else {
+            let mut rng = Rng::seed(mix(seed, 2 + epoch as u64, step as u64, k as u64));
+            augment.augment_f32(data.image(i), &mut rng, out);
+        }
+        for v in out.iter_mut() {
+            *v /= fer_model::INPUT_SCALE;
+        }
+    });
+    let labels = indices.iter().map(|&i| data.label(i).map_or(0, |l| l.id() as i64)).collect();
+    Batch { images, labels }
+}
+
+/// Batches of `epoch` from `start_step` on, prepared on a background thread two steps ahead.
+pub(crate) fn prefetch(
+    data: Arc<Dataset>,
+    plan: BatchPlan,
+    augment: AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    start_step: usize,
+) -> Receiver<Batch> {
+    let (tx, rx) = sync_channel(2);
+    std::thread::spawn(move || {
+        let order = plan.epoch_order(epoch);
+        for step in start_step..plan.steps() {
+            let batch = make_batch(&data, plan.step_indices(&order, step), &augment, seed, epoch, step);
+            if tx.send(batch).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Moves a batch onto `device` as `[batch, 1, 48, 48]` images and class-id targets.
+pub fn batch_to_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
+    let n = batch.len();
+    let images = Tensor::from_data(TensorData::new(batch.images, [n, 1, SIDE, SIDE]), device);
+    let labels = Tensor::from_data(TensorData::new(batch.labels, [n]), device);
+    (images, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_the_data_and_are_reproducible() {
+        let plan = BatchPlan::new(10, 4, None, 3);
+        assert_eq!(plan.steps(), 3);
+        let order = plan.epoch_order(0);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(plan.step_indices(&order, 2).len(), 2);
+        assert_eq!(order, plan.epoch_order(0));
+        assert_ne!(order, plan.epoch_order(1));
+
+        // Keras-style fixed steps: 5 x 4 = 20 faces from two reshuffles of 10.
+        let plan = BatchPlan::new(10, 4, Some(5), 3);
+        let order = plan.epoch_order(0);
+        assert_eq!(order.len(), 20);
+        let mut first: Vec<_> = order[..10].to_vec();
+        first.sort();
+        assert_eq!(first, (0..10).collect::<Vec<_>>());
+    }
+}

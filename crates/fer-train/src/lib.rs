@@ -1,0 +1,24 @@
+//! Training and evaluation of fer's models on any burn device.
+//!
+//! The report's recipe is the default ([`Recipe::report_cnn`]): Adam (lr 1e-3, β 0.9/0.999,
+//! ε 1e-7 as in Keras), cross-entropy, batch 128, 500 steps per epoch of on-the-fly augmented
+//! faces. A run lives in one folder: `config.json`, `history.csv`, `checkpoint.ckpt` (model,
+//! optimizer, position, history; written atomically) and `best.fer`.
+//!
+//! Every random draw is a function of (seed, epoch, step): the batch order, the augmentation of
+//! each face and the dropout masks. So a run that is stopped and resumed computes exactly what an
+//! uninterrupted one computes.
+
+mod batches;
+mod checkpoint;
+mod error;
+mod eval;
+mod recipe;
+mod train;
+
+pub use batches::{Batch, BatchPlan, batch_to_tensors};
+pub use checkpoint::{Checkpoint, TrainState, load_checkpoint};
+pub use error::TrainError;
+pub use eval::{ClassMetrics, Evaluation, evaluate, predict_probabilities};
+pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
+pub use train::{EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, ensemble_members, read_run_config, resume, train, train_ensemble};
