@@ -25,6 +25,14 @@ enum Command {
     Summary(commands::model::SummaryArgs),
     /// Write a model file's weights as SafeTensors (names documented in docs/MODEL-FILES.md).
     Export(commands::model::ExportArgs),
+    /// Train the CNN or DNN with the report's recipe (resumable, time-budgeted, ensembles).
+    Train(Box<commands::train::TrainArgs>),
+    /// Accuracy, per-class precision/recall and the confusion matrix of a run on a split.
+    Eval(commands::eval::EvalArgs),
+    /// Class and probabilities for face images.
+    Predict(commands::eval::PredictArgs),
+    /// Time a training step and inference of the CNN or DNN on random data.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
@@ -33,6 +41,10 @@ fn main() {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Summary(args) => commands::model::summary(args),
         Command::Export(args) => commands::model::export(args),
+        Command::Train(args) => commands::train::run(*args),
+        Command::Eval(args) => commands::eval::eval(args),
+        Command::Predict(args) => commands::eval::predict(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err}");

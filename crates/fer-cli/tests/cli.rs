@@ -99,3 +99,52 @@ fn summary_json_has_the_report_counts() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("valid models: cnn, dnn"));
 }
+
+#[test]
+fn train_eval_predict_on_synthetic_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let o = fer(&["train", "--data", "synthetic:30,8,3", "--model", "tiny-cnn", "--out", run_s, "--epochs", "2", "--batch-size", "32", "--steps-per-epoch", "0", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("epoch   2:"), "{}", stdout(&o));
+    for f in ["history.csv", "best.fer", "checkpoint.ckpt", "config.json"] {
+        assert!(run.join(f).exists(), "{f}");
+    }
+    let o = fer(&["eval", "--run", run_s, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["count"], 56);
+    assert_eq!(v["confusion_matrix"].as_array().unwrap().len(), 7);
+    let total: u64 = v["confusion_matrix"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|x| x.as_u64().unwrap()).sum();
+    assert_eq!(total, 56);
+    assert!(run.join("confusion-PublicTest.csv").exists() && run.join("predictions-PublicTest.csv").exists());
+
+    let face = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/input.png");
+    let o = fer(&["predict", "--run", run_s, face.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("input.png: ") && stdout(&o).contains("Neutral"), "{}", stdout(&o));
+
+    // Continuing a finished run does nothing more and says so.
+    let o = fer(&["train", "--resume", run_s, "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("finished"));
+}
+
+#[test]
+fn train_rejects_bad_arguments_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let out = out.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["train", "--data", "/missing/data", "--out", out], "/missing/data: no such file or directory"),
+        (&["train", "--data", "synthetic:5,2,0", "--model", "resnet", "--out", out], "valid models: cnn, dnn, tiny-cnn, tiny-dnn"),
+        (&["train", "--data", "synthetic:5,2,0", "--batch-size", "0", "--out", out], "--batch-size must be at least 1"),
+        (&["train", "--data", "synthetic:5,2,0", "--time-budget", "soon", "--out", out], "cannot read duration"),
+    ];
+    for (args, message) in cases {
+        let o = fer(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
+    }
+}

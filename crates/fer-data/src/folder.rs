@@ -37,7 +37,7 @@ fn split_rank(name: &str) -> (usize, String) {
 }
 
 /// Decodes one face file into 48x48 grayscale. Returns whether it had to be converted.
-pub(crate) fn decode_face(path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
+pub fn decode_face(path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image {
         path: path.into(),

@@ -22,7 +22,8 @@ mod write;
 pub use class::{Emotion, NUM_CLASSES};
 pub use dataset::{Dataset, canonical_split_name};
 pub use error::{DataError, RowProblem};
-pub use load::{Format, LoadOptions, LoadReport, load};
+pub use folder::decode_face;
+pub use load::{Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, open};
 pub use write::{write_fer2013_csv, write_image_tree, write_png};
 
 /// Faces are 48x48 grayscale.

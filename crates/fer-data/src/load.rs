@@ -16,6 +16,8 @@ pub enum Format {
     CourseTestCsv,
     /// `[<split>/]<class>/*.{jpg,jpeg,png}`.
     ImageFolder,
+    /// fer's procedurally drawn faces ([`crate::synth`]).
+    Synthetic,
 }
 
 impl Format {
@@ -25,6 +27,7 @@ impl Format {
             Format::CourseTrainCsv => "course-train-csv",
             Format::CourseTestCsv => "course-test-csv",
             Format::ImageFolder => "image-folder",
+            Format::Synthetic => "synthetic",
         }
     }
 }
@@ -87,4 +90,30 @@ fn looks_like_csv(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(64)];
     let head = String::from_utf8_lossy(head).to_ascii_lowercase();
     ["emotion", "label", "id,"].iter().any(|h| head.trim_start_matches('\u{feff}').starts_with(h))
+}
+
+/// Default sizes of the embedded synthetic data set: Training and PublicTest faces per class.
+pub const SYNTHETIC_DEFAULT: (usize, usize, u64) = (300, 60, 0);
+
+/// Opens a data source by name: a path as [`load`] takes, or `synthetic` /
+/// `synthetic:TRAIN,VAL,SEED` for the embedded synthetic faces (TRAIN and VAL per class).
+pub fn open(spec: &str, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
+    if let Some(rest) = spec.strip_prefix("synthetic") {
+        let (train, val, seed) = parse_synthetic(rest).ok_or_else(|| DataError::UnknownFormat { path: spec.into() })?;
+        let dataset = crate::synth::default_dataset(train, val, seed);
+        return Ok((dataset, LoadReport { format: Format::Synthetic, converted: 0, skipped: BTreeMap::new() }));
+    }
+    load(spec, options)
+}
+
+fn parse_synthetic(rest: &str) -> Option<(usize, usize, u64)> {
+    if rest.is_empty() {
+        return Some(SYNTHETIC_DEFAULT);
+    }
+    let parts: Vec<&str> = rest.strip_prefix(':')?.split(',').collect();
+    match parts.as_slice() {
+        [t, v, s] => Some((t.parse().ok()?, v.parse().ok()?, s.parse().ok()?)),
+        [t, v] => Some((t.parse().ok()?, v.parse().ok()?, 0)),
+        _ => None,
+    }
 }

@@ -137,3 +137,58 @@ mod tests {
         assert!(e.confusion_csv().starts_with("true\\predicted,Angry,Disgust"));
     }
 }
+
+/// What `fer eval` computes for a run: the evaluation and each face's probabilities.
+pub struct RunEvaluation {
+    pub split: String,
+    pub members: usize,
+    pub evaluation: Evaluation,
+    pub probabilities: Vec<[f32; NUM_CLASSES]>,
+}
+
+/// Evaluates a run (its best model, or its ensemble's members averaged) on one split and writes
+/// `eval-<split>.json`, `confusion-<split>.csv` and `predictions-<split>.csv` into the run folder.
+pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, device: &Device) -> Result<RunEvaluation, crate::TrainError> {
+    let part = data.select_splits(&[split]).map_err(|available| crate::TrainError::MissingSplit {
+        wanted: split.into(),
+        available: available.join(", "),
+    })?;
+    let split = fer_data::canonical_split_name(split);
+    let mut models = Vec::new();
+    for path in crate::ensemble_members(run_dir)? {
+        models.push(fer_model::load_model(&path, device)?);
+    }
+    let probabilities = predict_probabilities(&models, &part, device, 256);
+    let evaluation = Evaluation::from_probabilities(&part, &probabilities);
+    let write = |name: String, bytes: &[u8]| {
+        let path = run_dir.join(name);
+        fer_model::write_atomic(&path, bytes).map_err(|e| crate::TrainError::io(&path, e))
+    };
+    let json = serde_json::to_vec_pretty(&serde_json::json!({
+        "split": split,
+        "members": models.len(),
+        "count": evaluation.count,
+        "accuracy": evaluation.accuracy,
+        "loss": evaluation.loss,
+        "per_class": evaluation.per_class,
+        "confusion_matrix": evaluation.confusion_matrix,
+    }))
+    .unwrap_or_default();
+    write(format!("eval-{split}.json"), &json)?;
+    write(format!("confusion-{split}.csv"), evaluation.confusion_csv().as_bytes())?;
+    let mut csv = String::from("index,label,predicted");
+    for e in Emotion::ALL {
+        csv.push_str(&format!(",p_{}", e.folder_name()));
+    }
+    csv.push('\n');
+    for (i, p) in probabilities.iter().enumerate() {
+        let label = part.label(i).map_or(String::new(), |l| l.id().to_string());
+        csv.push_str(&format!("{i},{label},{}", argmax(p)));
+        for v in p {
+            csv.push_str(&format!(",{v:.6e}"));
+        }
+        csv.push('\n');
+    }
+    write(format!("predictions-{split}.csv"), csv.as_bytes())?;
+    Ok(RunEvaluation { split, members: models.len(), evaluation, probabilities })
+}

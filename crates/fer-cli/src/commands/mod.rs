@@ -1,2 +1,5 @@
+pub mod bench;
 pub mod data;
+pub mod eval;
 pub mod model;
+pub mod train;

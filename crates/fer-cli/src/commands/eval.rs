@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+
+use clap::Args;
+use fer_data::{Emotion, LoadOptions};
+
+use crate::device::DeviceChoice;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Run folder (its best.fer, or its ensemble members averaged).
+    #[arg(long)]
+    run: PathBuf,
+    /// Data to evaluate on (default: the run's own data).
+    #[arg(long)]
+    data: Option<String>,
+    /// Split to evaluate (default: the run's validation split).
+    #[arg(long)]
+    split: Option<String>,
+    /// Print JSON (accuracy, per_class, confusion_matrix).
+    #[arg(long)]
+    json: bool,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// Run folder.
+    #[arg(long)]
+    run: PathBuf,
+    /// Face images (any size or colour; converted to 48x48 grayscale).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let config = fer_train::read_run_config(&args.run)?;
+    let spec = args.data.unwrap_or(config.data);
+    let split = args.split.unwrap_or(config.val_split);
+    let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
+    let result = fer_train::evaluate_run(&args.run, &data, &split, &device)?;
+    let e = &result.evaluation;
+    if args.json {
+        let v = serde_json::json!({
+            "split": result.split, "members": result.members, "count": e.count,
+            "accuracy": e.accuracy, "loss": e.loss, "per_class": e.per_class, "confusion_matrix": e.confusion_matrix,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("{} on {} ({} faces, {} model(s)): accuracy {:.4}, loss {:.4}", args.run.display(), result.split, e.count, result.members, e.accuracy, e.loss);
+    println!("{:<10} {:>9} {:>7} {:>7} {:>8}", "class", "precision", "recall", "f1", "support");
+    for c in &e.per_class {
+        println!("{:<10} {:>9.4} {:>7.4} {:>7.4} {:>8}", c.class, c.precision, c.recall, c.f1, c.support);
+    }
+    println!("confusion matrix (rows true, columns predicted):");
+    print!("{:<10}", "");
+    for em in Emotion::ALL {
+        print!(" {:>8}", em.name());
+    }
+    println!();
+    for (em, row) in Emotion::ALL.iter().zip(&e.confusion_matrix) {
+        print!("{:<10}", em.name());
+        for v in row {
+            print!(" {v:>8}");
+        }
+        println!();
+    }
+    println!("wrote eval-{0}.json, confusion-{0}.csv, predictions-{0}.csv in {1}", result.split, args.run.display());
+    Ok(())
+}
+
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let mut models = Vec::new();
+    for path in fer_train::ensemble_members(&args.run)? {
+        models.push(fer_model::load_model(&path, &device)?);
+    }
+    let mut faces = fer_data::Dataset::new();
+    for path in &args.images {
+        let mut pixels = vec![0u8; fer_data::PIXELS];
+        fer_data::decode_face(path, &mut pixels)?;
+        faces.push(&pixels, None, "predict");
+    }
+    let probs = fer_train::predict_probabilities(&models, &faces, &device, 64);
+    for (path, p) in args.images.iter().zip(probs) {
+        let best = (0..7).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+        let name = Emotion::from_id(best).map_or("?", |e| e.name());
+        let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), p[e.id()])).collect();
+        println!("{}: {name} ({:.3})  [{}]", path.display(), p[best], list.join(", "));
+    }
+    Ok(())
+}

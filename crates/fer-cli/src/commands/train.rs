@@ -1,0 +1,217 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::Args;
+use fer_data::LoadOptions;
+use fer_data::augment::AugmentConfig;
+use fer_model::{FerModel, ModelConfig};
+use fer_train::{EpochRow, Observer, RunConfig, Schedule, StepInfo, StopReason, TrainOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::device::DeviceChoice;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Training data: fer2013.csv[.gz], train.csv, an image-folder tree, or `synthetic[:TRAIN,VAL,SEED]`.
+    /// With --resume, defaults to the run's own data.
+    #[arg(long)]
+    data: Option<String>,
+    /// cnn or dnn (the report's models), or tiny-cnn / tiny-dnn for quick experiments.
+    #[arg(long, default_value = "cnn")]
+    model: String,
+    /// Run folder to create (history.csv, checkpoint.ckpt, best.fer, config.json).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint.
+    #[arg(long, conflicts_with_all = ["out", "model"])]
+    resume: Option<PathBuf>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Steps per epoch (the report: 500 for the CNN). 0 means one pass over the training set.
+    #[arg(long)]
+    steps_per_epoch: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Learning-rate schedule: constant, cosine or plateau (reduce on validation-loss plateau).
+    #[arg(long, default_value = "constant")]
+    schedule: String,
+    /// Comma-separated training splits, e.g. `Training,PublicTest` for the report's train+val variant.
+    #[arg(long, default_value = "Training", value_delimiter = ',')]
+    train_splits: Vec<String>,
+    /// Split to validate on after each epoch.
+    #[arg(long, default_value = "PublicTest")]
+    val_split: String,
+    /// Turn off augmentation (the CNN recipe uses rotation 10°, zoom 0.1, shear 10°, shifts 0.1, flips).
+    #[arg(long)]
+    no_augment: bool,
+    /// Wall-clock budget, e.g. 60m or 1h30m: finish the step, validate, checkpoint, stop.
+    #[arg(long)]
+    time_budget: Option<String>,
+    /// Train N members with seeds seed..seed+N-1 into one run folder; evaluation averages them.
+    #[arg(long)]
+    ensemble: Option<usize>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Log one line per epoch instead of a progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Progress bar (or plain log lines with --quiet) for training.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Progress {
+        Progress { bar: (!quiet).then(ProgressBar::hidden) }
+    }
+}
+
+impl Observer for Progress {
+    fn on_epoch_start(&mut self, epoch: usize, epochs: usize, steps: usize, start_step: usize) {
+        if let Some(bar) = &mut self.bar {
+            let new = ProgressBar::new(steps as u64).with_position(start_step as u64);
+            new.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            new.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+            new.reset_eta();
+            *bar = new;
+        }
+    }
+
+    fn on_step(&mut self, i: &StepInfo) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(i.step as u64);
+            bar.set_message(format!("loss {:.4} acc {:.4} {:.1} img/s", i.loss, i.acc, i.images_per_s));
+        }
+    }
+
+    fn on_epoch(&mut self, r: &EpochRow) {
+        let line = format!(
+            "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4} lr {:.1e} {:.0}s {:.1} img/s",
+            r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.seconds, r.images_per_s
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.finish_and_clear();
+                println!("{line}");
+            }
+            None => println!("{line}"),
+        }
+    }
+
+    fn on_message(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => println!("{message}"),
+        }
+    }
+}
+
+fn model_config(name: &str) -> anyhow::Result<ModelConfig> {
+    Ok(match name {
+        "tiny-cnn" => RunConfig::tiny_cnn(),
+        "tiny-dnn" => RunConfig::tiny_dnn(),
+        other => ModelConfig::by_name(other).map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
+    })
+}
+
+/// Ctrl-C stops training the clean way (step, validate, checkpoint); a second Ctrl-C kills.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let handler_flag = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if handler_flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing this step, then checkpointing (Ctrl-C again to abort)");
+    });
+    flag
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let stop = interrupt_flag();
+    let time_budget = args.time_budget.as_deref().map(fer_train::parse_duration).transpose()?;
+    let mut progress = Progress::new(args.quiet);
+    fn options<'a>(time_budget: Option<std::time::Duration>, stop: &'a AtomicBool, progress: &'a mut Progress) -> TrainOptions<'a> {
+        TrainOptions { time_budget, stop: Some(stop), max_steps: None, observer: progress }
+    }
+
+    if let Some(run_dir) = &args.resume {
+        let config = fer_train::read_run_config(run_dir)?;
+        let spec = args.data.clone().unwrap_or(config.data.clone());
+        let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
+        let outcome = if run_dir.join("ensemble.json").exists() {
+            let members: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
+            let n = members["members"].as_u64().unwrap_or(1) as usize;
+            fer_train::train_ensemble(run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop)
+        } else {
+            Some(fer_train::resume(run_dir, &data, &device, options(time_budget, &stop, &mut progress))?.stop)
+        };
+        return report_stop(outcome, run_dir);
+    }
+
+    let spec = args.data.clone().context("--data is required for a new run (a path or `synthetic`)")?;
+    let model = model_config(&args.model)?;
+    let mut config = RunConfig::new(spec.clone(), model);
+    config.train_splits = args.train_splits.clone();
+    config.val_split = args.val_split.clone();
+    let r = &mut config.recipe;
+    r.seed = args.seed;
+    r.schedule = Schedule::parse(&args.schedule)?;
+    if let Some(e) = args.epochs {
+        r.epochs = e;
+    }
+    if let Some(s) = args.steps_per_epoch {
+        r.steps_per_epoch = (s > 0).then_some(s);
+    }
+    if let Some(b) = args.batch_size {
+        r.batch_size = b;
+    }
+    if let Some(lr) = args.lr {
+        r.lr = lr;
+    }
+    if args.no_augment {
+        r.augment = AugmentConfig::none();
+    }
+    r.validate()?;
+    let run_dir = args.out.clone().context("--out is required for a new run")?;
+    let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
+    let params = FerModel::new(&config.model, &device)?;
+    println!(
+        "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
+        config.model.kind(),
+        burn::module::Module::num_params(&params),
+        data.len(),
+        report.format,
+        config.recipe.epochs,
+        config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
+        config.recipe.batch_size,
+        run_dir.display()
+    );
+    drop(params);
+    let stop_reason = match args.ensemble {
+        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
+        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
+    };
+    report_stop(stop_reason, &run_dir)
+}
+
+fn report_stop(stop: Option<StopReason>, run_dir: &std::path::Path) -> anyhow::Result<()> {
+    match stop {
+        Some(StopReason::Finished) | None => println!("finished: {}", run_dir.display()),
+        Some(reason) => println!("stopped ({reason:?}); continue with: fer train --resume {}", run_dir.display()),
+    }
+    Ok(())
+}
