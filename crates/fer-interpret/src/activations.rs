@@ -25,6 +25,8 @@ pub enum TapError {
     UnknownLayer { name: String, valid: String },
     #[error("unknown class {name:?}; valid classes: {valid}")]
     UnknownClass { name: String, valid: String },
+    #[error("layer {layer:?} has {channels} filters (0..{channels}); filter {filter} is out of range")]
+    FilterOutOfRange { layer: String, filter: usize, channels: usize },
 }
 
 impl TapError {
