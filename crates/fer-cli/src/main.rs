@@ -33,6 +33,10 @@ enum Command {
     Predict(commands::eval::PredictArgs),
     /// Time a training step and inference of the CNN or DNN on random data.
     Bench(commands::bench::BenchArgs),
+    /// What a trained model sees: saliency, SmoothGrad, Grad-CAM, integrated gradients,
+    /// activation maps, gradient ascent.
+    #[command(subcommand)]
+    Explain(commands::explain::ExplainCommand),
 }
 
 fn main() {
@@ -45,6 +49,7 @@ fn main() {
         Command::Eval(args) => commands::eval::eval(args),
         Command::Predict(args) => commands::eval::predict(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Explain(cmd) => commands::explain::run(cmd),
     };
     if let Err(err) = result {
         eprintln!("error: {err}");

@@ -148,3 +148,34 @@ fn train_rejects_bad_arguments_clearly() {
         assert!(stderr(&o).contains(message), "{args:?}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn explain_writes_figures_and_reports_what_it_computed() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let o = fer(&["train", "--data", "synthetic:10,3,1", "--model", "tiny-cnn", "--out", run_s, "--epochs", "1", "--batch-size", "35", "--steps-per-epoch", "0", "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for method in ["saliency", "smoothgrad", "gradcam", "ig"] {
+        let png = out(&format!("{method}.png"));
+        let o = fer(&["explain", method, "--run", run_s, "--data", "synthetic:10,3,1", "--index", "3", "--class", "happy", "--steps", "16", "--out", &png]);
+        assert!(o.status.success(), "{method}: {}", stderr(&o));
+        assert!(stdout(&o).contains("for Happy written to"), "{}", stdout(&o));
+        let img = image::open(&png).unwrap();
+        assert!(img.width() > 3 * 48 * 4);
+    }
+    let o = fer(&["explain", "ig", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--steps", "64", "--out", &out("ig64.png")]);
+    assert!(stdout(&o).contains("relative error"), "{}", stdout(&o));
+
+    let o = fer(&["explain", "activations", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--layer", "block1.act", "--out", &out("act.png")]);
+    assert!(o.status.success() && stdout(&o).contains("8 maps of 48x48"), "{}{}", stdout(&o), stderr(&o));
+    let o = fer(&["explain", "ascent", "--run", run_s, "--layer", "block2.act", "--filters", "0..4", "--steps", "5", "--out", &out("ascent.png")]);
+    assert!(o.status.success() && stdout(&o).contains("4 filters of block2.act"), "{}{}", stdout(&o), stderr(&o));
+
+    let o = fer(&["explain", "gradcam", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--layer", "block9.act", "--out", &out("x.png")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("valid layers: block1.conv"), "{}", stderr(&o));
+    let o = fer(&["explain", "saliency", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--class", "joy", "--out", &out("x.png")]);
+    assert!(stderr(&o).contains("valid classes: Angry, Disgust"), "{}", stderr(&o));
+}

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod data;
 pub mod eval;
+pub mod explain;
 pub mod model;
 pub mod train;

@@ -1,0 +1,299 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, activation::softmax};
+use clap::{Args, Subcommand, ValueEnum};
+use fer_data::{Emotion, LoadOptions, PIXELS, SIDE};
+use fer_interpret::image::{draw_text, gray, grid, heatmap, overlay, text_width, upscale};
+use fer_interpret::{AscentConfig, Score};
+use fer_model::FerModel;
+use image::{GrayImage, RgbImage};
+
+use crate::device::DeviceChoice;
+
+#[derive(Subcommand)]
+pub enum ExplainCommand {
+    /// Gradient of the class score with respect to the pixels (the report's Q4).
+    Saliency(AttributionArgs),
+    /// Saliency averaged over noisy copies of the face.
+    Smoothgrad(AttributionArgs),
+    /// Grad-CAM at a conv layer (--layer, default block5.act).
+    Gradcam(AttributionArgs),
+    /// Integrated gradients from a black image, with its completeness error.
+    Ig(AttributionArgs),
+    /// Every filter's activation map at one layer for one face (the report's Q5(1)).
+    Activations(ActivationArgs),
+    /// Gradient ascent: the input pattern each filter responds to most (the report's Q5(2)).
+    Ascent(AscentArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct FaceArgs {
+    /// Run folder (its best.fer; the first member of an ensemble).
+    #[arg(long)]
+    run: PathBuf,
+    /// A face image (any size or colour; converted to 48x48 grayscale).
+    #[arg(long, conflicts_with = "data", required_unless_present = "data")]
+    image: Option<PathBuf>,
+    /// A data set (path or `synthetic`), with --index.
+    #[arg(long, requires = "index")]
+    data: Option<String>,
+    /// Index of the face in --data (within --split if given).
+    #[arg(long)]
+    index: Option<usize>,
+    /// Split of --data to index into (default: all faces).
+    #[arg(long)]
+    split: Option<String>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+    /// Output PNG.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ScoreChoice {
+    Logit,
+    Probability,
+}
+
+#[derive(Args)]
+pub struct AttributionArgs {
+    #[command(flatten)]
+    face: FaceArgs,
+    /// Class to explain (name or id; default: the predicted class).
+    #[arg(long)]
+    class: Option<String>,
+    #[arg(long, value_enum, default_value = "logit")]
+    score: ScoreChoice,
+    /// Grad-CAM layer.
+    #[arg(long, default_value = "block5.act")]
+    layer: String,
+    /// SmoothGrad samples / integrated-gradients steps.
+    #[arg(long, default_value_t = 64)]
+    steps: usize,
+    /// SmoothGrad noise (standard deviation, input units 0-1).
+    #[arg(long, default_value_t = 0.15)]
+    sigma: f64,
+}
+
+#[derive(Args)]
+pub struct ActivationArgs {
+    #[command(flatten)]
+    face: FaceArgs,
+    /// Layer name (see `fer summary`), e.g. block1.act, block3.act, block4.conv, block5.act.
+    #[arg(long)]
+    layer: String,
+}
+
+#[derive(Args)]
+pub struct AscentArgs {
+    #[arg(long)]
+    run: PathBuf,
+    #[arg(long)]
+    layer: String,
+    /// Filter range `a..b` (or a single index); default: the layer's first 64.
+    #[arg(long)]
+    filters: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 0.02)]
+    step_size: f32,
+    /// Blur every k steps (0: off).
+    #[arg(long, default_value_t = 0)]
+    blur_every: usize,
+    #[arg(long, default_value_t = 0.0)]
+    l2_decay: f32,
+    #[arg(long, default_value_t = 0)]
+    jitter: usize,
+    #[arg(long, default_value_t = 0.0)]
+    tv_weight: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceChoice,
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn load_model(run: &std::path::Path, device: &Device) -> anyhow::Result<FerModel> {
+    let members = fer_train::ensemble_members(run)?;
+    let path = members.first().context("the run has no model")?;
+    // On an autodiff device so gradients reach the input; frozen so BatchNorm uses its running
+    // statistics and dropout is off.
+    Ok(fer_model::load_model(path, &device.clone().autodiff())?.freeze())
+}
+
+fn face_pixels(args: &FaceArgs) -> anyhow::Result<(Vec<u8>, String, Option<Emotion>)> {
+    let mut pixels = vec![0u8; PIXELS];
+    if let Some(path) = &args.image {
+        fer_data::decode_face(path, &mut pixels)?;
+        return Ok((pixels, path.display().to_string(), None));
+    }
+    let spec = args.data.as_deref().context("give --image FILE or --data PATH --index N")?;
+    let (mut data, _) = fer_data::open(spec, &LoadOptions::default())?;
+    if let Some(split) = &args.split {
+        data = data.select_splits(&[split]).map_err(|a| anyhow::anyhow!("split {split:?} is not in {spec} (it has: {})", a.join(", ")))?;
+    }
+    let index = args.index.context("--data needs --index")?;
+    anyhow::ensure!(index < data.len(), "--index {index} is out of range: {spec} has {} faces", data.len());
+    pixels.copy_from_slice(data.image(index));
+    Ok((pixels, format!("{spec} #{index}"), data.label(index)))
+}
+
+fn to_vec(t: Tensor<4>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
+fn probabilities(model: &FerModel, input: Tensor<4>) -> Vec<f32> {
+    to_vec(softmax(model.forward(input), 1).reshape([1, 7, 1, 1]))
+}
+
+fn save(img: &RgbImage, out: &std::path::Path) -> anyhow::Result<()> {
+    img.save(out).with_context(|| format!("cannot write {}", out.display()))
+}
+
+fn titled(img: RgbImage, title: &str) -> RgbImage {
+    let scale = 2;
+    let width = img.width().max(text_width(title, scale) + 8);
+    let mut out = RgbImage::from_pixel(width, img.height() + 16, image::Rgb([255, 255, 255]));
+    draw_text(&mut out, title, 4, 3, scale, [0, 0, 0]);
+    image::imageops::overlay(&mut out, &img, 0, 16);
+    out
+}
+
+pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
+    match cmd {
+        ExplainCommand::Saliency(a) => attribution("saliency", a),
+        ExplainCommand::Smoothgrad(a) => attribution("smoothgrad", a),
+        ExplainCommand::Gradcam(a) => attribution("gradcam", a),
+        ExplainCommand::Ig(a) => attribution("ig", a),
+        ExplainCommand::Activations(a) => activations(a),
+        ExplainCommand::Ascent(a) => ascent(a),
+    }
+}
+
+fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
+    let device = a.face.device.device()?;
+    let model = load_model(&a.face.run, &device)?;
+    let ad = device.autodiff();
+    let (pixels, source, label) = face_pixels(&a.face)?;
+    let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &ad);
+    let probs = probabilities(&model, input.clone());
+    let predicted = (0..7).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+    let target = match &a.class {
+        Some(name) => fer_interpret::class_index(&model, name)?,
+        None => predicted,
+    };
+    let score = match a.score {
+        ScoreChoice::Logit => Score::Logit,
+        ScoreChoice::Probability => Score::Probability,
+    };
+    let mut extra = String::new();
+    let map = match method {
+        "saliency" => to_vec(fer_interpret::saliency(&model, input, &[target], score).abs()),
+        "smoothgrad" => to_vec(fer_interpret::smoothgrad(&model, input, &[target], score, a.steps, a.sigma).abs()),
+        "gradcam" => to_vec(fer_interpret::grad_cam(&model, input, &[target], &a.layer)?),
+        _ => {
+            let baseline = input.zeros_like();
+            let ig = fer_interpret::integrated_gradients(&model, input, baseline, &[target], score, a.steps);
+            extra = format!(
+                "; completeness: attributions sum {:.4}, score difference {:.4}, relative error {:.2}%",
+                ig.attribution_sums[0],
+                ig.score_differences[0],
+                100.0 * ig.relative_errors[0]
+            );
+            to_vec(ig.attributions.abs())
+        }
+    };
+    let face = GrayImage::from_raw(SIDE as u32, SIDE as u32, pixels.clone()).context("48x48 face")?;
+    let face_rgb = image::DynamicImage::ImageLuma8(face.clone()).into_rgb8();
+    let tiles = [face_rgb, heatmap(&map, SIDE as u32, SIDE as u32), overlay(&face, &fer_interpret::image::normalize(&map), 0.6)];
+    let tiles: Vec<RgbImage> = tiles.iter().map(|t| upscale(t, 4)).collect();
+    let labels = ["face".to_string(), method.to_string(), "overlay".to_string()];
+    let class_name = |i: usize| Emotion::from_id(i).map_or("?", |e| e.name());
+    let title = format!("{} p={:.2} for {}", class_name(predicted), probs[predicted], class_name(target));
+    save(&titled(grid(&tiles, &labels, 3, 6, 2), &title), &a.face.out)?;
+    println!(
+        "{source}: predicted {} ({:.3}){}; {method} for {} written to {}{extra}",
+        class_name(predicted),
+        probs[predicted],
+        label.map_or(String::new(), |l| format!(", labelled {l}")),
+        class_name(target),
+        a.face.out.display()
+    );
+    let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), probs[e.id()])).collect();
+    println!("probabilities: {}", list.join(", "));
+    Ok(())
+}
+
+fn activations(a: ActivationArgs) -> anyhow::Result<()> {
+    let device = a.face.device.device()?;
+    let model = fer_model::load_model(fer_train::ensemble_members(&a.face.run)?.first().context("no model")?, &device)?;
+    let (pixels, source, _) = face_pixels(&a.face)?;
+    let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &device);
+    let (_, act) = fer_interpret::capture(&model, input, &a.layer)?;
+    let [_, c, h, w] = act.dims();
+    let values = to_vec(act);
+    let scale = (96 / h.max(1)).max(1) as u32;
+    let tiles: Vec<RgbImage> = (0..c).map(|k| upscale(&gray(&values[k * h * w..(k + 1) * h * w], w as u32, h as u32, true), scale)).collect();
+    let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
+    let columns = (c as f64).sqrt().ceil() as usize;
+    save(&titled(grid(&tiles, &labels, columns, 2, 1), &format!("{} {c} filters", a.layer)), &a.face.out)?;
+    println!("{source}: {} maps of {h}x{w} at {} written to {}", c, a.layer, a.face.out.display());
+    Ok(())
+}
+
+fn parse_filters(text: Option<&str>, channels: usize) -> anyhow::Result<Vec<usize>> {
+    let Some(text) = text else { return Ok((0..channels.min(64)).collect()) };
+    let bad = || anyhow::anyhow!("cannot read --filters {text:?}; write a..b (e.g. 0..64) or one index");
+    if let Some((a, b)) = text.split_once("..") {
+        let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+        anyhow::ensure!(a < b, "--filters {text}: empty range");
+        Ok((a..b).collect())
+    } else {
+        Ok(vec![text.trim().parse().map_err(|_| bad())?])
+    }
+}
+
+fn ascent(a: AscentArgs) -> anyhow::Result<()> {
+    let device = a.device.device()?;
+    let model = load_model(&a.run, &device)?;
+    let ad = device.autodiff();
+    let [c, h, w] = model.input_shape();
+    let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), &a.layer)?;
+    let filters = parse_filters(a.filters.as_deref(), probe.dims()[1])?;
+    let config = AscentConfig {
+        steps: a.steps,
+        step_size: a.step_size,
+        blur_every: a.blur_every,
+        l2_decay: a.l2_decay,
+        jitter: a.jitter,
+        tv_weight: a.tv_weight,
+        seed: a.seed,
+        ..AscentConfig::default()
+    };
+    let started = std::time::Instant::now();
+    let result = fer_interpret::gradient_ascent(&model, &a.layer, &filters, [c, h, w], &config, &ad)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let images = to_vec(result.images);
+    let tiles: Vec<RgbImage> = (0..filters.len()).map(|i| upscale(&gray(&images[i * h * w..(i + 1) * h * w], w as u32, h as u32, true), 2)).collect();
+    let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+    let columns = (filters.len() as f64).sqrt().ceil() as usize;
+    save(&titled(grid(&tiles, &labels, columns, 2, 1), &format!("{} ascent {} steps", a.layer, a.steps)), &a.out)?;
+    let acts = &result.activations;
+    let start = &result.trace[0];
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
+    println!(
+        "{} filters of {} in {seconds:.1}s: mean activation {:.4} -> {:.4} (min {:.4}, max {:.4}); written to {}",
+        filters.len(),
+        a.layer,
+        mean(start),
+        mean(acts),
+        acts.iter().cloned().fold(f32::INFINITY, f32::min),
+        acts.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+        a.out.display()
+    );
+    Ok(())
+}
