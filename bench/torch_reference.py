@@ -98,16 +98,48 @@ def main():
     b.add_argument("--infer-batches", type=int, default=5)
     b.add_argument("--latency-runs", type=int, default=50)
     b.add_argument("--json", action="store_true")
+    a = sub.add_parser("ascent")
+    a.add_argument("--layer", default="block1.act")
+    a.add_argument("--filters", type=int, default=64)
+    a.add_argument("--steps", type=int, default=20)
     c = sub.add_parser("count")
     c.add_argument("--model", default="cnn")
     args = p.parse_args()
     if args.cmd == "bench":
         bench(args)
+    elif args.cmd == "ascent":
+        ascent(args)
     else:
         m = build(args.model)
         trainable = sum(q.numel() for q in m.parameters())
         buffers = sum(q.numel() for n, q in m.named_buffers() if "running" in n)
         print(json.dumps({"trainable": trainable, "buffers": buffers, "total": trainable + buffers}))
+
+
+
+def ascent(args):
+    """Gradient ascent of many filters at once, the same procedure as `fer explain ascent`."""
+    torch.manual_seed(0)
+    model = build("cnn").eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    # Index of the LeakyReLU module of the block in the Sequential above.
+    layer_index = {"block1.act": 2, "block2.act": 6, "block3.act": 11, "block4.act": 16, "block5.act": 21}[args.layer]
+    trunk = model[: layer_index + 1]
+    with torch.no_grad():
+        channels = trunk(torch.zeros(1, 1, 48, 48)).shape[1]
+    filters = list(range(min(args.filters, channels)))
+    x = (0.5 + 0.08 * (2 * torch.rand(len(filters), 1, 48, 48) - 1)).requires_grad_(True)
+    idx = torch.tensor(filters)
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        act = trunk(x)
+        obj = act[torch.arange(len(filters)), idx].mean(dim=(1, 2)).sum()
+        (g,) = torch.autograd.grad(obj, x)
+        rms = g.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt() + 1e-8
+        x = (x + 0.02 * g / rms).detach().requires_grad_(True)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"impl": f"pytorch {torch.__version__}", "layer": args.layer, "filters": len(filters), "steps": args.steps, "seconds": seconds}))
 
 
 if __name__ == "__main__":
