@@ -11,8 +11,11 @@
 mod activations;
 mod ascent;
 mod attribution;
+/// Colour maps, overlays and labelled grids (fer-report's drawing, re-exported).
 #[cfg(feature = "png")]
-pub mod image;
+pub mod image {
+    pub use fer_report::draw::*;
+}
 
 pub use activations::{NamedActivations, TapError, capture, check_layer};
 pub use ascent::{AscentConfig, AscentResult, gradient_ascent};

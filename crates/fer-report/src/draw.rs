@@ -1,4 +1,4 @@
-//! Pictures of maps: a perceptually uniform colour map (viridis), overlays on the face, and
+//! Drawing primitives: a perceptually uniform colour map (viridis), overlays on a face, and
 //! labelled grids, as PNG through the `image` crate. Labels use a built-in 3x5 pixel font, so
 //! output never depends on the machine's fonts.
 

@@ -1,0 +1,10 @@
+//! Figures and report text for fer, from plain result data (numbers, matrices, pixels). It
+//! computes nothing about models: training, evaluation and attribution happen elsewhere; this
+//! crate only draws and writes. Output is deterministic: a built-in pixel font, no system fonts.
+
+pub mod charts;
+pub mod document;
+pub mod draw;
+
+pub use charts::{Series, confusion_chart, line_chart, probability_chart};
+pub use document::{Block, Document};
