@@ -28,8 +28,9 @@ fn stats_json_counts_per_class_and_split() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["format"], "image-folder");
-    assert_eq!(v["count"], 49);
-    assert_eq!(v["per_class"]["happy"], 7);
+    assert_eq!(v["count"], 63);
+    assert_eq!(v["per_class"]["happy"], 9);
+    assert_eq!(v["splits"]["PrivateTest"]["count"], 14);
     assert_eq!(v["splits"]["Training"]["count"], 35);
     assert_eq!(v["splits"]["PublicTest"]["per_class"]["neutral"], 2);
 }

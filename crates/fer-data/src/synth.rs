@@ -126,12 +126,15 @@ pub fn dataset(split: &str, per_class: usize, seed: u64) -> Dataset {
     dataset
 }
 
-/// The embedded default for demos and tests: a Training split and a smaller PublicTest split.
+/// The embedded default for demos and tests, split as FER2013 is: Training, and smaller
+/// PublicTest and PrivateTest splits of `val_per_class` faces per class each.
 pub fn default_dataset(train_per_class: usize, val_per_class: usize, seed: u64) -> Dataset {
     let mut all = dataset("Training", train_per_class, seed);
-    let val = dataset("PublicTest", val_per_class, seed ^ 0x5EED_0F0F_A1A1_7777);
-    for i in 0..val.len() {
-        all.push(val.image(i), val.label(i), val.split(i));
+    for (split, salt) in [("PublicTest", 0x5EED_0F0F_A1A1_7777u64), ("PrivateTest", 0x7E57_7E57_0000_1111)] {
+        let part = dataset(split, val_per_class, seed ^ salt);
+        for i in 0..part.len() {
+            all.push(part.image(i), part.label(i), part.split(i));
+        }
     }
     all
 }

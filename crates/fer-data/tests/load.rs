@@ -189,7 +189,7 @@ fn bad_trees_name_the_path() {
     let e = load(dir.path(), &strict()).unwrap_err();
     assert!(matches!(e, DataError::Image { .. }) && e.to_string().contains("zz.jpg"), "{e}");
     let (d, r) = load(dir.path(), &skipping()).unwrap();
-    assert_eq!((d.len(), r.skipped.get("unreadable or corrupt image")), (21, Some(&1)));
+    assert_eq!((d.len(), r.skipped.get("unreadable or corrupt image")), (28, Some(&1)));
 }
 
 #[test]

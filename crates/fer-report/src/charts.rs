@@ -190,3 +190,33 @@ mod tests {
         assert!(p.pixels().any(|q| q.0 == [200, 50, 50]) && p.pixels().any(|q| q.0 == [40, 160, 60]));
     }
 }
+
+/// Adds a title strip above an image.
+pub fn titled(img: &RgbImage, title: &str) -> RgbImage {
+    let width = img.width().max(text_width(title, 2) + 8);
+    let mut out = RgbImage::from_pixel(width, img.height() + 16, WHITE);
+    draw_text(&mut out, title, 4, 3, 2, INK);
+    image::imageops::overlay(&mut out, img, 0, 16);
+    out
+}
+
+/// Face | attribution map | overlay, enlarged 4x, with a title (the report's Q4 figure).
+pub fn attribution_panel(face: &[u8], side: u32, map: &[f32], method: &str, title: &str) -> RgbImage {
+    use crate::draw::{grid, heatmap, normalize, overlay, upscale};
+    let gray = image::GrayImage::from_raw(side, side, face.to_vec()).unwrap_or_else(|| image::GrayImage::new(side, side));
+    let face_rgb = image::DynamicImage::ImageLuma8(gray.clone()).into_rgb8();
+    let tiles = [face_rgb, heatmap(map, side, side), overlay(&gray, &normalize(map), 0.6)];
+    let tiles: Vec<RgbImage> = tiles.iter().map(|t| upscale(t, 4)).collect();
+    let labels = ["face".to_string(), method.to_string(), "overlay".to_string()];
+    titled(&grid(&tiles, &labels, 3, 6, 2), title)
+}
+
+/// Every channel of a `[channels, h, w]` stack as a labelled gray grid (activation maps,
+/// gradient-ascent images), each tile min-max normalised and enlarged to about `tile` pixels.
+pub fn channel_grid(values: &[f32], channels: usize, h: usize, w: usize, tile: usize, labels: &[String], title: &str) -> RgbImage {
+    use crate::draw::{gray, grid, upscale};
+    let scale = (tile / h.max(1)).max(1) as u32;
+    let tiles: Vec<RgbImage> = (0..channels).map(|k| upscale(&gray(&values[k * h * w..(k + 1) * h * w], w as u32, h as u32, true), scale)).collect();
+    let columns = (channels as f64).sqrt().ceil() as usize;
+    titled(&grid(&tiles, labels, columns, 2, 1), title)
+}

@@ -26,13 +26,13 @@ pub enum DataCommand {
         #[arg(long)]
         skip_invalid: bool,
     },
-    /// Write a synthetic image-folder dataset (Training and PublicTest splits).
+    /// Write a synthetic image-folder dataset (Training, PublicTest and PrivateTest splits).
     Synth {
         dir: PathBuf,
         /// Training faces per class.
         #[arg(long, default_value_t = 100)]
         per_class: usize,
-        /// PublicTest faces per class (default: a quarter of --per-class, at least 1).
+        /// PublicTest and PrivateTest faces per class (default: a quarter of --per-class, at least 1).
         #[arg(long)]
         val_per_class: Option<usize>,
         #[arg(long, default_value_t = 0)]
@@ -91,7 +91,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             let val = val_per_class.unwrap_or((per_class / 4).max(1));
             let dataset = fer_data::synth::default_dataset(per_class, val, seed);
             fer_data::write_image_tree(&dataset, &dir)?;
-            println!("wrote {} synthetic faces ({per_class} + {val} per class) to {}", dataset.len(), dir.display());
+            println!("wrote {} synthetic faces ({per_class} + {val} + {val} per class) to {}", dataset.len(), dir.display());
             Ok(())
         }
         DataCommand::Augment(args) => augment(args),

@@ -5,10 +5,10 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, activation::softmax};
 use clap::{Args, Subcommand, ValueEnum};
 use fer_data::{Emotion, LoadOptions, PIXELS, SIDE};
-use fer_interpret::image::{draw_text, gray, grid, heatmap, overlay, text_width, upscale};
 use fer_interpret::{AscentConfig, Score};
 use fer_model::FerModel;
-use image::{GrayImage, RgbImage};
+use fer_report::{attribution_panel, channel_grid};
+use image::RgbImage;
 
 use crate::device::DeviceChoice;
 
@@ -154,15 +154,6 @@ fn save(img: &RgbImage, out: &std::path::Path) -> anyhow::Result<()> {
     img.save(out).with_context(|| format!("cannot write {}", out.display()))
 }
 
-fn titled(img: RgbImage, title: &str) -> RgbImage {
-    let scale = 2;
-    let width = img.width().max(text_width(title, scale) + 8);
-    let mut out = RgbImage::from_pixel(width, img.height() + 16, image::Rgb([255, 255, 255]));
-    draw_text(&mut out, title, 4, 3, scale, [0, 0, 0]);
-    image::imageops::overlay(&mut out, &img, 0, 16);
-    out
-}
-
 pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
     match cmd {
         ExplainCommand::Saliency(a) => attribution("saliency", a),
@@ -207,14 +198,9 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
             to_vec(ig.attributions.abs())
         }
     };
-    let face = GrayImage::from_raw(SIDE as u32, SIDE as u32, pixels.clone()).context("48x48 face")?;
-    let face_rgb = image::DynamicImage::ImageLuma8(face.clone()).into_rgb8();
-    let tiles = [face_rgb, heatmap(&map, SIDE as u32, SIDE as u32), overlay(&face, &fer_interpret::image::normalize(&map), 0.6)];
-    let tiles: Vec<RgbImage> = tiles.iter().map(|t| upscale(t, 4)).collect();
-    let labels = ["face".to_string(), method.to_string(), "overlay".to_string()];
     let class_name = |i: usize| Emotion::from_id(i).map_or("?", |e| e.name());
     let title = format!("{} p={:.2} for {}", class_name(predicted), probs[predicted], class_name(target));
-    save(&titled(grid(&tiles, &labels, 3, 6, 2), &title), &a.face.out)?;
+    save(&attribution_panel(&pixels, SIDE as u32, &map, method, &title), &a.face.out)?;
     println!(
         "{source}: predicted {} ({:.3}){}; {method} for {} written to {}{extra}",
         class_name(predicted),
@@ -236,11 +222,8 @@ fn activations(a: ActivationArgs) -> anyhow::Result<()> {
     let (_, act) = fer_interpret::capture(&model, input, &a.layer)?;
     let [_, c, h, w] = act.dims();
     let values = to_vec(act);
-    let scale = (96 / h.max(1)).max(1) as u32;
-    let tiles: Vec<RgbImage> = (0..c).map(|k| upscale(&gray(&values[k * h * w..(k + 1) * h * w], w as u32, h as u32, true), scale)).collect();
     let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
-    let columns = (c as f64).sqrt().ceil() as usize;
-    save(&titled(grid(&tiles, &labels, columns, 2, 1), &format!("{} {c} filters", a.layer)), &a.face.out)?;
+    save(&channel_grid(&values, c, h, w, 96, &labels, &format!("{} {c} filters", a.layer)), &a.face.out)?;
     println!("{source}: {} maps of {h}x{w} at {} written to {}", c, a.layer, a.face.out.display());
     Ok(())
 }
@@ -278,10 +261,8 @@ fn ascent(a: AscentArgs) -> anyhow::Result<()> {
     let result = fer_interpret::gradient_ascent(&model, &a.layer, &filters, [c, h, w], &config, &ad)?;
     let seconds = started.elapsed().as_secs_f64();
     let images = to_vec(result.images);
-    let tiles: Vec<RgbImage> = (0..filters.len()).map(|i| upscale(&gray(&images[i * h * w..(i + 1) * h * w], w as u32, h as u32, true), 2)).collect();
     let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-    let columns = (filters.len() as f64).sqrt().ceil() as usize;
-    save(&titled(grid(&tiles, &labels, columns, 2, 1), &format!("{} ascent {} steps", a.layer, a.steps)), &a.out)?;
+    save(&channel_grid(&images, filters.len(), h, w, 96, &labels, &format!("{} ascent {} steps", a.layer, a.steps)), &a.out)?;
     let acts = &result.activations;
     let start = &result.trace[0];
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;

@@ -1,0 +1,223 @@
+//! Assembling the report from the stages' results: figures and the text, every number measured.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use fer_data::{Emotion, NUM_CLASSES, SIDE};
+use fer_report::{Block, Document, Series};
+
+use crate::Profile;
+use crate::pipeline::{Ctx, RunResult, face, most_confident_error, most_confused, stage, write_json};
+
+const NAMES: [&str; NUM_CLASSES] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
+
+fn pct(x: f64) -> String {
+    format!("{:.4}", x)
+}
+
+fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
+    let colors = [[31, 119, 180], [214, 39, 40], [44, 160, 44]];
+    let mut series = Vec::new();
+    for (run, color) in runs.iter().zip(colors) {
+        let pick = |r: &fer_train::EpochRow, train: bool| match (metric, train) {
+            ("accuracy", true) => r.train_acc,
+            ("accuracy", false) => r.val_acc,
+            (_, true) => r.train_loss,
+            (_, false) => r.val_loss,
+        };
+        for train in [true, false] {
+            series.push(Series {
+                name: format!("{} {}", run.name, if train { "train" } else { "val" }),
+                points: run.history.iter().map(|r| (r.epoch as f64, pick(r, train))).collect(),
+                color,
+                dashed: train,
+            });
+        }
+    }
+    series
+}
+
+fn history_table(run: &RunResult) -> Block {
+    Block::Table {
+        header: ["epoch", "train loss", "train acc", "val loss", "val acc", "seconds", "img/s"].map(String::from).to_vec(),
+        rows: run
+            .history
+            .iter()
+            .map(|r| vec![r.epoch.to_string(), format!("{:.4}", r.train_loss), pct(r.train_acc), format!("{:.4}", r.val_loss), pct(r.val_acc), format!("{:.0}", r.seconds), format!("{:.1}", r.images_per_s)])
+            .collect(),
+    }
+}
+
+fn per_class_table(run: &RunResult) -> Block {
+    Block::Table {
+        header: ["class", "precision", "recall", "f1", "support"].map(String::from).to_vec(),
+        rows: run.evaluation.per_class.iter().map(|c| vec![c.class.clone(), pct(c.precision), pct(c.recall), pct(c.f1), c.support.to_string()]).collect(),
+    }
+}
+
+fn probs_text(p: &[f32; NUM_CLASSES]) -> String {
+    format!("[{}]", p.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", "))
+}
+
+pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bool) -> anyhow::Result<PathBuf> {
+    let spec = data.unwrap_or_else(|| "synthetic".to_string());
+    if spec.starts_with("synthetic") {
+        println!("no --data given: running on the embedded synthetic faces ({spec})");
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    stage("load data");
+    let ctx = Ctx::open(spec.clone(), profile, out.clone())?;
+    println!("    {} faces ({}), splits {:?}; testing on {}", ctx.data.len(), ctx.format, ctx.data.split_names(), ctx.test_split);
+    let (cnn_config, dnn_config, members) = ctx.configs();
+
+    stage("train and evaluate the CNN");
+    let cnn = ctx.train_and_eval("cnn", &cnn_config, 1)?;
+    stage("train and evaluate the DNN");
+    let dnn = ctx.train_and_eval("dnn", &dnn_config, 1)?;
+    let trainval = if ctx.has_separate_test() {
+        stage("train and evaluate the CNN on Training + PublicTest");
+        let mut c = cnn_config.clone();
+        c.train_splits = vec!["Training".into(), "PublicTest".into()];
+        Some(ctx.train_and_eval("cnn-trainval", &c, 1)?)
+    } else {
+        println!("==> skip the train+val variant: the data has no separate test split (PrivateTest)");
+        None
+    };
+    let ensemble = if members > 1 {
+        stage(&format!("train and evaluate a {members}-member CNN ensemble"));
+        Some(ctx.train_and_eval("ensemble", &cnn_config, members)?)
+    } else {
+        None
+    };
+
+    let figures = out.join("figures");
+    std::fs::create_dir_all(&figures)?;
+    stage("explain the CNN");
+    let explained = crate::pipeline::explain(&ctx, &cnn, &figures)?;
+
+    stage("render figures");
+    let test = ctx.test_faces();
+    fer_report::line_chart("ACCURACY PER EPOCH", "EPOCH", "ACCURACY", &curves(&[&cnn, &dnn], "accuracy")).save(figures.join("curves-accuracy.png"))?;
+    fer_report::line_chart("LOSS PER EPOCH", "EPOCH", "LOSS", &curves(&[&cnn, &dnn], "loss")).save(figures.join("curves-loss.png"))?;
+    fer_report::confusion_chart("CNN CONFUSION (COUNTS)", &cnn.evaluation.confusion_matrix, &NAMES, false).save(figures.join("confusion-counts.png"))?;
+    fer_report::confusion_chart("CNN CONFUSION (ROW %)", &cnn.evaluation.confusion_matrix, &NAMES, true).save(figures.join("confusion-normalized.png"))?;
+    let pairs = most_confused(&cnn.evaluation, 2);
+    let mut examples = Vec::new();
+    for pair in &pairs {
+        let (t, p) = (Emotion::parse(&pair.true_class).map_or(0, |e| e.id()), Emotion::parse(&pair.predicted).map_or(0, |e| e.id()));
+        if let Some(ex) = most_confident_error(&test, &cnn.probabilities, t, p) {
+            let file = format!("error-{}-as-{}.png", NAMES[t].to_lowercase(), NAMES[p].to_lowercase());
+            let title = format!("{} PREDICTED AS {}", NAMES[t], NAMES[p]);
+            fer_report::probability_chart(&title, &face(&test, ex.index), SIDE as u32, &ex.probabilities, &NAMES, t, p).save(figures.join(&file))?;
+            examples.push((file, ex));
+        }
+    }
+    write_json(&out.join("stages").join("figure-data.json"), &serde_json::json!({
+        "curves": {"cnn": cnn.history, "dnn": dnn.history},
+        "confusion_matrix": cnn.evaluation.confusion_matrix,
+        "most_confused": pairs,
+        "examples": examples,
+        "explained": explained,
+    }))?;
+
+    stage("write REPORT.md and index.html");
+    let cnn_summary = ctx.summary(&cnn_config.model)?;
+    let dnn_summary = ctx.summary(&dnn_config.model)?;
+    let mut doc = Document::new("Facial-expression recognition on FER2013, reproduced by fer");
+    doc.push(Block::Paragraph(format!(
+        "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. Profile: **{profile:?}**. \
+         Every number and figure below was computed by this run of `cargo xtask reproduce-report`.",
+        ctx.format,
+        ctx.data.len(),
+        ctx.data.split_names().join(", "),
+        cnn.train_splits.join(" + "),
+        ctx.test_split
+    )));
+    let mut rows = vec![
+        vec!["CNN".into(), cnn_summary.total_params.to_string(), cnn.history.len().to_string(), format!("{:.0}", cnn.train_seconds), pct(cnn.evaluation.accuracy)],
+        vec!["DNN".into(), dnn_summary.total_params.to_string(), dnn.history.len().to_string(), format!("{:.0}", dnn.train_seconds), pct(dnn.evaluation.accuracy)],
+    ];
+    if let Some(tv) = &trainval {
+        rows.push(vec!["CNN, trained on train+val".into(), cnn_summary.total_params.to_string(), tv.history.len().to_string(), format!("{:.0}", tv.train_seconds), pct(tv.evaluation.accuracy)]);
+    }
+    if let Some(en) = &ensemble {
+        rows.push(vec![format!("CNN ensemble of {}", en.members), format!("{} x {}", en.members, cnn_summary.total_params), en.history.len().to_string(), format!("{:.0}", en.train_seconds), pct(en.evaluation.accuracy)]);
+    }
+    doc.push(Block::Table { header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(), rows });
+
+    doc.push(Block::Heading(2, "Q1. The CNN".into()));
+    doc.push(Block::Paragraph(format!(
+        "{} parameters: {} trainable, {} non-trainable (BatchNorm running statistics). Recipe: `{}`.",
+        cnn_summary.total_params, cnn_summary.trainable_params, cnn_summary.non_trainable_params, cnn.recipe
+    )));
+    doc.push(Block::Code(cnn_summary.to_string()));
+    doc.push(history_table(&cnn));
+    doc.push(Block::Figure { path: "figures/curves-accuracy.png".into(), caption: "Train (dashed) and validation (solid) accuracy per epoch, CNN against DNN".into() });
+    doc.push(Block::Figure { path: "figures/curves-loss.png".into(), caption: "Train (dashed) and validation (solid) loss per epoch".into() });
+
+    doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
+    doc.push(Block::Paragraph(format!(
+        "{} parameters, all trainable. Test accuracy {} against the CNN's {}. Recipe: `{}`.",
+        dnn_summary.total_params,
+        pct(dnn.evaluation.accuracy),
+        pct(cnn.evaluation.accuracy),
+        dnn.recipe
+    )));
+    doc.push(Block::Code(dnn_summary.to_string()));
+    doc.push(history_table(&dnn));
+
+    doc.push(Block::Heading(2, "Q3. Confusion matrix".into()));
+    doc.push(Block::Figure { path: "figures/confusion-counts.png".into(), caption: format!("CNN on {}: counts (rows true, columns predicted)", ctx.test_split) });
+    doc.push(Block::Figure { path: "figures/confusion-normalized.png".into(), caption: "The same, each row as percentages of the true class".into() });
+    doc.push(per_class_table(&cnn));
+    let pair_text: Vec<String> = pairs.iter().map(|p| format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, p.count, 100.0 * p.rate, p.true_class)).collect();
+    doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
+    for (file, ex) in &examples {
+        doc.push(Block::Figure {
+            path: format!("figures/{file}"),
+            caption: format!(
+                "The most confident {} face predicted as {} (test face {}); probabilities (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral) = {}",
+                NAMES[ex.true_class], NAMES[ex.predicted], ex.index, probs_text(&ex.probabilities)
+            ),
+        });
+    }
+
+    doc.push(Block::Heading(2, "Q4. Saliency maps".into()));
+    for (class, ex) in &explained.saliency {
+        let name = class.to_lowercase();
+        doc.push(Block::Figure { path: format!("figures/saliency-{name}.png"), caption: format!("Saliency of a correctly predicted {class} face (test face {}, p = {:.3})", ex.index, ex.probabilities[ex.true_class]) });
+    }
+    doc.push(Block::Paragraph(format!(
+        "Beyond the report: Grad-CAM at block4.act and integrated gradients (64 steps from a black image; completeness error {}).",
+        explained.ig_relative_error.iter().map(|e| format!("{:.2}%", 100.0 * e)).collect::<Vec<_>>().join(", ")
+    )));
+    for (class, _) in &explained.saliency {
+        let name = class.to_lowercase();
+        doc.push(Block::Figure { path: format!("figures/gradcam-{name}.png"), caption: format!("Grad-CAM, {class}") });
+        doc.push(Block::Figure { path: format!("figures/ig-{name}.png"), caption: format!("Integrated gradients, {class}") });
+    }
+
+    doc.push(Block::Heading(2, "Q5. What the filters respond to".into()));
+    for (layer, channels, side) in &explained.activation_layers {
+        doc.push(Block::Figure { path: format!("figures/activations-{}.png", layer.replace('.', "-")), caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face") });
+    }
+    for (layer, filters, start, end, seconds) in &explained.ascent {
+        doc.push(Block::Figure {
+            path: format!("figures/ascent-{}.png", layer.replace('.', "-")),
+            caption: format!("Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"),
+        });
+    }
+
+    let markdown = doc.to_markdown();
+    let report_path = out.join("REPORT.md");
+    if check {
+        let existing = std::fs::read_to_string(&report_path).with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
+        anyhow::ensure!(existing == markdown, "--check: {} would change", report_path.display());
+        println!("    --check: REPORT.md is up to date");
+    } else {
+        std::fs::write(&report_path, &markdown)?;
+        std::fs::write(out.join("index.html"), doc.to_html())?;
+    }
+    Ok(report_path)
+}
+
