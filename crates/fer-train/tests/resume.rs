@@ -2,29 +2,11 @@
 //! global to the process, so a training run on another test thread would draw from it between
 //! our seeded steps.
 
-use std::path::Path;
+mod common;
 
 use burn::tensor::Device;
-use fer_data::augment::AugmentConfig;
-use fer_train::{RunConfig, StopReason, TrainError, TrainOptions, TrainOutcome, resume, train};
-
-fn data() -> fer_data::Dataset {
-    fer_data::synth::default_dataset(40, 10, 21)
-}
-
-fn tiny(epochs: usize) -> RunConfig {
-    let mut c = RunConfig::new("synthetic:", RunConfig::tiny_cnn());
-    c.recipe.epochs = epochs;
-    c.recipe.batch_size = 32;
-    c.recipe.steps_per_epoch = None;
-    c.recipe.augment = AugmentConfig { rotation_range: 5.0, ..AugmentConfig::none() };
-    c.recipe.seed = 7;
-    c
-}
-
-fn run(dir: &Path, config: &RunConfig, max_steps: Option<usize>) -> Result<TrainOutcome, TrainError> {
-    train(dir, config, &data(), &Device::flex(), TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () })
-}
+use common::{data, run, tiny};
+use fer_train::{StopReason, TrainOptions, resume};
 
 fn numbers(state: &fer_train::TrainState) -> Vec<(f64, f64, f64, f64, f64)> {
     state.history.iter().map(|r| (r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr)).collect()

@@ -1,30 +1,12 @@
 //! Training on synthetic faces: it learns, it records, it resumes exactly, it survives kill -9.
 
+mod common;
+
 use std::path::Path;
 
 use burn::tensor::Device;
-use fer_data::augment::AugmentConfig;
-use fer_train::{RunConfig, StopReason, TrainError, TrainOptions, TrainOutcome, evaluate, load_checkpoint, resume, train};
-
-fn data() -> fer_data::Dataset {
-    fer_data::synth::default_dataset(40, 10, 21)
-}
-
-fn tiny(epochs: usize) -> RunConfig {
-    let mut c = RunConfig::new("synthetic:", RunConfig::tiny_cnn());
-    c.recipe.epochs = epochs;
-    c.recipe.batch_size = 32;
-    c.recipe.steps_per_epoch = None;
-    c.recipe.augment = AugmentConfig { rotation_range: 5.0, ..AugmentConfig::none() };
-    c.recipe.seed = 7;
-    c
-}
-
-fn run(dir: &Path, config: &RunConfig, max_steps: Option<usize>) -> Result<TrainOutcome, TrainError> {
-    train(dir, config, &data(), &Device::flex(), TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () })
-}
-
-
+use common::{data, run, tiny};
+use fer_train::{StopReason, TrainOptions, evaluate, load_checkpoint, resume};
 
 #[test]
 fn a_short_run_learns_and_records_everything() {
