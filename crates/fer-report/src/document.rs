@@ -78,6 +78,7 @@ impl Document {
              table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; text-align: right; }}\n\
              th {{ background: #f0f0f0; }} figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; image-rendering: pixelated; }}\n\
              figcaption {{ color: #555; font-style: italic; }} pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}\n\
+             code {{ word-break: break-all; }}\n\
              </style>\n</head>\n<body>\n<h1>{}</h1>\n",
             escape(&self.title),
             escape(&self.title)
