@@ -3,7 +3,7 @@
 #   bash bench/load-vs-pandas.sh [IMAGE_TREE]      (default ../shared/fer2013)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tree=${1:-../shared/fer2013}
+tree=$(cd "${1:-../shared/fer2013}" && pwd)
 if [ ! -x bench/.venv/bin/python ]; then python3 -m venv bench/.venv; fi
 bench/.venv/bin/python -c "import pandas" 2>/dev/null || bench/.venv/bin/pip install -q numpy pandas
 cargo build --release -q -p fer-cli

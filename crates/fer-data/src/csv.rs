@@ -134,11 +134,13 @@ fn parse_row(line: &[u8], cols: Columns, default_split: &'static str, out: &mut 
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = [&[][..]; 8];
     let mut found = 0;
-    for field in line.split(|b| *b == b',') {
+    let mut start = 0;
+    for end in memchr::memchr_iter(b',', line).chain(std::iter::once(line.len())) {
         if found < fields.len() {
-            fields[found] = strip_quotes(field);
+            fields[found] = strip_quotes(&line[start..end]);
         }
         found += 1;
+        start = end + 1;
     }
     if found != cols.count {
         return Err(RowProblem::FieldCount { expected: cols.count, found });
@@ -181,7 +183,12 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
     };
 
     let body = bytes.get(header_end + 1..).unwrap_or_default();
-    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(body.len() / 4096 + 1);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
+        lines.push(&body[start..end]);
+        start = end + 1;
+    }
     let mut pixels = vec![0u8; lines.len() * PIXELS];
     let outcomes: Vec<Option<RowOutcome>> = lines
         .par_iter()
