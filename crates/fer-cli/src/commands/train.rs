@@ -163,6 +163,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
 
     let spec = args.data.clone().context("--data is required for a new run (a path or `synthetic`)")?;
+    // Recorded absolute, so `--resume` and `fer eval` find the data from any folder.
+    let spec = std::fs::canonicalize(&spec).map(|p| p.display().to_string()).unwrap_or(spec);
     let model = model_config(&args.model)?;
     let mut config = RunConfig::new(spec.clone(), model);
     config.train_splits = args.train_splits.clone();
