@@ -16,6 +16,19 @@ pub trait NamedActivations {
     /// Runs the model on `input` (`[batch, channels, h, w]`) and returns the logits
     /// (`[batch, classes]`).
     fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2>;
+
+    /// The output of `layer` alone. The default runs the whole tapped pass; models override it
+    /// to skip the layers after `layer` (gradient ascent calls it every step).
+    fn forward_to(&self, input: Tensor<4>, layer: &str) -> Result<Tensor<4>, TapError> {
+        let mut captured = None;
+        self.forward_tapped(input, &mut |name, x| {
+            if name == layer {
+                captured = Some(x.clone());
+            }
+            x
+        });
+        captured.ok_or_else(|| TapError::UnknownLayer { name: layer.into(), valid: self.layer_names().join(", ") })
+    }
 }
 
 /// A layer or class name that the model does not have.

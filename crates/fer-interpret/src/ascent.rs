@@ -4,7 +4,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 
-use crate::{NamedActivations, TapError, capture};
+use crate::{NamedActivations, TapError};
 
 /// The course's recipe by default: start from gray plus small noise, ascend the mean activation
 /// with the gradient normalised by its RMS, 20 steps, no regulariser.
@@ -44,7 +44,7 @@ pub struct AscentResult {
 
 /// Per-image mean activation of its own filter at `layer` ([n]).
 fn objective(model: &dyn NamedActivations, x: Tensor<4>, layer: &str, mask: &Tensor<4>) -> Result<Tensor<1>, TapError> {
-    let (_, act) = capture(model, x, layer)?;
+    let act = model.forward_to(x, layer)?;
     let [n, _, _, _] = act.dims();
     Ok((act * mask.clone()).sum_dim(1).flatten::<2>(1, 3).mean_dim(1).reshape([n]))
 }
@@ -77,7 +77,8 @@ pub fn gradient_ascent(
 ) -> Result<AscentResult, TapError> {
     let [c, h, w] = shape;
     let n = filters.len();
-    let (_, probe) = capture(model, Tensor::<4>::zeros([1, c, h, w], device), layer)?;
+    crate::check_layer(model, layer)?;
+    let probe = model.forward_to(Tensor::<4>::zeros([1, c, h, w], device), layer)?;
     let channels = probe.dims()[1];
     if let Some(&filter) = filters.iter().find(|&&f| f >= channels) {
         return Err(TapError::FilterOutOfRange { layer: layer.into(), filter, channels });

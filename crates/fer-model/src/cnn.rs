@@ -134,33 +134,34 @@ impl CnnConfig {
 
 impl DenseBlock {
     /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
-    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Tensor<2> {
-        let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x));
+    /// `None` once the tap's stop layer has been reached.
+    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
+        let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
         let x = match &self.bn {
-            Some(bn) => tap.dense(&format!("{prefix}.bn"), bn.forward(x)),
+            Some(bn) => tap.dense(&format!("{prefix}.bn"), bn.forward(x))?,
             None => x,
         };
-        let x = tap.dense(&format!("{prefix}.act"), self.act.forward(x));
+        let x = tap.dense(&format!("{prefix}.act"), self.act.forward(x))?;
         tap.dense(&format!("{prefix}.dropout"), self.dropout.forward(x))
     }
 }
 
 impl Cnn {
-    pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Tensor<2> {
+    pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let name = |layer: &str| format!("block{}.{layer}", i + 1);
-            x = tap.map(&name("conv"), block.conv.forward(x));
-            x = tap.map(&name("bn"), block.bn.forward(x));
-            x = tap.map(&name("act"), block.act.forward(x));
+            x = tap.map(&name("conv"), block.conv.forward(x))?;
+            x = tap.map(&name("bn"), block.bn.forward(x))?;
+            x = tap.map(&name("act"), block.act.forward(x))?;
             if let Some(pool) = &block.pool {
-                x = tap.map(&name("pool"), pool.forward(x));
+                x = tap.map(&name("pool"), pool.forward(x))?;
             }
-            x = tap.map(&name("dropout"), block.dropout.forward(x));
+            x = tap.map(&name("dropout"), block.dropout.forward(x))?;
         }
-        let mut x = tap.dense("flatten", x.flatten(1, 3));
+        let mut x = tap.dense("flatten", x.flatten(1, 3))?;
         for (i, block) in self.dense.iter().enumerate() {
-            x = block.forward_tapped(&format!("fc{}", i + 1), x, tap);
+            x = block.forward_tapped(&format!("fc{}", i + 1), x, tap)?;
         }
         tap.dense("logits", self.logits.forward(x))
     }

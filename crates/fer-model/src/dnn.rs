@@ -63,10 +63,10 @@ impl DnnConfig {
 }
 
 impl Dnn {
-    pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Tensor<2> {
-        let mut x = tap.dense("flatten", x.flatten(1, 3));
+    pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
+        let mut x = tap.dense("flatten", x.flatten(1, 3))?;
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward_tapped(&format!("fc{}", i + 1), x, tap);
+            x = block.forward_tapped(&format!("fc{}", i + 1), x, tap)?;
         }
         tap.dense("logits", self.logits.forward(x))
     }

@@ -4,27 +4,38 @@ use fer_interpret::NamedActivations;
 
 use crate::{CLASS_NAMES, Cnn, Dnn, INPUT_SCALE, ModelConfig, ModelError};
 
-/// The callback a tapped forward pass hands each named layer's output to.
+/// What a forward pass does at each named layer: hand the output to a callback, and/or stop
+/// there (keeping the output) so that the layers after it are not computed.
 pub(crate) struct Tap<'a> {
     callback: Option<&'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>>,
+    stop_after: Option<&'a str>,
+    stopped: Option<Tensor<4>>,
 }
 
-impl Tap<'_> {
-    pub(crate) fn map(&mut self, name: &str, x: Tensor<4>) -> Tensor<4> {
-        match &mut self.callback {
-            Some(f) => f(name, x),
-            None => x,
-        }
+impl<'a> Tap<'a> {
+    fn new(callback: Option<&'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>>, stop_after: Option<&'a str>) -> Self {
+        Tap { callback, stop_after, stopped: None }
     }
 
-    pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Tensor<2> {
-        match &mut self.callback {
-            Some(f) => {
-                let [batch, units] = x.dims();
-                f(name, x.reshape([batch, units, 1, 1])).reshape([batch, units])
-            }
+    /// The layer's output to continue with, or `None` when this is the stop layer.
+    pub(crate) fn map(&mut self, name: &str, x: Tensor<4>) -> Option<Tensor<4>> {
+        let x = match &mut self.callback {
+            Some(f) => f(name, x),
             None => x,
+        };
+        if self.stop_after == Some(name) {
+            self.stopped = Some(x);
+            return None;
         }
+        Some(x)
+    }
+
+    pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Option<Tensor<2>> {
+        if self.callback.is_none() && self.stop_after.is_none() {
+            return Some(x);
+        }
+        let [batch, units] = x.dims();
+        self.map(name, x.reshape([batch, units, 1, 1])).map(|x| x.reshape([batch, units]))
     }
 }
 
@@ -80,19 +91,28 @@ impl FerModel {
 
     /// Logits `[batch, classes]` for input `[batch, 1, 48, 48]` scaled to [0, 1].
     pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        self.forward_with(input, Tap { callback: None })
+        self.forward_with(input, &mut Tap::new(None, None)).expect("no stop layer was set")
     }
 
-    fn forward_with(&self, input: Tensor<4>, mut tap: Tap<'_>) -> Tensor<2> {
+    fn forward_with(&self, input: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         match &self.net {
-            Net::Cnn(m) => m.forward_tapped(input, &mut tap),
-            Net::Dnn(m) => m.forward_tapped(input, &mut tap),
+            Net::Cnn(m) => m.forward_tapped(input, tap),
+            Net::Dnn(m) => m.forward_tapped(input, tap),
         }
     }
 
     /// Forward pass that hands every named layer's output to `tap` (see [`NamedActivations`]).
     pub fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
-        self.forward_with(input, Tap { callback: Some(tap) })
+        self.forward_with(input, &mut Tap::new(Some(tap), None)).expect("no stop layer was set")
+    }
+
+    /// The output of `layer`, computing only the layers up to it (`None` for an unknown name).
+    pub fn forward_to(&self, input: Tensor<4>, layer: &str) -> Option<Tensor<4>> {
+        let mut tap = Tap::new(None, Some(layer));
+        match self.forward_with(input, &mut tap) {
+            Some(_) => None,
+            None => tap.stopped,
+        }
     }
 
     /// Layer names and output shapes (without the batch axis), from a forward pass at batch 1.
@@ -122,6 +142,10 @@ impl NamedActivations for FerModel {
 
     fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
         FerModel::forward_tapped(self, input, tap)
+    }
+
+    fn forward_to(&self, input: Tensor<4>, layer: &str) -> Result<Tensor<4>, fer_interpret::TapError> {
+        FerModel::forward_to(self, input, layer).ok_or_else(|| fer_interpret::TapError::unknown_layer(self, layer))
     }
 }
 

@@ -171,3 +171,16 @@ fn configs_are_parameters() {
     assert!(FerModel::new(&ModelConfig::Cnn(bad), &device).is_err());
     assert!(ModelConfig::by_name("resnet").unwrap_err().to_string().contains("cnn, dnn"));
 }
+
+#[test]
+fn forward_to_stops_at_the_layer_with_the_captured_output() {
+    let device = Device::flex();
+    let model = cnn(&device);
+    let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+    for layer in ["block1.act", "block5.act", "fc1.dense", "logits"] {
+        let (_, captured) = capture(&model, x.clone(), layer).unwrap();
+        let early = model.forward_to(x.clone(), layer).unwrap();
+        assert_eq!(early.into_data(), captured.into_data(), "{layer}");
+    }
+    assert!(model.forward_to(x, "block6.act").is_none());
+}
