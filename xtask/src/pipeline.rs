@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use fer_data::{Dataset, Emotion, LoadOptions, NUM_CLASSES, PIXELS, SIDE};
 use fer_model::{FerModel, ModelConfig, Summary};
-use fer_train::{EpochRow, Evaluation, RunConfig, TrainOptions};
+use fer_train::{EpochRow, Evaluation, RunConfig, TrainOptions, argmax};
 use serde::{Deserialize, Serialize};
 
 use crate::Profile;
@@ -189,10 +189,6 @@ pub struct Example {
     pub true_class: usize,
     pub predicted: usize,
     pub probabilities: [f32; NUM_CLASSES],
-}
-
-fn argmax(p: &[f32; NUM_CLASSES]) -> usize {
-    (0..NUM_CLASSES).fold(0, |b, i| if p[i] > p[b] { i } else { b })
 }
 
 /// The most confident error from `true_class` to `predicted`.

@@ -46,8 +46,9 @@ pub fn predict_probabilities(models: &[FerModel], data: &Dataset, device: &Devic
     out
 }
 
-fn argmax(p: &[f32; NUM_CLASSES]) -> usize {
-    (0..NUM_CLASSES).fold(0, |best, i| if p[i] > p[best] { i } else { best })
+/// The predicted class: index of the largest probability (the first, on ties).
+pub fn argmax(p: &[f32]) -> usize {
+    (0..p.len()).fold(0, |best, i| if p[i] > p[best] { i } else { best })
 }
 
 impl Evaluation {

@@ -19,6 +19,6 @@ mod train;
 pub use batches::{Batch, BatchPlan, batch_to_tensors};
 pub use checkpoint::{Checkpoint, TrainState, load_checkpoint};
 pub use error::TrainError;
-pub use eval::{ClassMetrics, Evaluation, RunEvaluation, evaluate, evaluate_run, predict_probabilities};
+pub use eval::{ClassMetrics, argmax, Evaluation, RunEvaluation, evaluate, evaluate_run, predict_probabilities};
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
 pub use train::{EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, ensemble_members, read_run_config, resume, train, train_ensemble};

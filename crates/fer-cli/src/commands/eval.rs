@@ -87,7 +87,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     }
     let probs = fer_train::predict_probabilities(&models, &faces, &device, 64);
     for (path, p) in args.images.iter().zip(probs) {
-        let best = (0..7).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+        let best = fer_train::argmax(&p);
         let name = Emotion::from_id(best).map_or("?", |e| e.name());
         let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), p[e.id()])).collect();
         println!("{}: {name} ({:.3})  [{}]", path.display(), p[best], list.join(", "));

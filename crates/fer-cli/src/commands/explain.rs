@@ -172,7 +172,7 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
     let (pixels, source, label) = face_pixels(&a.face)?;
     let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &ad);
     let probs = probabilities(&model, input.clone());
-    let predicted = (0..7).fold(0, |b, i| if probs[i] > probs[b] { i } else { b });
+    let predicted = fer_train::argmax(&probs);
     let target = match &a.class {
         Some(name) => fer_interpret::class_index(&model, name)?,
         None => predicted,
