@@ -75,6 +75,9 @@ impl CnnConfig {
                 self.conv_dropout.len()
             )));
         }
+        if let Some(k) = self.kernel_sizes.iter().find(|&&k| k % 2 == 0) {
+            return Err(ModelError::InvalidConfig(format!("cnn: kernel size {k} is even; \"same\" padding needs odd kernels")));
+        }
         if self.dense_units.len() != self.dense_dropout.len() {
             return Err(ModelError::InvalidConfig("cnn: dense_units and dense_dropout differ in length".into()));
         }
@@ -132,6 +135,15 @@ impl CnnConfig {
     }
 }
 
+impl ConvBlock {
+    /// The block's convolution through fer's kernels (fast on the CPU, burn's own elsewhere).
+    /// Padding is "same" for the odd kernels the config allows, as `Conv2dConfig` was given.
+    pub fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, kh, kw] = self.conv.weight.dims();
+        fer_kernels::conv2d(x, self.conv.weight.val(), self.conv.bias.as_ref().map(|b| b.val()), [kh / 2, kw / 2])
+    }
+}
+
 impl DenseBlock {
     /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
     /// `None` once the tap's stop layer has been reached.
@@ -151,7 +163,7 @@ impl Cnn {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let name = |layer: &str| format!("block{}.{layer}", i + 1);
-            x = tap.map(&name("conv"), block.conv.forward(x))?;
+            x = tap.map(&name("conv"), block.conv_forward(x))?;
             x = tap.map(&name("bn"), block.bn.forward(x))?;
             x = tap.map(&name("act"), block.act.forward(x))?;
             if let Some(pool) = &block.pool {

@@ -2,12 +2,24 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLoss;
+use burn::nn::{BatchNormConfig, DropoutConfig, LeakyReluConfig, LinearConfig};
+use burn::nn::pool::MaxPool2dConfig;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Distribution, Int, Tensor};
-use clap::Args;
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use clap::{Args, ValueEnum};
 use fer_model::{FerModel, ModelConfig};
 
 use crate::device::DeviceChoice;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KernelPath {
+    /// fer's own CPU kernels (the default everywhere).
+    Fast,
+    /// burn's operations only.
+    Plain,
+    /// Both, one after the other in this process, with the ratio.
+    Both,
+}
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -26,20 +38,30 @@ pub struct BenchArgs {
     /// Timed batch-1 forward passes.
     #[arg(long, default_value_t = 50)]
     latency_runs: usize,
+    /// Which kernels to time.
+    #[arg(long, value_enum, default_value = "fast")]
+    path: KernelPath,
+    /// Also time every operation of the CNN's training step on its own (forward and backward).
+    #[arg(long)]
+    breakdown: bool,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
-    /// Print one JSON object.
+    /// Print one JSON object per measured path (and one for the breakdown).
     #[arg(long)]
     json: bool,
 }
 
+struct Timing {
+    train_s: f64,
+    infer_s: f64,
+    latency_ms: f64,
+}
+
 /// Times one full training step (forward, backward, Adam) and inference on random data.
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let device = args.device.device()?;
-    let config = ModelConfig::by_name(&args.model)?;
+fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig) -> anyhow::Result<Timing> {
     let b = args.batch_size;
     let ad = device.clone().autodiff();
-    let mut model = FerModel::new(&config, &ad)?;
+    let mut model = FerModel::new(config, &ad)?;
     let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
     let loss_fn = CrossEntropyLoss::new(None, &ad);
     let mut step = |model: FerModel| {
@@ -58,41 +80,205 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let train_s = t.elapsed().as_secs_f64() / args.train_steps.max(1) as f64;
 
     let eval = model.valid();
-    let x = Tensor::<4>::random([b, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+    let x = Tensor::<4>::random([b, 1, 48, 48], Distribution::Uniform(0.0, 1.0), device);
     let _ = eval.forward(x.clone()).into_data();
     let t = Instant::now();
     for _ in 0..args.infer_batches {
         let _ = eval.forward(x.clone()).into_data();
     }
     let infer_s = t.elapsed().as_secs_f64() / args.infer_batches.max(1) as f64;
-    let x1 = Tensor::<4>::random([1, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+    let x1 = Tensor::<4>::random([1, 1, 48, 48], Distribution::Uniform(0.0, 1.0), device);
     let _ = eval.forward(x1.clone()).into_data();
     let t = Instant::now();
     for _ in 0..args.latency_runs {
         let _ = eval.forward(x1.clone()).into_data();
     }
     let latency_ms = 1e3 * t.elapsed().as_secs_f64() / args.latency_runs.max(1) as f64;
+    Ok(Timing { train_s, infer_s, latency_ms })
+}
 
-    let result = serde_json::json!({
-        "impl": "fer (burn flex)",
-        "model": args.model,
-        "batch_size": b,
-        "train_step_s": train_s,
-        "train_img_per_s": b as f64 / train_s,
-        "infer_img_per_s": b as f64 / infer_s,
-        "latency_b1_ms": latency_ms,
-    });
-    if args.json {
-        println!("{result}");
-    } else {
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let device = args.device.device()?;
+    let config = ModelConfig::by_name(&args.model)?;
+    let b = args.batch_size;
+    let paths: &[bool] = match args.path {
+        KernelPath::Fast => &[true],
+        KernelPath::Plain => &[false],
+        KernelPath::Both => &[false, true],
+    };
+    let mut results = Vec::new();
+    for &fast in paths {
+        fer_kernels::set_fast_path(fast);
+        let t = time_model(&args, &device, &config)?;
+        let name = match (fast, fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32)) {
+            (true, true) => "fer (fer-kernels on burn flex)",
+            (true, false) | (false, _) => "fer (burn ops only)",
+        };
+        let result = serde_json::json!({
+            "impl": name,
+            "model": args.model,
+            "batch_size": b,
+            "train_step_s": t.train_s,
+            "train_img_per_s": b as f64 / t.train_s,
+            "infer_img_per_s": b as f64 / t.infer_s,
+            "latency_b1_ms": t.latency_ms,
+        });
+        if args.json {
+            println!("{result}");
+        } else {
+            println!(
+                "{name} {} batch {b}: train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
+                args.model,
+                t.train_s,
+                b as f64 / t.train_s,
+                b as f64 / t.infer_s,
+                t.latency_ms
+            );
+        }
+        results.push(t);
+    }
+    if let [plain, fast] = results.as_slice() {
         println!(
-            "fer {} batch {b}: train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
-            args.model,
-            train_s,
-            b as f64 / train_s,
-            b as f64 / infer_s,
-            latency_ms
+            "fast/plain: train {:.2}x, inference {:.2}x, batch-1 latency {:.2}x",
+            plain.train_s / fast.train_s,
+            plain.infer_s / fast.infer_s,
+            plain.latency_ms / fast.latency_ms
         );
     }
+    if args.breakdown {
+        for &fast in paths {
+            fer_kernels::set_fast_path(fast);
+            let rows = breakdown(&device, b, args.train_steps.max(1));
+            print_breakdown(&rows, fast, args.json);
+        }
+    }
+    fer_kernels::set_fast_path(true);
     Ok(())
+}
+
+/// One operation of the training step timed on its own.
+struct OpRow {
+    op: String,
+    shape: String,
+    forward_ms: f64,
+    backward_ms: f64,
+}
+
+/// Best of `reps` runs of `f`, which returns (forward seconds, backward seconds).
+fn best(reps: usize, mut f: impl FnMut() -> (f64, f64)) -> (f64, f64) {
+    (0..reps + 1).map(|_| f()).skip(1).fold((f64::MAX, f64::MAX), |(a, b), (x, y)| (a.min(x), b.min(y)))
+}
+
+/// Times forward and backward of `op` on a fresh tracked input (`y.sum().backward()`).
+fn time_op<const D: usize, const E: usize>(reps: usize, input: impl Fn() -> Tensor<D>, op: impl Fn(Tensor<D>) -> Tensor<E>) -> (f64, f64) {
+    best(reps, || {
+        let x = input().require_grad();
+        let _ = x.clone().into_data();
+        let t = Instant::now();
+        let y = op(x);
+        let forward = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let grads = y.sum().backward();
+        drop(grads);
+        (forward, t.elapsed().as_secs_f64())
+    })
+}
+
+/// Every operation of the report CNN's training step, at its shapes, on `device` with autodiff.
+fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
+    let ad = device.clone().autodiff();
+    let uniform = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+    let mut rows = Vec::new();
+    let mut push = |op: &str, shape: String, (f, bw): (f64, f64)| rows.push(OpRow { op: op.into(), shape, forward_ms: f * 1e3, backward_ms: bw * 1e3 });
+    let cnn = fer_model::CnnConfig::new();
+    let (mut cin, mut side) = (1, 48);
+    for i in 0..cnn.conv_channels.len() {
+        let (cout, k) = (cnn.conv_channels[i], cnn.kernel_sizes[i]);
+        let x_dims = [b, cin, side, side];
+        let shape = format!("{cin}->{cout} {k}x{k} @{side}x{side}");
+        let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Uniform(-0.1, 0.1), &ad);
+        let bias = Tensor::<1>::random([cout], Distribution::Uniform(-0.1, 0.1), &ad);
+        let conv = |x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>| fer_kernels::conv2d(x, w, Some(bias), [k / 2, k / 2]);
+        // Input gradient only, then weight and bias gradients only.
+        push(&format!("block{} conv (fwd, bwd data)", i + 1), shape.clone(), time_op(reps, || uniform(x_dims), |x| conv(x, w.clone(), bias.clone())));
+        let x = uniform(x_dims);
+        let (_, weight_bwd) = time_op(reps, || w.clone(), |w| conv(x.clone(), w, bias.clone().require_grad()));
+        push(&format!("block{} conv (bwd weight+bias)", i + 1), shape, (0.0, weight_bwd));
+        let y_dims = [b, cout, side, side];
+        let act_shape = format!("{cout}x{side}x{side}");
+        let bn = BatchNormConfig::new(cout).init(&ad);
+        push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| bn.forward(x)));
+        let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
+        push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| act.forward(x)));
+        if cnn.pool[i] {
+            let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+            push(&format!("block{} max pool", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| pool.forward(x)));
+            side /= 2;
+        }
+        let dropout = DropoutConfig::new(cnn.conv_dropout[i]).init();
+        push(&format!("block{} dropout", i + 1), format!("{cout}x{side}x{side}"), time_op(reps, || uniform([b, cout, side, side]), |x| dropout.forward(x)));
+        cin = cout;
+    }
+    let mut features = cnn.flatten_size();
+    let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+    for (j, (&units, &p)) in cnn.dense_units.iter().zip(&cnn.dense_dropout).enumerate() {
+        let dense = LinearConfig::new(features, units).init(&ad);
+        push(&format!("fc{} dense", j + 1), format!("{features}->{units}"), time_op(reps, || uniform2([b, features]), |x| dense.forward(x)));
+        let bn = BatchNormConfig::new(units).init(&ad);
+        push(&format!("fc{} batchnorm", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| bn.forward(x)));
+        let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
+        push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| act.forward(x)));
+        let dropout = DropoutConfig::new(p).init();
+        push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| dropout.forward(x)));
+        features = units;
+    }
+    let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);
+    push("logits dense", format!("{features}->{}", cnn.num_classes), time_op(reps, || uniform2([b, features]), |x| logits.forward(x)));
+    let loss_fn = CrossEntropyLoss::new(None, &ad);
+    let targets = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
+    push("cross-entropy loss", format!("{}", cnn.num_classes), time_op(reps, || uniform2([b, cnn.num_classes]), |x| loss_fn.forward(x, targets.clone()).reshape([1, 1])));
+
+    // Adam on the whole model: gradients from one step, then the update alone.
+    let (adam, _) = best(reps, || {
+        let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+        let Ok(model) = FerModel::new(&ModelConfig::by_name("cnn").expect("the report's cnn"), &ad) else { return (f64::NAN, 0.0) };
+        let x = uniform([b.min(8), 1, 48, 48]);
+        let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
+        let t = Instant::now();
+        let model = optim.step(1e-3, model, grads);
+        let s = t.elapsed().as_secs_f64();
+        drop(model);
+        (s, 0.0)
+    });
+    push("adam update", "4,084,295 params".into(), (adam, 0.0));
+    rows
+}
+
+fn print_breakdown(rows: &[OpRow], fast: bool, json: bool) {
+    let total: f64 = rows.iter().map(|r| r.forward_ms + r.backward_ms).sum();
+    if json {
+        let ops: Vec<_> = rows
+            .iter()
+            .map(|r| serde_json::json!({"op": r.op, "shape": r.shape, "forward_ms": r.forward_ms, "backward_ms": r.backward_ms}))
+            .collect();
+        println!("{}", serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops}));
+        return;
+    }
+    println!("\nper-operation breakdown ({} path), best of runs, milliseconds per batch:", if fast { "fast" } else { "plain" });
+    println!("{:34} {:22} {:>10} {:>10} {:>7}", "operation", "shape", "forward", "backward", "share");
+    for r in rows {
+        println!(
+            "{:34} {:22} {:>10.1} {:>10.1} {:>6.1}%",
+            r.op,
+            r.shape,
+            r.forward_ms,
+            r.backward_ms,
+            100.0 * (r.forward_ms + r.backward_ms) / total
+        );
+    }
+    let kind = |key: &str| rows.iter().filter(|r| r.op.contains(key)).map(|r| r.forward_ms + r.backward_ms).sum::<f64>();
+    println!("{:34} {:22} {:>21.1}", "sum of operations", "", total);
+    for key in ["conv", "batchnorm", "leaky relu", "max pool", "dropout", "dense", "adam"] {
+        println!("  {key:32} {:>6.1}% ({:.0} ms)", 100.0 * kind(key) / total, kind(key));
+    }
 }

@@ -1,0 +1,266 @@
+//! 2-D convolution (stride 1, any padding) on contiguous NCHW `f32` buffers: im2col plus one
+//! GEMM per group of images, forward and backward.
+//!
+//! Why not burn's own kernels: flex computes the weight gradient as a convolution with batch and
+//! channels swapped and the input gradient as a transposed convolution, each with its own large
+//! temporaries. Here all three products are plain GEMMs over the same im2col matrix, images are
+//! grouped so that every GEMM has at least [`MIN_COLUMNS`] columns (the deep layers have 6x6
+//! maps), and the two CPU cores each take whole groups, so no GEMM is split across threads.
+
+use rayon::prelude::*;
+
+/// Fewest GEMM columns worth a call of their own; smaller maps are batched up to this.
+pub const MIN_COLUMNS: usize = 512;
+
+/// Shape of one convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`, stride 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub pad_h: usize,
+    pub pad_w: usize,
+}
+
+impl ConvShape {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.pad_h + 1).saturating_sub(self.kh)
+    }
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.pad_w + 1).saturating_sub(self.kw)
+    }
+    /// Output pixels per image and channel.
+    pub fn plane(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+    /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
+    pub fn patch(&self) -> usize {
+        self.cin * self.kh * self.kw
+    }
+    pub fn input_len(&self) -> usize {
+        self.n * self.cin * self.h * self.w
+    }
+    pub fn weight_len(&self) -> usize {
+        self.cout * self.patch()
+    }
+    pub fn output_len(&self) -> usize {
+        self.n * self.cout * self.plane()
+    }
+    /// Images per GEMM.
+    fn group(&self) -> usize {
+        MIN_COLUMNS.div_ceil(self.plane().max(1)).clamp(1, self.n.max(1))
+    }
+}
+
+/// `c = a · b (+ c)`, row-major with explicit strides; single-threaded unless `parallel`.
+#[allow(clippy::too_many_arguments)]
+fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
+    let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
+    // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
+    let span = |(s, rs, cs): (&[f32], isize, isize), rows: usize, cols: usize| {
+        assert!((rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) < s.len() as isize || rows * cols == 0);
+    };
+    span(a, m, k);
+    span(b, k, n);
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            c_row_stride as isize,
+            accumulate,
+            a.0.as_ptr(),
+            a.2,
+            a.1,
+            b.0.as_ptr(),
+            b.2,
+            b.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        );
+    }
+}
+
+/// Fills `col` (`patch` rows x `images * plane` columns) from `images` consecutive images.
+fn im2col(x: &[f32], s: &ConvShape, images: usize, col: &mut [f32]) {
+    let (oh, ow, plane) = (s.out_h(), s.out_w(), s.plane());
+    let width = images * plane;
+    for g in 0..images {
+        let image = &x[g * s.cin * s.h * s.w..(g + 1) * s.cin * s.h * s.w];
+        for c in 0..s.cin {
+            let channel = &image[c * s.h * s.w..(c + 1) * s.h * s.w];
+            for i in 0..s.kh {
+                for j in 0..s.kw {
+                    let row = (c * s.kh + i) * s.kw + j;
+                    let dst = &mut col[row * width + g * plane..row * width + (g + 1) * plane];
+                    // Output column ox reads input column ox + j - pad_w.
+                    let x0 = s.pad_w.saturating_sub(j).min(ow);
+                    let x1 = (s.w + s.pad_w).saturating_sub(j).min(ow).max(x0);
+                    for oy in 0..oh {
+                        let out = &mut dst[oy * ow..(oy + 1) * ow];
+                        let iy = oy + i;
+                        if iy < s.pad_h || iy - s.pad_h >= s.h {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let src = &channel[(iy - s.pad_h) * s.w..(iy - s.pad_h + 1) * s.w];
+                        out[..x0].fill(0.0);
+                        out[x0..x1].copy_from_slice(&src[x0 + j - s.pad_w..x1 + j - s.pad_w]);
+                        out[x1..].fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds `col` back into `images` consecutive image gradients (the adjoint of [`im2col`]).
+fn col2im(col: &[f32], s: &ConvShape, images: usize, dx: &mut [f32]) {
+    let (oh, ow, plane) = (s.out_h(), s.out_w(), s.plane());
+    let width = images * plane;
+    for g in 0..images {
+        let image = &mut dx[g * s.cin * s.h * s.w..(g + 1) * s.cin * s.h * s.w];
+        for c in 0..s.cin {
+            let channel = &mut image[c * s.h * s.w..(c + 1) * s.h * s.w];
+            for i in 0..s.kh {
+                for j in 0..s.kw {
+                    let row = (c * s.kh + i) * s.kw + j;
+                    let src = &col[row * width + g * plane..row * width + (g + 1) * plane];
+                    let x0 = s.pad_w.saturating_sub(j).min(ow);
+                    let x1 = (s.w + s.pad_w).saturating_sub(j).min(ow).max(x0);
+                    for oy in 0..oh {
+                        let iy = oy + i;
+                        if iy < s.pad_h || iy - s.pad_h >= s.h {
+                            continue;
+                        }
+                        let dst = &mut channel[(iy - s.pad_h) * s.w + x0 + j - s.pad_w..(iy - s.pad_h) * s.w + x1 + j - s.pad_w];
+                        for (d, v) in dst.iter_mut().zip(&src[oy * ow + x0..oy * ow + x1]) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check(s: &ConvShape, x: usize, w: usize) {
+    assert_eq!(x, s.input_len(), "conv2d: input length does not match {s:?}");
+    assert_eq!(w, s.weight_len(), "conv2d: weight length does not match {s:?}");
+}
+
+/// `y = conv(x, w) + b`, NCHW.
+pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+    check(s, x.len(), w.len());
+    let (plane, patch, group) = (s.plane(), s.patch(), s.group());
+    let mut y = vec![0.0f32; s.output_len()];
+    let groups = s.n.div_ceil(group);
+    let parallel_gemm = groups < rayon::current_num_threads();
+    y.par_chunks_mut(group * s.cout * plane).enumerate().for_each(|(gi, out)| {
+        let first = gi * group;
+        let images = out.len() / (s.cout * plane);
+        let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
+        let width = images * plane;
+        let mut col = vec![0.0f32; patch * width];
+        im2col(input, s, images, &mut col);
+        let mut prod = vec![0.0f32; s.cout * width];
+        sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
+        for g in 0..images {
+            for co in 0..s.cout {
+                let bias = b.map_or(0.0, |b| b[co]);
+                let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
+                let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
+                for (d, v) in dst.iter_mut().zip(src) {
+                    *d = v + bias;
+                }
+            }
+        }
+    });
+    y
+}
+
+/// Gradients of [`forward`] given the output gradient `dy`: `(dx, dw, db)`, each only when asked.
+pub struct Gradients {
+    pub dx: Option<Vec<f32>>,
+    pub dw: Option<Vec<f32>>,
+    pub db: Option<Vec<f32>>,
+}
+
+pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, want_dw: bool, want_db: bool) -> Gradients {
+    check(s, x.len(), w.len());
+    assert_eq!(dy.len(), s.output_len(), "conv2d backward: output gradient length does not match {s:?}");
+    let (plane, patch, group) = (s.plane(), s.patch(), s.group());
+    let image_len = s.cin * s.h * s.w;
+    let groups = s.n.div_ceil(group);
+    let parallel_gemm = groups < rayon::current_num_threads();
+    let mut dx = if want_dx { vec![0.0f32; s.input_len()] } else { Vec::new() };
+    // One (dw, db) partial per rayon task, summed at the end: no locks, deterministic per split.
+    let zero = || (if want_dw { vec![0.0f32; s.weight_len()] } else { Vec::new() }, if want_db { vec![0.0f32; s.cout] } else { Vec::new() });
+    let work = |gi: usize, dx_group: Option<&mut [f32]>, (mut dw, mut db): (Vec<f32>, Vec<f32>)| {
+        let first = gi * group;
+        let images = group.min(s.n - first);
+        let width = images * plane;
+        // The output gradient of the group as one [cout, images * plane] matrix.
+        let mut g = vec![0.0f32; s.cout * width];
+        for i in 0..images {
+            for co in 0..s.cout {
+                let src = &dy[((first + i) * s.cout + co) * plane..((first + i) * s.cout + co + 1) * plane];
+                g[co * width + i * plane..co * width + (i + 1) * plane].copy_from_slice(src);
+            }
+        }
+        if want_db {
+            for co in 0..s.cout {
+                db[co] += g[co * width..(co + 1) * width].iter().sum::<f32>();
+            }
+        }
+        if want_dw {
+            let mut col = vec![0.0f32; patch * width];
+            im2col(&x[first * image_len..(first + images) * image_len], s, images, &mut col);
+            // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
+            sgemm(s.cout, patch, width, (&g, width as isize, 1), (&col, 1, width as isize), &mut dw, patch, true, parallel_gemm);
+        }
+        if let Some(dx_group) = dx_group {
+            let mut col = vec![0.0f32; patch * width];
+            // dcol[patch, width] = wᵀ[patch, cout] · g[cout, width]
+            sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm);
+            col2im(&col, s, images, dx_group);
+        }
+        (dw, db)
+    };
+    let add = |(mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)| {
+        a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
+        b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
+        (a, b)
+    };
+    let (dw, db) = if want_dx {
+        dx.par_chunks_mut(group * image_len).enumerate().fold(zero, |acc, (gi, chunk)| work(gi, Some(chunk), acc)).reduce(zero, add)
+    } else {
+        (0..groups).into_par_iter().fold(zero, |acc, gi| work(gi, None, acc)).reduce(zero, add)
+    };
+    Gradients { dx: want_dx.then_some(dx), dw: want_dw.then_some(dw), db: want_db.then_some(db) }
+}
