@@ -11,10 +11,39 @@ use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::conv::{self, ConvShape};
+use crate::pointwise;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    /// Per-channel mean (row 0) and biased variance (row 1) of `[n, c, ...]`; never tracked.
+    fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Batch normalisation with the batch's own `stats` (from `fer_bn_stats`); its gradient
+    /// accounts for the statistics' dependence on `x`.
+    fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self>;
+    fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
+    fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self>;
+    fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_bn_stats(x.into_dispatch()))
+}
+
+pub fn batch_norm_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), stats.into_dispatch(), epsilon))
+}
+
+pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_leaky_relu(x.into_dispatch(), slope))
+}
+
+pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, prob: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dropout(x.into_dispatch(), seed, prob))
+}
+
+pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_max_pool2x2(x.into_dispatch()))
 }
 
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize; 2]) -> Tensor<4> {
@@ -40,7 +69,51 @@ fn shape_of(x: &FlexTensor, w: &FlexTensor, pad_h: usize, pad_w: usize) -> ConvS
     ConvShape { n: xd[0], cin: xd[1], h: xd[2], w: xd[3], cout: wd[0], kh: wd[2], kw: wd[3], pad_h, pad_w }
 }
 
+fn dims(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
+}
+
+/// `(n, channels, plane)` of an `[n, c, ...]` tensor.
+fn ncp(d: &[usize]) -> (usize, usize, usize) {
+    (d[0], d.get(1).copied().unwrap_or(1), d.iter().skip(2).product())
+}
+
+fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
+    let s = contiguous(stats);
+    (s[..c].to_vec(), s[c..2 * c].to_vec())
+}
+
 impl FerKernels for Flex {
+    fn fer_bn_stats(x: FlexTensor) -> FlexTensor {
+        let (n, c, plane) = ncp(&dims(&x));
+        let (mut mean, var) = pointwise::channel_stats(&contiguous(&x), n, c, plane);
+        mean.extend(var);
+        tensor(mean, &[2, c])
+    }
+
+    fn fer_batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32) -> FlexTensor {
+        let d = dims(&x);
+        let (n, c, plane) = ncp(&d);
+        let (mean, var) = stats_of(&stats, c);
+        tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon), &d)
+    }
+
+    fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
+        let d = dims(&x);
+        tensor(pointwise::leaky_relu(&contiguous(&x), slope), &d)
+    }
+
+    fn fer_dropout(x: FlexTensor, seed: u64, prob: f32) -> FlexTensor {
+        let d = dims(&x);
+        tensor(pointwise::dropout(&contiguous(&x), seed, prob), &d)
+    }
+
+    fn fer_max_pool2x2(x: FlexTensor) -> FlexTensor {
+        let d = dims(&x);
+        let y = pointwise::max_pool2x2(&contiguous(&x), d[0] * d[1], d[2], d[3]);
+        tensor(y, &[d[0], d[1], d[2] / 2, d[3] / 2])
+    }
+
     fn fer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
         let y = conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s);
@@ -73,6 +146,40 @@ impl Backward<Flex, 3> for Conv2dBackward {
 }
 
 impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
+    fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Statistics are constants to everything downstream (batch_norm_train differentiates
+        // through them itself), so this node never receives a gradient.
+        match StatsBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((), Flex::fer_bn_stats(x.into_primitive())),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_bn_stats(x.into_primitive())),
+        }
+    }
+
+    fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
+        let stats = stats.into_primitive();
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                let y = Flex::fer_batch_norm_train(x.clone(), gamma.clone(), beta, stats.clone(), epsilon);
+                prep.finish((x, gamma, stats, epsilon), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats, epsilon)),
+        }
+    }
+
+    fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
+        // The output has the input's sign (slope > 0), so it is what the backward pass keeps.
+        unary::<C>(x, |x| Flex::fer_leaky_relu(x, slope), leaky_relu_grad, false, slope, 0)
+    }
+
+    fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self> {
+        unary::<C>(x, |x| Flex::fer_dropout(x, seed, prob), dropout_grad, false, prob, seed)
+    }
+
+    fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        unary::<C>(x, Flex::fer_max_pool2x2, max_pool_grad, true, 0.0, 0)
+    }
+
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {
         match Conv2dBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
@@ -83,4 +190,98 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), pad_h, pad_w)),
         }
     }
+}
+
+#[derive(Debug)]
+struct StatsBackward;
+
+impl Backward<Flex, 1> for StatsBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let _ = grads.consume::<Flex>(&ops.node);
+    }
+}
+
+#[derive(Debug)]
+struct BatchNormBackward;
+
+impl Backward<Flex, 3> for BatchNormBackward {
+    type State = (FlexTensor, FlexTensor, FlexTensor, f32);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_gamma, node_beta] = ops.parents;
+        let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
+        let (x, gamma, stats, epsilon) = ops.state;
+        let d = dims(&x);
+        let (n, c, plane) = ncp(&d);
+        let (mean, var) = stats_of(&stats, c);
+        let (dx, dgamma, dbeta) = pointwise::batch_norm_backward(&contiguous(&x), &contiguous(&dy), n, c, plane, &mean, &var, &contiguous(&gamma), epsilon);
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, tensor(dx, &d));
+        }
+        if let Some(node) = node_gamma {
+            grads.register::<Flex>(node.id, tensor(dgamma, &[c]));
+        }
+        if let Some(node) = node_beta {
+            grads.register::<Flex>(node.id, tensor(dbeta, &[c]));
+        }
+    }
+}
+
+/// Backward of a one-input operation whose input gradient is a function of the saved tensor and
+/// the output gradient.
+#[derive(Debug)]
+struct UnaryBackward {
+    grad: fn(&FlexTensor, &FlexTensor, f32, u64) -> FlexTensor,
+}
+
+impl Backward<Flex, 1> for UnaryBackward {
+    type State = (FlexTensor, f32, u64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
+        let (saved, scalar, seed) = ops.state;
+        if let Some(node) = node_x {
+            grads.register::<Flex>(node.id, (self.grad)(&saved, &dy, scalar, seed));
+        }
+    }
+}
+
+fn unary<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    forward: impl FnOnce(FlexTensor) -> FlexTensor,
+    grad: fn(&FlexTensor, &FlexTensor, f32, u64) -> FlexTensor,
+    save_input: bool,
+    scalar: f32,
+    seed: u64,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match (UnaryBackward { grad }).prepare::<C>([x.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let x = x.into_primitive();
+            if save_input {
+                let y = forward(x.clone());
+                prep.finish((x, scalar, seed), y)
+            } else {
+                let y = forward(x);
+                // The output is saved (dropout needs nothing but its seed; it keeps the shape).
+                prep.finish((y.clone(), scalar, seed), y)
+            }
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+    }
+}
+
+fn leaky_relu_grad(x: &FlexTensor, dy: &FlexTensor, slope: f32, _: u64) -> FlexTensor {
+    tensor(pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope), &dims(dy))
+}
+
+fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTensor {
+    tensor(pointwise::dropout(&contiguous(dy), seed, prob), &dims(dy))
+}
+
+fn max_pool_grad(x: &FlexTensor, dy: &FlexTensor, _: f32, _: u64) -> FlexTensor {
+    let d = dims(x);
+    tensor(pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]), &d)
 }

@@ -13,9 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::DispatchDevice;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor};
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, Dropout, LeakyRelu, PaddingConfig2d};
+use burn::tensor::{DType, Distribution, Tensor};
 
 pub mod conv;
+pub mod pointwise;
 mod flex;
 
 static FAST_PATH: AtomicBool = AtomicBool::new(true);
@@ -42,4 +45,62 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, padding:
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
     flex::conv2d(x, weight, bias, padding)
+}
+
+fn fast_for<const D: usize>(x: &Tensor<D>) -> bool {
+    uses_fast_path(&x.device(), x.dtype())
+}
+
+/// A burn `BatchNorm` layer's forward pass: batch statistics (and a running-statistics update,
+/// exactly as burn's layer does) in training, running statistics otherwise.
+pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if !fast_for(&x) || (x.device().is_autodiff() && !training) {
+        // Frozen layers on a gradient device (interpretability) keep burn's differentiable path.
+        return bn.forward(x);
+    }
+    let channels = x.dims()[1];
+    if !training {
+        let stats = Tensor::cat(vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])], 0);
+        return flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32);
+    }
+    let stats = flex::bn_stats(x.clone());
+    let batch = stats.clone().detach();
+    let mean = batch.clone().slice([0..1, 0..channels]).reshape([channels]);
+    let var = batch.slice([1..2, 0..channels]).reshape([channels]);
+    let device = x.device();
+    let momentum = bn.momentum;
+    let running_mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(mean.mul_scalar(momentum));
+    let running_var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
+    flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32)
+}
+
+pub fn leaky_relu<const D: usize>(act: &LeakyRelu, x: Tensor<D>) -> Tensor<D> {
+    if !fast_for(&x) || act.negative_slope < 0.0 {
+        return act.forward(x);
+    }
+    flex::leaky_relu(x, act.negative_slope as f32)
+}
+
+/// A burn `Dropout` layer's forward pass. The mask's seed is drawn from burn's random generator
+/// on the tensor's device, so `Device::seed` makes runs (and resumed runs) repeat exactly.
+pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    if !fast_for(&x) || !layer.training.is_enabled() || !x.device().is_autodiff() || layer.prob == 0.0 {
+        return layer.forward(x);
+    }
+    let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &x.device().inner()).into_data();
+    let draws = draws.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let seed = draws.iter().fold(0u64, |acc, v| (acc << 32) ^ u64::from(v.to_bits()));
+    flex::dropout(x, seed, layer.prob as f32)
+}
+
+/// A burn `MaxPool2d` layer's forward pass; fer's kernel covers the 2x2, stride-2, unpadded case.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let simple = pool.kernel_size == [2, 2] && pool.stride == [2, 2] && pool.dilation == [1, 1] && !pool.ceil_mode && matches!(pool.padding, PaddingConfig2d::Valid);
+    if !fast_for(&x) || !simple {
+        return pool.forward(x);
+    }
+    flex::max_pool2x2(x)
 }

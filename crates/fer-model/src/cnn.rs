@@ -150,11 +150,11 @@ impl DenseBlock {
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
         let x = match &self.bn {
-            Some(bn) => tap.dense(&format!("{prefix}.bn"), bn.forward(x))?,
+            Some(bn) => tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?,
             None => x,
         };
-        let x = tap.dense(&format!("{prefix}.act"), self.act.forward(x))?;
-        tap.dense(&format!("{prefix}.dropout"), self.dropout.forward(x))
+        let x = tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))?;
+        tap.dense(&format!("{prefix}.dropout"), fer_kernels::dropout(&self.dropout, x))
     }
 }
 
@@ -164,12 +164,12 @@ impl Cnn {
         for (i, block) in self.blocks.iter().enumerate() {
             let name = |layer: &str| format!("block{}.{layer}", i + 1);
             x = tap.map(&name("conv"), block.conv_forward(x))?;
-            x = tap.map(&name("bn"), block.bn.forward(x))?;
-            x = tap.map(&name("act"), block.act.forward(x))?;
+            x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
+            x = tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?;
             if let Some(pool) = &block.pool {
-                x = tap.map(&name("pool"), pool.forward(x))?;
+                x = tap.map(&name("pool"), fer_kernels::max_pool2d(pool, x))?;
             }
-            x = tap.map(&name("dropout"), block.dropout.forward(x))?;
+            x = tap.map(&name("dropout"), fer_kernels::dropout(&block.dropout, x))?;
         }
         let mut x = tap.dense("flatten", x.flatten(1, 3))?;
         for (i, block) in self.dense.iter().enumerate() {

@@ -207,16 +207,16 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
         let y_dims = [b, cout, side, side];
         let act_shape = format!("{cout}x{side}x{side}");
         let bn = BatchNormConfig::new(cout).init(&ad);
-        push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| bn.forward(x)));
+        push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::batch_norm(&bn, x)));
         let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
-        push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| act.forward(x)));
+        push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::leaky_relu(&act, x)));
         if cnn.pool[i] {
             let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-            push(&format!("block{} max pool", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| pool.forward(x)));
+            push(&format!("block{} max pool", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::max_pool2d(&pool, x)));
             side /= 2;
         }
         let dropout = DropoutConfig::new(cnn.conv_dropout[i]).init();
-        push(&format!("block{} dropout", i + 1), format!("{cout}x{side}x{side}"), time_op(reps, || uniform([b, cout, side, side]), |x| dropout.forward(x)));
+        push(&format!("block{} dropout", i + 1), format!("{cout}x{side}x{side}"), time_op(reps, || uniform([b, cout, side, side]), |x| fer_kernels::dropout(&dropout, x)));
         cin = cout;
     }
     let mut features = cnn.flatten_size();
@@ -225,11 +225,11 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
         let dense = LinearConfig::new(features, units).init(&ad);
         push(&format!("fc{} dense", j + 1), format!("{features}->{units}"), time_op(reps, || uniform2([b, features]), |x| dense.forward(x)));
         let bn = BatchNormConfig::new(units).init(&ad);
-        push(&format!("fc{} batchnorm", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| bn.forward(x)));
+        push(&format!("fc{} batchnorm", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::batch_norm(&bn, x)));
         let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
-        push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| act.forward(x)));
+        push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::leaky_relu(&act, x)));
         let dropout = DropoutConfig::new(p).init();
-        push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| dropout.forward(x)));
+        push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::dropout(&dropout, x)));
         features = units;
     }
     let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);

@@ -1,0 +1,124 @@
+//! fer's BatchNorm, LeakyReLU, max-pool and dropout kernels against burn's own layers on flex:
+//! outputs, gradients and (BatchNorm) running statistics.
+
+use burn::module::Module;
+use burn::nn::pool::MaxPool2dConfig;
+use burn::nn::{BatchNormConfig, DropoutConfig, LeakyReluConfig};
+use burn::tensor::{Device, Distribution, Tensor};
+
+fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+}
+
+fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{name}[{i}]: got {g}, want {w}");
+    }
+}
+
+fn device() -> Device {
+    let device = Device::flex().autodiff();
+    assert!(fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32));
+    device
+}
+
+/// Output and input gradient (under a random output weighting) of `f` on `x`.
+fn run<const D: usize>(x: &Tensor<D>, seed_grad: &Tensor<D>, f: impl Fn(Tensor<D>) -> Tensor<D>) -> (Vec<f32>, Vec<f32>) {
+    let x = x.clone().require_grad();
+    let y = f(x.clone());
+    let grads = (y.clone() * seed_grad.clone()).sum().backward();
+    (to_vec(y), to_vec(x.grad(&grads).expect("input gradient")))
+}
+
+#[test]
+fn batch_norm_matches_burn_in_training_and_inference() {
+    let device = device();
+    for dims in [[6usize, 4, 5, 5], [9, 3, 1, 1]] {
+        let x = Tensor::<4>::random(dims, Distribution::Normal(0.5, 2.0), &device);
+        let g = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
+        let c = dims[1];
+        let gamma = Tensor::<1>::random([c], Distribution::Uniform(0.5, 1.5), &device);
+        let beta = Tensor::<1>::random([c], Distribution::Uniform(-0.5, 0.5), &device);
+        let make = || {
+            let mut bn = BatchNormConfig::new(c).init(&device);
+            bn.gamma = bn.gamma.map(|_| gamma.clone().require_grad());
+            bn.beta = bn.beta.map(|_| beta.clone().require_grad());
+            bn
+        };
+        let (fast_bn, plain_bn) = (make(), make());
+        let fast = run(&x, &g, |x| fer_kernels::batch_norm(&fast_bn, x));
+        let plain = run(&x, &g, |x| plain_bn.forward(x));
+        assert_close("bn output", &fast.0, &plain.0, 1e-4);
+        assert_close("bn input gradient", &fast.1, &plain.1, 1e-3);
+        assert_close("running mean", &to_vec(fast_bn.running_mean.value()), &to_vec(plain_bn.running_mean.value()), 1e-5);
+        assert_close("running var", &to_vec(fast_bn.running_var.value()), &to_vec(plain_bn.running_var.value()), 1e-5);
+        // gamma and beta gradients.
+        let grads_of = |bn: &burn::nn::BatchNorm, fast: bool| {
+            let y = if fast { fer_kernels::batch_norm(bn, x.clone()) } else { bn.forward(x.clone()) };
+            let grads = (y * g.clone()).sum().backward();
+            (to_vec(bn.gamma.val().grad(&grads).expect("gamma")), to_vec(bn.beta.val().grad(&grads).expect("beta")))
+        };
+        let (fg, fb) = grads_of(&fast_bn, true);
+        let (pg, pb) = grads_of(&plain_bn, false);
+        assert_close("gamma gradient", &fg, &pg, 1e-3);
+        assert_close("beta gradient", &fb, &pb, 1e-3);
+        // Inference (plain device): running statistics.
+        let xi = x.clone().inner();
+        let infer_fast = to_vec(fer_kernels::batch_norm(&fast_bn.valid(), xi.clone()));
+        let infer_plain = to_vec(plain_bn.valid().forward(xi));
+        assert_close("bn inference", &infer_fast, &infer_plain, 1e-4);
+    }
+}
+
+#[test]
+fn leaky_relu_and_max_pool_match_burn() {
+    let device = device();
+    let x = Tensor::<4>::random([3, 5, 8, 7], Distribution::Normal(0.0, 1.0), &device);
+    let g = Tensor::<4>::random([3, 5, 8, 7], Distribution::Uniform(-1.0, 1.0), &device);
+    let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
+    let fast = run(&x, &g, |x| fer_kernels::leaky_relu(&act, x));
+    let plain = run(&x, &g, |x| act.forward(x));
+    assert_close("leaky relu", &fast.0, &plain.0, 1e-6);
+    assert_close("leaky relu gradient", &fast.1, &plain.1, 1e-6);
+
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    let gp = Tensor::<4>::random([3, 5, 4, 3], Distribution::Uniform(-1.0, 1.0), &device);
+    let pooled = |f: &dyn Fn(Tensor<4>) -> Tensor<4>| {
+        let x = x.clone().require_grad();
+        let y = f(x.clone());
+        let grads = (y.clone() * gp.clone()).sum().backward();
+        (to_vec(y), to_vec(x.grad(&grads).expect("pool gradient")))
+    };
+    let fast = pooled(&|x| fer_kernels::max_pool2d(&pool, x));
+    let plain = pooled(&|x| pool.forward(x));
+    assert_close("max pool (odd width 7 drops the last column)", &fast.0, &plain.0, 0.0);
+    assert_close("max pool gradient", &fast.1, &plain.1, 0.0);
+}
+
+#[test]
+fn dropout_keeps_the_expected_share_scales_and_routes_gradients_through_the_same_mask() {
+    let device = device();
+    let layer = DropoutConfig::new(0.3).init();
+    let x = Tensor::<2>::random([200, 500], Distribution::Uniform(1.0, 2.0), &device).require_grad();
+    let y = fer_kernels::dropout(&layer, x.clone());
+    let grads = y.clone().sum().backward();
+    let (xs, ys, gs) = (to_vec(x.clone()), to_vec(y), to_vec(x.grad(&grads).expect("dropout gradient")));
+    let kept = ys.iter().filter(|&&v| v != 0.0).count() as f64 / ys.len() as f64;
+    assert!((kept - 0.7).abs() < 0.01, "kept share {kept}, expected 0.7");
+    for i in 0..ys.len() {
+        if ys[i] != 0.0 {
+            assert!((ys[i] - xs[i] / 0.7).abs() < 1e-5, "kept element {i} not scaled by 1/0.7");
+            assert!((gs[i] - 1.0 / 0.7).abs() < 1e-5, "gradient of kept element {i}");
+        } else {
+            assert_eq!(gs[i], 0.0, "gradient of dropped element {i}");
+        }
+    }
+    // The mask comes from the device's seeded generator: same seed, same mask; new draw, new mask.
+    let mask = |seed: u64| {
+        device.seed(seed);
+        to_vec(fer_kernels::dropout(&layer, Tensor::<2>::ones([50, 50], &device)))
+    };
+    assert_eq!(mask(5), mask(5));
+    assert_ne!(mask(5), mask(6));
+}
