@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() {
+    fer_kernels::tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),

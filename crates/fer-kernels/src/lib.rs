@@ -104,3 +104,19 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     }
     flex::max_pool2x2(x)
 }
+
+/// Keeps large freed blocks in the process instead of returning them to the kernel.
+///
+/// Training allocates and frees activations of up to 75 MB per layer and step. glibc serves
+/// blocks that large with fresh `mmap`s, so every step page-faults and zero-fills hundreds of
+/// megabytes again (`clear_page` was 7% of a profiled step). Raising the mmap and trim
+/// thresholds lets the heap reuse them. A process-wide setting, so only binaries call it.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts glibc's thresholds; it is called before any worker threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
