@@ -43,7 +43,7 @@ pub enum Profile {
     /// Small models on synthetic faces: a few minutes, what the tests use.
     Smoke,
     /// The report's models on real data within about 2 hours on a 2-core CPU
-    /// (CNN 8 epochs x 50 steps, DNN 40 epochs, no ensemble).
+    /// (CNN 8 epochs x 100 steps, DNN 40 epochs, no ensemble).
     Cpu,
     /// The report's protocol: CNN 30 epochs x 500 steps, DNN 100 epochs, 5-member ensemble. For a GPU.
     Full,

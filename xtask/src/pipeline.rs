@@ -93,7 +93,7 @@ impl Ctx {
             Profile::Cpu => {
                 let mut cnn = RunConfig::new(&self.spec, named("cnn"));
                 cnn.recipe.epochs = 8;
-                cnn.recipe.steps_per_epoch = Some(50);
+                cnn.recipe.steps_per_epoch = Some(100);
                 let mut dnn = RunConfig::new(&self.spec, named("dnn"));
                 dnn.recipe.epochs = 40;
                 (cnn, dnn, 1)

@@ -5,6 +5,8 @@
 
 use rayon::prelude::*;
 
+use crate::conv::scratch;
+
 /// Elements per rayon task for flat element-wise loops.
 const CHUNK: usize = 1 << 14;
 
@@ -30,7 +32,7 @@ pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, 
 pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
     let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + eps).sqrt()).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
-    let mut y = vec![0.0f32; n * c * plane];
+    let mut y = scratch(n * c * plane);
     y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, (out, inp))| {
         let ch = i % c;
         let (s, b) = (scale[ch], shift[ch]);
@@ -70,7 +72,7 @@ pub fn batch_norm_backward(
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = scratch(x.len());
     dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, out)| {
         let ch = i % c;
         let (m, is, g) = (mean[ch], inv_std[ch], gamma[ch]);
@@ -84,7 +86,7 @@ pub fn batch_norm_backward(
 }
 
 pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = scratch(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
         for (o, &v) in o.iter_mut().zip(i) {
             *o = if v < 0.0 { v * slope } else { v };
@@ -96,7 +98,7 @@ pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
 /// `dx = dy` where the forward input was ≥ 0, `slope · dy` elsewhere (the sign of the output is
 /// the sign of the input for a positive slope, so either may be passed).
 pub fn leaky_relu_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
-    let mut dx = vec![0.0f32; x.len()];
+    let mut dx = scratch(x.len());
     dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (i, g))| {
         for ((o, &v), &d) in o.iter_mut().zip(i).zip(g) {
             *o = if v < 0.0 { d * slope } else { d };
@@ -122,7 +124,7 @@ pub fn dropout_keeps(seed: u64, index: u64, keep: f32) -> bool {
 pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
     let keep = 1.0 - prob;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-    let mut y = vec![0.0f32; x.len()];
+    let mut y = scratch(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(k, (o, i))| {
         let base = (k * CHUNK) as u64;
         for (j, (o, &v)) in o.iter_mut().zip(i).enumerate() {
@@ -136,7 +138,7 @@ pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
 /// burn's and Keras' "valid" pooling do). Ties go to the first element in row-major order.
 pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
-    let mut y = vec![0.0f32; planes * oh * ow];
+    let mut y = scratch(planes * oh * ow);
     y.par_chunks_mut((oh * ow).max(1)).enumerate().for_each(|(p, out)| {
         let inp = &x[p * h * w..(p + 1) * h * w];
         for oy in 0..oh {
