@@ -50,6 +50,7 @@ pub enum Profile {
 }
 
 fn main() {
+    fer_kernels::tune_allocator();
     let result = match Xtask::parse().command {
         Task::ReproduceReport { data, profile, out, check } => {
             let started = Instant::now();
