@@ -1,25 +1,31 @@
 #!/usr/bin/env bash
-# fer against the PyTorch reference of the same model, batch and optimizer, in one command.
-#   bash bench/fer-vs-pytorch.sh [cnn|dnn] [train_steps]
+# fer (burn ops only, and fer-kernels) against the PyTorch reference of the same model, batch and
+# optimizer, back to back in one command, with the ratios; then fer's per-operation breakdown.
+#   bash bench/fer-vs-pytorch.sh [cnn|dnn] [train_steps] [--breakdown]
 # Installs torch (CPU use only) into bench/.venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-cnn}
 steps=${2:-3}
+breakdown=${3:-}
 if [ ! -x bench/.venv/bin/python ]; then python3 -m venv bench/.venv; fi
 bench/.venv/bin/python -c "import torch" 2>/dev/null || bench/.venv/bin/pip install -q numpy torch
 cargo build --release -q -p fer-cli
 out=$(mktemp)
-./target/release/fer bench --model "$model" --train-steps "$steps" --json | tee -a "$out"
+./target/release/fer bench --model "$model" --train-steps "$steps" --path both --json | grep '"impl"' | tee -a "$out"
 for mode in fp32 channels_last bf16; do
   bench/.venv/bin/python bench/torch_reference.py bench --model "$model" --mode "$mode" --train-steps "$steps" --json | tee -a "$out"
 done
 bench/.venv/bin/python - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-fer = rows[0]
-print(f"\n{'implementation':38} {'train img/s':>12} {'infer img/s':>12} {'b1 ms':>8}   fer/that: train  infer  latency(that/fer)")
+fer = rows[1]  # the fast path (row 0 is burn's ops only)
+print(f"\n{'implementation':38} {'train img/s':>12} {'infer img/s':>12} {'b1 ms':>8}   fer-kernels vs that: train  infer  b1 latency")
 for r in rows:
     print(f"{r['impl']:38} {r['train_img_per_s']:12.1f} {r['infer_img_per_s']:12.1f} {r['latency_b1_ms']:8.2f}   "
-          f"{fer['train_img_per_s']/r['train_img_per_s']:14.2f}x {fer['infer_img_per_s']/r['infer_img_per_s']:5.2f}x {r['latency_b1_ms']/fer['latency_b1_ms']:7.2f}x")
+          f"{fer['train_img_per_s']/r['train_img_per_s']:24.2f}x {fer['infer_img_per_s']/r['infer_img_per_s']:5.2f}x {r['latency_b1_ms']/fer['latency_b1_ms']:8.2f}x")
+print("(ratios above 1 mean fer-kernels is faster; latency ratio = that's latency / fer's)")
 PY
+if [ "$breakdown" = "--breakdown" ]; then
+  ./target/release/fer bench --model "$model" --train-steps "$steps" --infer-batches 1 --latency-runs 1 --path fast --breakdown | sed -n '/per-operation/,$p'
+fi
