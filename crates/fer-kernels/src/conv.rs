@@ -12,6 +12,9 @@ use rayon::prelude::*;
 /// Fewest GEMM columns worth a call of their own; smaller maps are batched up to this.
 pub const MIN_COLUMNS: usize = 512;
 
+/// How many partial weight gradients a backward pass sums (fixed, for reproducible sums).
+const PARTS: usize = 8;
+
 /// Shape of one convolution: input `[n, cin, h, w]`, weight `[cout, cin, kh, kw]`, stride 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvShape {
@@ -188,11 +191,24 @@ fn check(s: &ConvShape, x: usize, w: usize) {
 
 /// `y = conv(x, w) + b`, NCHW.
 pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+    forward_activated(x, w, b, s, None)
+}
+
+/// [`forward`] followed by LeakyReLU with `slope` when given, in the same pass over the output
+/// (inference folds BatchNorm into `w` and `b`, so a whole conv block is one call).
+pub fn forward_activated(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape, slope: Option<f32>) -> Vec<f32> {
     check(s, x.len(), w.len());
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let mut y = scratch(s.output_len());
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
+    let finish = |v: f32, bias: f32| {
+        let v = v + bias;
+        match slope {
+            Some(k) if v < 0.0 => v * k,
+            _ => v,
+        }
+    };
     y.par_chunks_mut(group * s.cout * plane).enumerate().for_each(|(gi, out)| {
         let first = gi * group;
         let images = out.len() / (s.cout * plane);
@@ -200,6 +216,15 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f3
         let width = images * plane;
         let mut col = scratch(patch * width);
         im2col(input, s, images, &mut col);
+        if images == 1 {
+            // One image: the product already has the output's [cout, plane] layout.
+            sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), out, width, false, parallel_gemm);
+            for co in 0..s.cout {
+                let bias = b.map_or(0.0, |b| b[co]);
+                out[co * plane..(co + 1) * plane].iter_mut().for_each(|v| *v = finish(*v, bias));
+            }
+            return;
+        }
         let mut prod = scratch(s.cout * width);
         sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
         for g in 0..images {
@@ -207,8 +232,8 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f3
                 let bias = b.map_or(0.0, |b| b[co]);
                 let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
                 let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
-                for (d, v) in dst.iter_mut().zip(src) {
-                    *d = v + bias;
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = finish(v, bias);
                 }
             }
         }
@@ -231,9 +256,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
     let mut dx = if want_dx { vec![0.0f32; s.input_len()] } else { Vec::new() };
-    // One (dw, db) partial per rayon task, summed at the end: no locks, deterministic per split.
-    let zero = || (if want_dw { vec![0.0f32; s.weight_len()] } else { Vec::new() }, if want_db { vec![0.0f32; s.cout] } else { Vec::new() });
-    let work = |gi: usize, dx_group: Option<&mut [f32]>, (mut dw, mut db): (Vec<f32>, Vec<f32>)| {
+    let work = |gi: usize, dx_group: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32]| {
         let first = gi * group;
         let images = group.min(s.n - first);
         let width = images * plane;
@@ -254,7 +277,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
             let mut col = scratch(patch * width);
             im2col(&x[first * image_len..(first + images) * image_len], s, images, &mut col);
             // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
-            sgemm(s.cout, patch, width, (&g, width as isize, 1), (&col, 1, width as isize), &mut dw, patch, true, parallel_gemm);
+            sgemm(s.cout, patch, width, (&g, width as isize, 1), (&col, 1, width as isize), dw, patch, true, parallel_gemm);
         }
         if let Some(dx_group) = dx_group {
             let mut col = scratch(patch * width);
@@ -262,17 +285,38 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
             sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm);
             col2im(&col, s, images, dx_group);
         }
-        (dw, db)
     };
-    let add = |(mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)| {
-        a.iter_mut().zip(&c).for_each(|(x, y)| *x += y);
-        b.iter_mut().zip(&d).for_each(|(x, y)| *x += y);
-        (a, b)
+    // The weight and bias gradients are sums over images. Each of a fixed number of parts sums
+    // its own contiguous run of groups, and the parts are added in order, so the result does not
+    // depend on how rayon schedules the work: training repeats bit for bit (resume relies on it).
+    let parts = groups.min(PARTS);
+    let groups_per_part = groups.div_ceil(parts.max(1));
+    let part_len = |len: usize| if want_dw || want_db { len } else { 0 };
+    let mut dws = vec![0.0f32; parts * part_len(s.weight_len())];
+    let mut dbs = vec![0.0f32; parts * part_len(s.cout)];
+    let mut dx_parts: Vec<Option<&mut [f32]>> =
+        if want_dx { dx.chunks_mut(groups_per_part * group * image_len).map(Some).collect() } else { (0..parts).map(|_| None).collect() };
+    dx_parts.resize_with(parts, || None);
+    let dw_parts: Vec<&mut [f32]> = if part_len(1) > 0 { dws.chunks_mut(s.weight_len().max(1)).collect() } else { (0..parts).map(|_| &mut [][..]).collect() };
+    let db_parts: Vec<&mut [f32]> = if part_len(1) > 0 { dbs.chunks_mut(s.cout.max(1)).collect() } else { (0..parts).map(|_| &mut [][..]).collect() };
+    dx_parts.into_par_iter().zip(dw_parts).zip(db_parts).enumerate().for_each(|(p, ((mut dx_part, dw), db))| {
+        for gi in p * groups_per_part..((p + 1) * groups_per_part).min(groups) {
+            let local = gi - p * groups_per_part;
+            let dx_group = dx_part.as_deref_mut().map(|d| {
+                let len = (group.min(s.n - gi * group)) * image_len;
+                &mut d[local * group * image_len..local * group * image_len + len]
+            });
+            work(gi, dx_group, dw, db);
+        }
+    });
+    let sum_parts = |all: &[f32], len: usize| {
+        let mut total = vec![0.0f32; len];
+        for part in all.chunks(len.max(1)) {
+            total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+        }
+        total
     };
-    let (dw, db) = if want_dx {
-        dx.par_chunks_mut(group * image_len).enumerate().fold(zero, |acc, (gi, chunk)| work(gi, Some(chunk), acc)).reduce(zero, add)
-    } else {
-        (0..groups).into_par_iter().fold(zero, |acc, gi| work(gi, None, acc)).reduce(zero, add)
-    };
+    let dw = if want_dw { sum_parts(&dws, s.weight_len()) } else { Vec::new() };
+    let db = if want_db { sum_parts(&dbs, s.cout) } else { Vec::new() };
     Gradients { dx: want_dx.then_some(dx), dw: want_dw.then_some(dw), db: want_db.then_some(db) }
 }

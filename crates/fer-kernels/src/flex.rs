@@ -16,6 +16,8 @@ use crate::pointwise;
 #[backend_extension(Flex, Autodiff)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    /// Convolution then LeakyReLU in one pass over the output (inference with BatchNorm folded).
+    fn fer_conv2d_leaky(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self>;
     /// Per-channel mean (row 0) and biased variance (row 1) of `[n, c, ...]`; never tracked.
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Batch normalisation with the batch's own `stats` (from `fer_bn_stats`); its gradient
@@ -24,6 +26,10 @@ pub trait FerKernels: burn::backend::Backend {
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
     fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self>;
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+pub fn conv2d_leaky(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize; 2], slope: f32) -> Tensor<4> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_conv2d_leaky(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), padding[0], padding[1], slope))
 }
 
 pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
@@ -84,6 +90,12 @@ fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl FerKernels for Flex {
+    fn fer_conv2d_leaky(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize, slope: f32) -> FlexTensor {
+        let s = shape_of(&x, &weight, pad_h, pad_w);
+        let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s, Some(slope));
+        tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
+    }
+
     fn fer_bn_stats(x: FlexTensor) -> FlexTensor {
         let (n, c, plane) = ncp(&dims(&x));
         let (mut mean, var) = pointwise::channel_stats(&contiguous(&x), n, c, plane);
@@ -146,6 +158,10 @@ impl Backward<Flex, 3> for Conv2dBackward {
 }
 
 impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
+    fn fer_conv2d_leaky(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self> {
+        Self::fer_leaky_relu(Self::fer_conv2d(x, weight, bias, pad_h, pad_w), slope)
+    }
+
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // Statistics are constants to everything downstream (batch_norm_train differentiates
         // through them itself), so this node never receives a gradient.

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::DispatchDevice;
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
+use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, Dropout, LeakyRelu, PaddingConfig2d};
 use burn::tensor::{DType, Distribution, Tensor};
@@ -119,4 +120,21 @@ pub fn tune_allocator() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
+}
+
+/// Convolution → BatchNorm (running statistics) → LeakyReLU as one kernel call, for inference on
+/// the fast path: BatchNorm is folded into the convolution's weights and bias, and the activation
+/// is applied as the output is written. `None` where it does not apply (gradient devices, other
+/// backends, fast path off), and the caller runs the layers one by one.
+pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+    if !fast_for(&x) || x.device().is_autodiff() || act.negative_slope < 0.0 {
+        return Err(x);
+    }
+    let weight = conv.weight.val();
+    let [cout, _, kh, kw] = weight.dims();
+    let scale = bn.gamma.val().div(bn.running_var.value().add_scalar(bn.epsilon).sqrt());
+    let bias = conv.bias.as_ref().map_or_else(|| Tensor::zeros([cout], &weight.device()), |b| b.val());
+    let bias = bias.sub(bn.running_mean.value()).mul(scale.clone()).add(bn.beta.val());
+    let weight = weight.mul(scale.reshape([cout, 1, 1, 1]));
+    Ok(flex::conv2d_leaky(x, weight, bias, [kh / 2, kw / 2], act.negative_slope as f32))
 }

@@ -156,3 +156,16 @@ fn matches_burn_conv2d_forward_and_gradients_on_flex() {
         assert_close(&format!("db, {what}"), &fast.3, &plain.3, 1e-3);
     }
 }
+
+#[test]
+fn backward_is_bitwise_reproducible_however_rayon_schedules_it() {
+    let s = ConvShape { n: 64, cin: 8, h: 12, w: 12, cout: 16, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
+    let (x, w, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.output_len(), 3));
+    let first = conv::backward(&x, &w, &dy, &s, true, true, true);
+    for _ in 0..10 {
+        let again = conv::backward(&x, &w, &dy, &s, true, true, true);
+        assert_eq!(again.dw, first.dw, "weight gradient changed between identical calls");
+        assert_eq!(again.db, first.db, "bias gradient changed between identical calls");
+        assert_eq!(again.dx, first.dx, "input gradient changed between identical calls");
+    }
+}

@@ -122,3 +122,26 @@ fn dropout_keeps_the_expected_share_scales_and_routes_gradients_through_the_same
     assert_eq!(mask(5), mask(5));
     assert_ne!(mask(5), mask(6));
 }
+
+#[test]
+fn fused_inference_block_matches_conv_batchnorm_leaky_relu_one_by_one() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    let device = Device::flex();
+    let conv = Conv2dConfig::new([3, 6], [3, 3]).with_padding(PaddingConfig2d::Same).init(&device);
+    let mut bn = BatchNormConfig::new(6).init(&device);
+    bn.gamma = bn.gamma.map(|_| Tensor::<1>::random([6], Distribution::Uniform(0.5, 1.5), &device));
+    bn.beta = bn.beta.map(|_| Tensor::<1>::random([6], Distribution::Uniform(-0.5, 0.5), &device));
+    bn.running_mean.update(Tensor::<1>::random([6], Distribution::Uniform(-0.2, 0.2), &device));
+    bn.running_var.update(Tensor::<1>::random([6], Distribution::Uniform(0.5, 2.0), &device));
+    let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
+    for n in [1, 20] {
+        let x = Tensor::<4>::random([n, 3, 9, 9], Distribution::Normal(0.0, 1.0), &device);
+        let fused = fer_kernels::conv_block_inference(&conv, &bn, &act, x.clone()).expect("the fast path applies on flex without autodiff");
+        let plain = act.forward(bn.forward(conv.forward(x)));
+        assert_close(&format!("fused block, batch {n}"), &to_vec(fused), &to_vec(plain), 1e-4);
+    }
+    // On a gradient device the caller must run the layers one by one.
+    let ad = Device::flex().autodiff();
+    assert!(fer_kernels::conv_block_inference(&conv, &bn, &act, Tensor::<4>::zeros([1, 3, 9, 9], &ad)).is_err());
+}

@@ -163,9 +163,15 @@ impl Cnn {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
             let name = |layer: &str| format!("block{}.{layer}", i + 1);
-            x = tap.map(&name("conv"), block.conv_forward(x))?;
-            x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
-            x = tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?;
+            let fused = if tap.is_plain() { fer_kernels::conv_block_inference(&block.conv, &block.bn, &block.act, x) } else { Err(x) };
+            x = match fused {
+                Ok(x) => x,
+                Err(x) => {
+                    let x = tap.map(&name("conv"), block.conv_forward(x))?;
+                    let x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
+                    tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?
+                }
+            };
             if let Some(pool) = &block.pool {
                 x = tap.map(&name("pool"), fer_kernels::max_pool2d(pool, x))?;
             }

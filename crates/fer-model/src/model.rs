@@ -30,6 +30,11 @@ impl<'a> Tap<'a> {
         Some(x)
     }
 
+    /// Whether nothing watches or stops the pass, so layers may be fused.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.callback.is_none() && self.stop_after.is_none()
+    }
+
     pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Option<Tensor<2>> {
         if self.callback.is_none() && self.stop_after.is_none() {
             return Some(x);
