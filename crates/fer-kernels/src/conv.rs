@@ -191,19 +191,20 @@ fn check(s: &ConvShape, x: usize, w: usize) {
 
 /// `y = conv(x, w) + b`, NCHW.
 pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
-    forward_activated(x, w, b, s, None)
+    forward_activated(x, w, None, b, s, None)
 }
 
-/// [`forward`] followed by LeakyReLU with `slope` when given, in the same pass over the output
-/// (inference folds BatchNorm into `w` and `b`, so a whole conv block is one call).
-pub fn forward_activated(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape, slope: Option<f32>) -> Vec<f32> {
+/// `conv(x, w) · scale + shift` per output channel, then LeakyReLU with `slope` when given, all
+/// as the output is written (inference folds BatchNorm into `scale` and `shift`, so a whole conv
+/// block is one call and the weights are never rescaled).
+pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Option<&[f32]>, s: &ConvShape, slope: Option<f32>) -> Vec<f32> {
     check(s, x.len(), w.len());
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let mut y = scratch(s.output_len());
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
-    let finish = |v: f32, bias: f32| {
-        let v = v + bias;
+    let finish = |v: f32, co: usize| {
+        let v = v * scale.map_or(1.0, |k| k[co]) + shift.map_or(0.0, |b| b[co]);
         match slope {
             Some(k) if v < 0.0 => v * k,
             _ => v,
@@ -220,8 +221,7 @@ pub fn forward_activated(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape,
             // One image: the product already has the output's [cout, plane] layout.
             sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), out, width, false, parallel_gemm);
             for co in 0..s.cout {
-                let bias = b.map_or(0.0, |b| b[co]);
-                out[co * plane..(co + 1) * plane].iter_mut().for_each(|v| *v = finish(*v, bias));
+                out[co * plane..(co + 1) * plane].iter_mut().for_each(|v| *v = finish(*v, co));
             }
             return;
         }
@@ -229,11 +229,10 @@ pub fn forward_activated(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape,
         sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
         for g in 0..images {
             for co in 0..s.cout {
-                let bias = b.map_or(0.0, |b| b[co]);
                 let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
                 let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
                 for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = finish(v, bias);
+                    *d = finish(v, co);
                 }
             }
         }

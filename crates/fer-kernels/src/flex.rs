@@ -16,8 +16,9 @@ use crate::pointwise;
 #[backend_extension(Flex, Autodiff)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
-    /// Convolution then LeakyReLU in one pass over the output (inference with BatchNorm folded).
-    fn fer_conv2d_leaky(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self>;
+    /// Convolution, BatchNorm with the given `mean` and `var`, and LeakyReLU in one pass over the
+    /// output. Inference only: no gradient.
+    fn fer_conv_block(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f32, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self>;
     /// Per-channel mean (row 0) and biased variance (row 1) of `[n, c, ...]`; never tracked.
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Batch normalisation with the batch's own `stats` (from `fer_bn_stats`); its gradient
@@ -28,8 +29,22 @@ pub trait FerKernels: burn::backend::Backend {
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-pub fn conv2d_leaky(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize; 2], slope: f32) -> Tensor<4> {
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_conv2d_leaky(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), padding[0], padding[1], slope))
+#[allow(clippy::too_many_arguments)]
+pub fn conv_block(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, gamma: Tensor<1>, beta: Tensor<1>, stats: [Tensor<1>; 2], epsilon: f32, padding: [usize; 2], slope: f32) -> Tensor<4> {
+    let [mean, var] = stats;
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_conv_block(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        mean.into_dispatch(),
+        var.into_dispatch(),
+        epsilon,
+        padding[0],
+        padding[1],
+        slope,
+    ))
 }
 
 pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
@@ -90,9 +105,12 @@ fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl FerKernels for Flex {
-    fn fer_conv2d_leaky(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize, slope: f32) -> FlexTensor {
+    fn fer_conv_block(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f32, pad_h: usize, pad_w: usize, slope: f32) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s, Some(slope));
+        let (bias, gamma, beta, mean, var) = (contiguous(&bias), contiguous(&gamma), contiguous(&beta), contiguous(&mean), contiguous(&var));
+        let scale: Vec<f32> = (0..s.cout).map(|c| gamma[c] / (var[c] + epsilon).sqrt()).collect();
+        let shift: Vec<f32> = (0..s.cout).map(|c| (bias[c] - mean[c]) * scale[c] + beta[c]).collect();
+        let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope));
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 
@@ -158,8 +176,22 @@ impl Backward<Flex, 3> for Conv2dBackward {
 }
 
 impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
-    fn fer_conv2d_leaky(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self> {
-        Self::fer_leaky_relu(Self::fer_conv2d(x, weight, bias, pad_h, pad_w), slope)
+    fn fer_conv_block(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f32, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self> {
+        // Never called on a gradient device (see `conv_block_inference`); computed without a
+        // graph, as a constant, if it is.
+        FloatTensor::<Self>::new(Flex::fer_conv_block(
+            x.into_primitive(),
+            weight.into_primitive(),
+            bias.into_primitive(),
+            gamma.into_primitive(),
+            beta.into_primitive(),
+            mean.into_primitive(),
+            var.into_primitive(),
+            epsilon,
+            pad_h,
+            pad_w,
+            slope,
+        ))
     }
 
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {

@@ -132,9 +132,7 @@ pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: T
     }
     let weight = conv.weight.val();
     let [cout, _, kh, kw] = weight.dims();
-    let scale = bn.gamma.val().div(bn.running_var.value().add_scalar(bn.epsilon).sqrt());
     let bias = conv.bias.as_ref().map_or_else(|| Tensor::zeros([cout], &weight.device()), |b| b.val());
-    let bias = bias.sub(bn.running_mean.value()).mul(scale.clone()).add(bn.beta.val());
-    let weight = weight.mul(scale.reshape([cout, 1, 1, 1]));
-    Ok(flex::conv2d_leaky(x, weight, bias, [kh / 2, kw / 2], act.negative_slope as f32))
+    let stats = [bn.running_mean.value(), bn.running_var.value()];
+    Ok(flex::conv_block(x, weight, bias, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, [kh / 2, kw / 2], act.negative_slope as f32))
 }
