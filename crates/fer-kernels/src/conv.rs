@@ -121,17 +121,28 @@ fn sgemm(
     }
 }
 
+/// [`im2col`] of one image with its channels split across the cores (batch-1 latency).
+fn im2col_parallel(x: &[f32], s: &ConvShape, col: &mut [f32]) {
+    let rows = s.kh * s.kw * s.plane();
+    col.par_chunks_mut(rows.max(1)).enumerate().for_each(|(c, rows)| im2col_channels(x, s, 1, c..c + 1, rows, c));
+}
+
 /// Fills `col` (`patch` rows x `images * plane` columns) from `images` consecutive images.
 fn im2col(x: &[f32], s: &ConvShape, images: usize, col: &mut [f32]) {
+    im2col_channels(x, s, images, 0..s.cin, col, 0);
+}
+
+/// The rows of input channels `channels` only; `col` starts at channel `first`'s first row.
+fn im2col_channels(x: &[f32], s: &ConvShape, images: usize, channels: std::ops::Range<usize>, col: &mut [f32], first: usize) {
     let (oh, ow, plane) = (s.out_h(), s.out_w(), s.plane());
     let width = images * plane;
     for g in 0..images {
         let image = &x[g * s.cin * s.h * s.w..(g + 1) * s.cin * s.h * s.w];
-        for c in 0..s.cin {
+        for c in channels.clone() {
             let channel = &image[c * s.h * s.w..(c + 1) * s.h * s.w];
             for i in 0..s.kh {
                 for j in 0..s.kw {
-                    let row = (c * s.kh + i) * s.kw + j;
+                    let row = ((c - first) * s.kh + i) * s.kw + j;
                     let dst = &mut col[row * width + g * plane..row * width + (g + 1) * plane];
                     // Output column ox reads input column ox + j - pad_w.
                     let x0 = s.pad_w.saturating_sub(j).min(ow);
@@ -216,15 +227,22 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
         let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
         let width = images * plane;
         let mut col = scratch(patch * width);
-        im2col(input, s, images, &mut col);
-        if images == 1 {
-            // One image: the product already has the output's [cout, plane] layout.
-            sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), out, width, false, parallel_gemm);
-            for co in 0..s.cout {
-                out[co * plane..(co + 1) * plane].iter_mut().for_each(|v| *v = finish(*v, co));
-            }
+        if images == 1 && parallel_gemm {
+            // A lone image (batch 1): split im2col by input channel and the product by output
+            // channel across the cores; the product already has the output's [cout, plane] layout.
+            im2col_parallel(input, s, &mut col);
+            let rows = s.cout.div_ceil(rayon::current_num_threads()).max(1);
+            out.par_chunks_mut(rows * plane).enumerate().for_each(|(part, out)| {
+                let first = part * rows;
+                let count = out.len() / plane;
+                sgemm(count, width, patch, (&w[first * patch..], patch as isize, 1), (&col, width as isize, 1), out, width, false, false);
+                for (r, row) in out.chunks_mut(plane).enumerate() {
+                    row.iter_mut().for_each(|v| *v = finish(*v, first + r));
+                }
+            });
             return;
         }
+        im2col(input, s, images, &mut col);
         let mut prod = scratch(s.cout * width);
         sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
         for g in 0..images {
