@@ -136,3 +136,18 @@ pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: T
     let stats = [bn.running_mean.value(), bn.running_var.value()];
     Ok(flex::conv_block(x, weight, bias, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, [kh / 2, kw / 2], act.negative_slope as f32))
 }
+
+/// The widest vector instructions the GEMM kernels will use on this CPU, detected at run time
+/// (`gemm` dispatches on the same checks): "avx512f", "avx2+fma" or "baseline".
+pub fn simd_level() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2+fma";
+        }
+    }
+    "baseline"
+}

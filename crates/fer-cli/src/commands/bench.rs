@@ -122,13 +122,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "train_img_per_s": b as f64 / t.train_s,
             "infer_img_per_s": b as f64 / t.infer_s,
             "latency_b1_ms": t.latency_ms,
+            "simd": fer_kernels::simd_level(),
+            "threads": cpu_threads(),
         });
         if args.json {
             println!("{result}");
         } else {
             println!(
-                "{name} {} batch {b}: train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
+                "{name} {} batch {b} ({}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
                 args.model,
+                fer_kernels::simd_level(),
+                cpu_threads(),
                 t.train_s,
                 b as f64 / t.train_s,
                 b as f64 / t.infer_s,
@@ -154,6 +158,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     fer_kernels::set_fast_path(true);
     Ok(())
+}
+
+fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// One operation of the training step timed on its own.
