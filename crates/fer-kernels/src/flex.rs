@@ -24,6 +24,8 @@ pub trait FerKernels: burn::backend::Backend {
     /// Batch normalisation with the batch's own `stats` (from `fer_bn_stats`); its gradient
     /// accounts for the statistics' dependence on `x`.
     fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self>;
+    /// `fer_batch_norm_train` then LeakyReLU, in one pass each way.
+    fn fer_batch_norm_leaky_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: f32) -> FloatTensor<Self>;
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
     fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self>;
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -53,6 +55,17 @@ pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
 
 pub fn batch_norm_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), stats.into_dispatch(), epsilon))
+}
+
+pub fn batch_norm_leaky_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32, slope: f32) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm_leaky_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        stats.into_dispatch(),
+        epsilon,
+        slope,
+    ))
 }
 
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
@@ -126,6 +139,13 @@ impl FerKernels for Flex {
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
         tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon), &d)
+    }
+
+    fn fer_batch_norm_leaky_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32, slope: f32) -> FlexTensor {
+        let d = dims(&x);
+        let (n, c, plane) = ncp(&d);
+        let (mean, var) = stats_of(&stats, c);
+        tensor(pointwise::batch_norm_leaky(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, Some(slope)), &d)
     }
 
     fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
@@ -204,15 +224,11 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
     }
 
     fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
-        let stats = stats.into_primitive();
-        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
-                let y = Flex::fer_batch_norm_train(x.clone(), gamma.clone(), beta, stats.clone(), epsilon);
-                prep.finish((x, gamma, stats, epsilon), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_batch_norm_train(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats, epsilon)),
-        }
+        batch_norm_tracked::<C>(x, gamma, beta, stats, epsilon, None)
+    }
+
+    fn fer_batch_norm_leaky_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: f32) -> FloatTensor<Self> {
+        batch_norm_tracked::<C>(x, gamma, beta, stats, epsilon, Some(slope))
     }
 
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
@@ -255,16 +271,18 @@ impl Backward<Flex, 1> for StatsBackward {
 struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
-    type State = (FlexTensor, FlexTensor, FlexTensor, f32);
+    /// Input, gamma, beta, statistics, epsilon and the fused LeakyReLU's slope (if any).
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f32, Option<f32>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
-        let (x, gamma, stats, epsilon) = ops.state;
+        let (x, gamma, beta, stats, epsilon, slope) = ops.state;
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
-        let (dx, dgamma, dbeta) = pointwise::batch_norm_backward(&contiguous(&x), &contiguous(&dy), n, c, plane, &mean, &var, &contiguous(&gamma), epsilon);
+        let (dx, dgamma, dbeta) =
+            pointwise::batch_norm_leaky_backward(&contiguous(&x), &contiguous(&dy), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope);
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(dx, &d));
         }
@@ -332,4 +350,27 @@ fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTe
 fn max_pool_grad(x: &FlexTensor, dy: &FlexTensor, _: f32, _: u64) -> FlexTensor {
     let d = dims(x);
     tensor(pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]), &d)
+}
+
+fn batch_norm_tracked<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    gamma: FloatTensor<Autodiff<Flex, C>>,
+    beta: FloatTensor<Autodiff<Flex, C>>,
+    stats: FloatTensor<Autodiff<Flex, C>>,
+    epsilon: f32,
+    slope: Option<f32>,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    let stats = stats.into_primitive();
+    let forward = |x, gamma, beta, stats| match slope {
+        Some(k) => Flex::fer_batch_norm_leaky_train(x, gamma, beta, stats, epsilon, k),
+        None => Flex::fer_batch_norm_train(x, gamma, beta, stats, epsilon),
+    };
+    match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => {
+            let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+            let y = forward(x.clone(), gamma.clone(), beta.clone(), stats.clone());
+            prep.finish((x, gamma, beta, stats, epsilon, slope), y)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats)),
+    }
 }

@@ -55,6 +55,21 @@ fn fast_for<const D: usize>(x: &Tensor<D>) -> bool {
 /// A burn `BatchNorm` layer's forward pass: batch statistics (and a running-statistics update,
 /// exactly as burn's layer does) in training, running statistics otherwise.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
+    batch_norm_then(bn, None, x)
+}
+
+/// BatchNorm then LeakyReLU as one kernel each way while training on the fast path (the
+/// normalised pre-activation is never stored; the backward pass recomputes it). `Err` gives the
+/// input back where that does not apply, for the caller to run the layers one by one.
+pub fn batch_norm_leaky_train<const D: usize>(bn: &BatchNorm, act: &LeakyRelu, x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+    let training = x.device().is_autodiff() && bn.training.is_enabled();
+    if !fast_for(&x) || !training || act.negative_slope < 0.0 {
+        return Err(x);
+    }
+    Ok(batch_norm_then(bn, Some(act.negative_slope as f32), x))
+}
+
+fn batch_norm_then<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tensor<D>) -> Tensor<D> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     if !fast_for(&x) || (x.device().is_autodiff() && !training) {
         // Frozen layers on a gradient device (interpretability) keep burn's differentiable path.
@@ -75,7 +90,10 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
     let running_var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
-    flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32)
+    match slope {
+        Some(k) => flex::batch_norm_leaky_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, k),
+        None => flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32),
+    }
 }
 
 pub fn leaky_relu<const D: usize>(act: &LeakyRelu, x: Tensor<D>) -> Tensor<D> {

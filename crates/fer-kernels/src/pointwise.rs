@@ -30,6 +30,13 @@ pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, 
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
 #[allow(clippy::too_many_arguments)]
 pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
+    batch_norm_leaky(x, n, c, plane, mean, var, gamma, beta, eps, None)
+}
+
+/// [`batch_norm`] followed by LeakyReLU with `slope` when given, in the same pass.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_leaky(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, slope: Option<f32>) -> Vec<f32> {
+    let negative = slope.unwrap_or(1.0);
     let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + eps).sqrt()).collect();
     let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
     let mut y = scratch(n * c * plane);
@@ -37,7 +44,8 @@ pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var
         let ch = i % c;
         let (s, b) = (scale[ch], shift[ch]);
         for (o, &v) in out.iter_mut().zip(inp) {
-            *o = v * s + b;
+            let z = v * s + b;
+            *o = if z < 0.0 { z * negative } else { z };
         }
     });
     y
@@ -45,7 +53,14 @@ pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var
 
 /// Gradients of [`batch_norm`] with batch statistics: `(dx, dgamma, dbeta)`.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward(
+pub fn batch_norm_backward(x: &[f32], dy: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    batch_norm_leaky_backward(x, dy, n, c, plane, mean, var, gamma, &vec![0.0; c], eps, None)
+}
+
+/// Gradients of [`batch_norm_leaky`]: the activation's gradient is applied to `dy` on the fly,
+/// recomputing the normalised value from `x`, so the pre-activation is never stored.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_leaky_backward(
     x: &[f32],
     dy: &[f32],
     n: usize,
@@ -54,8 +69,15 @@ pub fn batch_norm_backward(
     mean: &[f32],
     var: &[f32],
     gamma: &[f32],
+    beta: &[f32],
     eps: f32,
+    slope: Option<f32>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let negative = slope.unwrap_or(1.0);
+    // d(activation)/dz, with z computed exactly as the forward pass did.
+    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + eps).sqrt()).collect();
+    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let act = |xv: f32, ch: usize| if slope.is_some() && xv * scale[ch] + shift[ch] < 0.0 { negative } else { 1.0 };
     let count = (n * plane).max(1) as f64;
     let inv_std: Vec<f32> = (0..c).map(|ch| 1.0 / (var[ch] + eps).sqrt()).collect();
     // Σ dy and Σ dy·x̂ per channel.
@@ -65,7 +87,11 @@ pub fn batch_norm_backward(
             let (m, is) = (mean[ch], inv_std[ch]);
             (0..n).fold((0.0, 0.0), |(sd, sdx), i| {
                 let r = (i * c + ch) * plane..(i * c + ch + 1) * plane;
-                let (a, b) = x[r.clone()].iter().zip(&dy[r]).fold((0.0f32, 0.0f32), |(a, b), (&xv, &g)| (a + g, b + g * (xv - m) * is));
+                let (a, b) = x[r.clone()].iter().zip(&dy[r]).fold((0.0f32, 0.0f32), |(a, b), (&xv, &g)| {
+                    let xhat = (xv - m) * is;
+                    let g = g * act(xv, ch);
+                    (a + g, b + g * xhat)
+                });
                 (sd + a as f64, sdx + b as f64)
             })
         })
@@ -79,7 +105,8 @@ pub fn batch_norm_backward(
         let (mean_dy, mean_dyx) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
         let r = i * plane..(i + 1) * plane;
         for ((o, &xv), &d) in out.iter_mut().zip(&x[r.clone()]).zip(&dy[r]) {
-            *o = g * is * (d - mean_dy - (xv - m) * is * mean_dyx);
+            let xhat = (xv - m) * is;
+            *o = g * is * (d * act(xv, ch) - mean_dy - xhat * mean_dyx);
         }
     });
     (dx, dgamma, dbeta)

@@ -145,3 +145,36 @@ fn fused_inference_block_matches_conv_batchnorm_leaky_relu_one_by_one() {
     let ad = Device::flex().autodiff();
     assert!(fer_kernels::conv_block_inference(&conv, &bn, &act, Tensor::<4>::zeros([1, 3, 9, 9], &ad)).is_err());
 }
+
+#[test]
+fn fused_batch_norm_leaky_relu_training_matches_the_two_burn_layers() {
+    let device = device();
+    let dims = [5usize, 4, 6, 6];
+    let x = Tensor::<4>::random(dims, Distribution::Normal(0.2, 1.5), &device);
+    let g = Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &device);
+    let gamma = Tensor::<1>::random([4], Distribution::Uniform(0.5, 1.5), &device);
+    let beta = Tensor::<1>::random([4], Distribution::Uniform(-0.5, 0.5), &device);
+    let make = || {
+        let mut bn = BatchNormConfig::new(4).init(&device);
+        bn.gamma = bn.gamma.map(|_| gamma.clone().require_grad());
+        bn.beta = bn.beta.map(|_| beta.clone().require_grad());
+        bn
+    };
+    let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
+    let (fast_bn, plain_bn) = (make(), make());
+    let grads_of = |bn: &burn::nn::BatchNorm, fast: bool| {
+        let x = x.clone().require_grad();
+        let y = if fast { fer_kernels::batch_norm_leaky_train(bn, &act, x.clone()).expect("fast path applies") } else { act.forward(bn.forward(x.clone())) };
+        let grads = (y.clone() * g.clone()).sum().backward();
+        let grad = |t: Tensor<1>| to_vec(t.grad(&grads).expect("parameter gradient"));
+        (to_vec(y), to_vec(x.grad(&grads).expect("input gradient")), grad(bn.gamma.val()), grad(bn.beta.val()))
+    };
+    let (fast, plain) = (grads_of(&fast_bn, true), grads_of(&plain_bn, false));
+    assert_close("output", &fast.0, &plain.0, 1e-4);
+    assert_close("input gradient", &fast.1, &plain.1, 1e-3);
+    assert_close("gamma gradient", &fast.2, &plain.2, 1e-3);
+    assert_close("beta gradient", &fast.3, &plain.3, 1e-3);
+    assert_close("running mean", &to_vec(fast_bn.running_mean.value()), &to_vec(plain_bn.running_mean.value()), 1e-5);
+    // Not training (plain device): the caller must run the layers itself.
+    assert!(fer_kernels::batch_norm_leaky_train(&fast_bn, &act, x.clone().inner()).is_err());
+}

@@ -149,11 +149,20 @@ impl DenseBlock {
     /// `None` once the tap's stop layer has been reached.
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
-        let x = match &self.bn {
-            Some(bn) => tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?,
-            None => x,
+        let fused = match &self.bn {
+            Some(bn) if tap.is_plain() => fer_kernels::batch_norm_leaky_train(bn, &self.act, x),
+            _ => Err(x),
         };
-        let x = tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))?;
+        let x = match fused {
+            Ok(x) => x,
+            Err(x) => {
+                let x = match &self.bn {
+                    Some(bn) => tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?,
+                    None => x,
+                };
+                tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))?
+            }
+        };
         tap.dense(&format!("{prefix}.dropout"), fer_kernels::dropout(&self.dropout, x))
     }
 }
@@ -168,8 +177,14 @@ impl Cnn {
                 Ok(x) => x,
                 Err(x) => {
                     let x = tap.map(&name("conv"), block.conv_forward(x))?;
-                    let x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
-                    tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?
+                    let fused = if tap.is_plain() { fer_kernels::batch_norm_leaky_train(&block.bn, &block.act, x) } else { Err(x) };
+                    match fused {
+                        Ok(x) => x,
+                        Err(x) => {
+                            let x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
+                            tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?
+                        }
+                    }
                 }
             };
             if let Some(pool) = &block.pool {
