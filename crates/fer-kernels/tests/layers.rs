@@ -178,3 +178,15 @@ fn fused_batch_norm_leaky_relu_training_matches_the_two_burn_layers() {
     // Not training (plain device): the caller must run the layers itself.
     assert!(fer_kernels::batch_norm_leaky_train(&fast_bn, &act, x.clone().inner()).is_err());
 }
+
+#[test]
+fn dropout_kernel_draws_the_mask_of_its_scalar_definition_on_every_cpu_path() {
+    // The AVX-512 copy of the loop must give exactly the mask `dropout_keeps` defines.
+    let x: Vec<f32> = (0..100_000).map(|i| 1.0 + (i % 7) as f32).collect();
+    let (seed, prob) = (0x1234_5678_9abc_def0, 0.4f32);
+    let y = fer_kernels::pointwise::dropout(&x, seed, prob);
+    for (i, (&xv, &yv)) in x.iter().zip(&y).enumerate() {
+        let want = if fer_kernels::pointwise::dropout_keeps(seed, i as u64, 1.0 - prob) { xv * (1.0 / (1.0 - prob)) } else { 0.0 };
+        assert_eq!(yv, want, "element {i}");
+    }
+}
