@@ -134,9 +134,12 @@ pub fn confusion_chart(title: &str, matrix: &[Vec<u64>], labels: &[&str], percen
             draw_text(&mut img, &text, x0 + (cell - text_width(&text, 2)) / 2, y0 + cell / 2 - 5, 2, ink);
         }
     }
+    // Column labels alternate between two lines, so whole names ("SURPRISE" is a cell wide) never
+    // run into each other.
     for (c, label) in labels.iter().enumerate().take(n) {
-        let short: String = label.chars().take(7).collect();
-        draw_text(&mut img, &short, left + c as u32 * cell + (cell - text_width(&short, 2)) / 2, top + n as u32 * cell + 8, 2, INK);
+        let centre = left + c as u32 * cell + cell / 2;
+        let x = centre.saturating_sub(text_width(label, 2) / 2);
+        draw_text(&mut img, label, x, top + n as u32 * cell + 8 + (c as u32 % 2) * 16, 2, INK);
     }
     img
 }
@@ -185,6 +188,17 @@ mod tests {
         // The diagonal cell of row B is all of the row: viridis(1), yellow.
         assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 64 + 2).0, viridis(1.0));
         assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 2).0, viridis(0.2));
+
+        // Whole class names under the columns: "SURPRISE" (column 5, second label line) is drawn in
+        // full, all eight letters, and nothing else inks that line between its neighbours' centres.
+        let names = ["ANGRY", "DISGUST", "FEAR", "HAPPY", "SAD", "SURPRISE", "NEUTRAL"];
+        let c7 = confusion_chart("CM", &vec![vec![1u64; 7]; 7], &names, true);
+        let line2 = 70 + 7 * 64 + 8 + 16;
+        let inked: Vec<u32> = (110 + 4 * 64 + 32..110 + 6 * 64 + 32)
+            .filter(|&x| (line2..line2 + 10).any(|y| c7.get_pixel(x, y).0 == INK))
+            .collect();
+        let extent = inked.last().zip(inked.first()).map_or(0, |(b, a)| b - a + 1);
+        assert!(extent + 2 >= text_width("SURPRISE", 2), "SURPRISE label spans {extent} px, want {}", text_width("SURPRISE", 2));
 
         let p = probability_chart("X", &[128; 2304], 48, &[0.1, 0.9], &["A", "B"], 0, 1);
         assert!(p.pixels().any(|q| q.0 == [200, 50, 50]) && p.pixels().any(|q| q.0 == [40, 160, 60]));
