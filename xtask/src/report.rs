@@ -133,6 +133,13 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
         cnn.train_splits.join(" + "),
         ctx.test_split
     )));
+    if cnn_config.val_split == ctx.test_split {
+        doc.push(Block::Paragraph(format!(
+            "The data has no separate test split, so {0} also serves as the validation split the best epoch is chosen on: \
+             the accuracies below are slightly optimistic for unseen faces.",
+            ctx.test_split
+        )));
+    }
     let mut rows = vec![
         vec!["CNN".into(), cnn_summary.total_params.to_string(), cnn.history.len().to_string(), format!("{:.0}", cnn.train_seconds), pct(cnn.evaluation.accuracy)],
         vec!["DNN".into(), dnn_summary.total_params.to_string(), dnn.history.len().to_string(), format!("{:.0}", dnn.train_seconds), pct(dnn.evaluation.accuracy)],
