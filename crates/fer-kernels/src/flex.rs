@@ -14,6 +14,7 @@ use crate::conv::{self, ConvShape};
 use crate::pointwise;
 
 #[backend_extension(Flex, Autodiff)]
+#[allow(clippy::too_many_arguments)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
     /// Convolution, BatchNorm with the given `mean` and `var`, and LeakyReLU in one pass over the

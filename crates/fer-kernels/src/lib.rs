@@ -61,6 +61,8 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 /// BatchNorm then LeakyReLU as one kernel each way while training on the fast path (the
 /// normalised pre-activation is never stored; the backward pass recomputes it). `Err` gives the
 /// input back where that does not apply, for the caller to run the layers one by one.
+// `Err` hands the caller its own input back (no copy); its size is a burn tensor's.
+#[allow(clippy::result_large_err)]
 pub fn batch_norm_leaky_train<const D: usize>(bn: &BatchNorm, act: &LeakyRelu, x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     let training = x.device().is_autodiff() && bn.training.is_enabled();
     if !fast_for(&x) || !training || act.negative_slope < 0.0 {
@@ -147,6 +149,7 @@ pub fn tune_allocator() {
 /// the fast path: BatchNorm is folded into the convolution's weights and bias, and the activation
 /// is applied as the output is written. `None` where it does not apply (gradient devices, other
 /// backends, fast path off), and the caller runs the layers one by one.
+#[allow(clippy::result_large_err)]
 pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
     if !fast_for(&x) || x.device().is_autodiff() || act.negative_slope < 0.0 {
         return Err(x);

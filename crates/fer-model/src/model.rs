@@ -6,14 +6,17 @@ use crate::{CLASS_NAMES, Cnn, Dnn, INPUT_SCALE, ModelConfig, ModelError};
 
 /// What a forward pass does at each named layer: hand the output to a callback, and/or stop
 /// there (keeping the output) so that the layers after it are not computed.
+/// What a tap does with a named layer output: look at it and return it (or a replacement).
+pub(crate) type TapFn<'a> = &'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>;
+
 pub(crate) struct Tap<'a> {
-    callback: Option<&'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>>,
+    callback: Option<TapFn<'a>>,
     stop_after: Option<&'a str>,
     stopped: Option<Tensor<4>>,
 }
 
 impl<'a> Tap<'a> {
-    fn new(callback: Option<&'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>>, stop_after: Option<&'a str>) -> Self {
+    fn new(callback: Option<TapFn<'a>>, stop_after: Option<&'a str>) -> Self {
         Tap { callback, stop_after, stopped: None }
     }
 
