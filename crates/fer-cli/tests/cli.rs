@@ -101,13 +101,21 @@ fn summary_json_has_the_report_counts() {
     assert!(stderr(&o).contains("valid models: cnn, dnn"));
 }
 
+/// Trains a tiny CNN into `dir/run` on every face of `data` per epoch; fails the test if it fails.
+fn train_tiny_cnn(dir: &std::path::Path, data: &str, epochs: usize, batch_size: usize) -> (std::path::PathBuf, std::process::Output) {
+    let run = dir.join("run");
+    let (epochs, batch_size) = (epochs.to_string(), batch_size.to_string());
+    let args = ["train", "--data", data, "--model", "tiny-cnn", "--out", run.to_str().unwrap(), "--epochs", &epochs, "--batch-size", &batch_size, "--steps-per-epoch", "0", "--quiet"];
+    let o = fer(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (run, o)
+}
+
 #[test]
 fn train_eval_predict_on_synthetic_faces() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+    let (run, o) = train_tiny_cnn(dir.path(), "synthetic:30,8,3", 2, 32);
     let run_s = run.to_str().unwrap();
-    let o = fer(&["train", "--data", "synthetic:30,8,3", "--model", "tiny-cnn", "--out", run_s, "--epochs", "2", "--batch-size", "32", "--steps-per-epoch", "0", "--quiet"]);
-    assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("epoch   2:"), "{}", stdout(&o));
     for f in ["history.csv", "best.fer", "checkpoint.ckpt", "config.json"] {
         assert!(run.join(f).exists(), "{f}");
@@ -153,10 +161,8 @@ fn train_rejects_bad_arguments_clearly() {
 #[test]
 fn explain_writes_figures_and_reports_what_it_computed() {
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
+    let (run, _) = train_tiny_cnn(dir.path(), "synthetic:10,3,1", 1, 35);
     let run_s = run.to_str().unwrap();
-    let o = fer(&["train", "--data", "synthetic:10,3,1", "--model", "tiny-cnn", "--out", run_s, "--epochs", "1", "--batch-size", "35", "--steps-per-epoch", "0", "--quiet"]);
-    assert!(o.status.success(), "{}", stderr(&o));
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     for method in ["saliency", "smoothgrad", "gradcam", "ig"] {
         let png = out(&format!("{method}.png"));

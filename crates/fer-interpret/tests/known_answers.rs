@@ -61,6 +61,11 @@ impl NamedActivations for LeftConv {
     }
 }
 
+/// A linear model with standard-normal weights and no bias, from the device's current seed.
+fn random_linear(device: &Device) -> Linear {
+    Linear { weight: Tensor::random([64, 3], Distribution::Normal(0.0, 1.0), device), bias: Tensor::zeros([3], device) }
+}
+
 fn random(shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::random(shape, Distribution::Uniform(0.0, 1.0), device)
 }
@@ -81,7 +86,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 fn saliency_of_a_linear_model_is_its_weight_column() {
     let device = device();
     device.seed(1);
-    let model = Linear { weight: Tensor::random([64, 3], Distribution::Normal(0.0, 1.0), &device), bias: Tensor::zeros([3], &device) };
+    let model = random_linear(&device);
     let x = random([2, 1, SIDE, SIDE], &device);
     let map = saliency(&model, x, &[2, 0], Score::Logit);
     let map = values(map);
@@ -142,7 +147,7 @@ fn smoothgrad_averages_saliency_under_noise() {
     let device = device();
     device.seed(1);
     // For a linear model every noisy copy has the same gradient: SmoothGrad equals saliency.
-    let model = Linear { weight: Tensor::random([64, 3], Distribution::Normal(0.0, 1.0), &device), bias: Tensor::zeros([3], &device) };
+    let model = random_linear(&device);
     let x = random([1, 1, SIDE, SIDE], &device);
     let a = saliency(&model, x.clone(), &[1], Score::Logit);
     let b = smoothgrad(&model, x, &[1], Score::Logit, 8, 0.2);

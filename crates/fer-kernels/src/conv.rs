@@ -258,6 +258,15 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
     y
 }
 
+/// `len` zeros plus each part in turn: a fixed summation order.
+fn sum_in_order(len: usize, parts: &[Vec<f32>]) -> Vec<f32> {
+    let mut total = vec![0.0f32; len];
+    for part in parts {
+        total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// Gradients of [`forward`] given the output gradient `dy`: `(dx, dw, db)`, each only when asked.
 pub struct Gradients {
     pub dx: Option<Vec<f32>>,
@@ -308,32 +317,28 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     // depend on how rayon schedules the work: training repeats bit for bit (resume relies on it).
     let parts = groups.min(PARTS);
     let groups_per_part = groups.div_ceil(parts.max(1));
-    let part_len = |len: usize| if want_dw || want_db { len } else { 0 };
-    let mut dws = vec![0.0f32; parts * part_len(s.weight_len())];
-    let mut dbs = vec![0.0f32; parts * part_len(s.cout)];
-    let mut dx_parts: Vec<Option<&mut [f32]>> =
-        if want_dx { dx.chunks_mut(groups_per_part * group * image_len).map(Some).collect() } else { (0..parts).map(|_| None).collect() };
-    dx_parts.resize_with(parts, || None);
-    let dw_parts: Vec<&mut [f32]> = if part_len(1) > 0 { dws.chunks_mut(s.weight_len().max(1)).collect() } else { (0..parts).map(|_| &mut [][..]).collect() };
-    let db_parts: Vec<&mut [f32]> = if part_len(1) > 0 { dbs.chunks_mut(s.cout.max(1)).collect() } else { (0..parts).map(|_| &mut [][..]).collect() };
-    dx_parts.into_par_iter().zip(dw_parts).zip(db_parts).enumerate().for_each(|(p, ((mut dx_part, dw), db))| {
-        for gi in p * groups_per_part..((p + 1) * groups_per_part).min(groups) {
-            let local = gi - p * groups_per_part;
-            let dx_group = dx_part.as_deref_mut().map(|d| {
-                let len = (group.min(s.n - gi * group)) * image_len;
-                &mut d[local * group * image_len..local * group * image_len + len]
-            });
-            work(gi, dx_group, dw, db);
+    // Each part owns its run of images of `dx` (when wanted) and its own (dw, db) partial.
+    let mut dx_parts: Vec<Option<&mut [f32]>> = (0..parts).map(|_| None).collect();
+    if want_dx {
+        for (slot, chunk) in dx_parts.iter_mut().zip(dx.chunks_mut((groups_per_part * group * image_len).max(1))) {
+            *slot = Some(chunk);
         }
-    });
-    let sum_parts = |all: &[f32], len: usize| {
-        let mut total = vec![0.0f32; len];
-        for part in all.chunks(len.max(1)) {
-            total.iter_mut().zip(part).for_each(|(t, v)| *t += v);
-        }
-        total
-    };
-    let dw = if want_dw { sum_parts(&dws, s.weight_len()) } else { Vec::new() };
-    let db = if want_db { sum_parts(&dbs, s.cout) } else { Vec::new() };
+    }
+    let (dws, dbs): (Vec<Vec<f32>>, Vec<Vec<f32>>) = dx_parts
+        .into_par_iter()
+        .enumerate()
+        .map(|(p, dx_part)| {
+            let mut dw = vec![0.0f32; if want_dw { s.weight_len() } else { 0 }];
+            let mut db = vec![0.0f32; if want_db { s.cout } else { 0 }];
+            let part_groups = p * groups_per_part..((p + 1) * groups_per_part).min(groups);
+            match dx_part {
+                Some(dx_part) => part_groups.zip(dx_part.chunks_mut(group * image_len)).for_each(|(gi, dx_group)| work(gi, Some(dx_group), &mut dw, &mut db)),
+                None => part_groups.for_each(|gi| work(gi, None, &mut dw, &mut db)),
+            }
+            (dw, db)
+        })
+        .unzip();
+    let dw = sum_in_order(if want_dw { s.weight_len() } else { 0 }, &dws);
+    let db = sum_in_order(if want_db { s.cout } else { 0 }, &dbs);
     Gradients { dx: want_dx.then_some(dx), dw: want_dw.then_some(dw), db: want_db.then_some(db) }
 }

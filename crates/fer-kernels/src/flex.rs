@@ -1,5 +1,6 @@
-//! The glue between [`crate::conv`] and burn: an extension trait implemented for `Flex` and for
-//! `Autodiff<Flex>` (whose backward pass calls [`crate::conv::backward`]).
+//! The glue between the raw kernels ([`crate::conv`], [`crate::pointwise`]) and burn: an
+//! extension trait implemented for `Flex` and for `Autodiff<Flex>`, whose backward passes call
+//! the kernels' backward functions.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -22,11 +23,10 @@ pub trait FerKernels: burn::backend::Backend {
     fn fer_conv_block(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, mean: FloatTensor<Self>, var: FloatTensor<Self>, epsilon: f32, pad_h: usize, pad_w: usize, slope: f32) -> FloatTensor<Self>;
     /// Per-channel mean (row 0) and biased variance (row 1) of `[n, c, ...]`; never tracked.
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self>;
-    /// Batch normalisation with the batch's own `stats` (from `fer_bn_stats`); its gradient
-    /// accounts for the statistics' dependence on `x`.
-    fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self>;
-    /// `fer_batch_norm_train` then LeakyReLU, in one pass each way.
-    fn fer_batch_norm_leaky_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: f32) -> FloatTensor<Self>;
+    /// Batch normalisation with the given `stats` (from `fer_bn_stats`), then LeakyReLU when
+    /// `slope` is given, in one pass each way. Its gradient treats `stats` as the batch's own
+    /// (their dependence on `x` included), so on a gradient device `stats` must be the batch's.
+    fn fer_batch_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: Option<f32>) -> FloatTensor<Self>;
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
     fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self>;
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -54,19 +54,8 @@ pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_bn_stats(x.into_dispatch()))
 }
 
-pub fn batch_norm_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm_train(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), stats.into_dispatch(), epsilon))
-}
-
-pub fn batch_norm_leaky_train<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32, slope: f32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm_leaky_train(
-        x.into_dispatch(),
-        gamma.into_dispatch(),
-        beta.into_dispatch(),
-        stats.into_dispatch(),
-        epsilon,
-        slope,
-    ))
+pub fn batch_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32, slope: Option<f32>) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm(x.into_dispatch(), gamma.into_dispatch(), beta.into_dispatch(), stats.into_dispatch(), epsilon, slope))
 }
 
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
@@ -121,9 +110,8 @@ fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
 impl FerKernels for Flex {
     fn fer_conv_block(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, gamma: FlexTensor, beta: FlexTensor, mean: FlexTensor, var: FlexTensor, epsilon: f32, pad_h: usize, pad_w: usize, slope: f32) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let (bias, gamma, beta, mean, var) = (contiguous(&bias), contiguous(&gamma), contiguous(&beta), contiguous(&mean), contiguous(&var));
-        let scale: Vec<f32> = (0..s.cout).map(|c| gamma[c] / (var[c] + epsilon).sqrt()).collect();
-        let shift: Vec<f32> = (0..s.cout).map(|c| (bias[c] - mean[c]) * scale[c] + beta[c]).collect();
+        let (scale, shift) =
+            pointwise::batch_norm_affine(&contiguous(&mean), &contiguous(&var), &contiguous(&gamma), &contiguous(&beta), epsilon, Some(&contiguous(&bias)));
         let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope));
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
@@ -135,18 +123,11 @@ impl FerKernels for Flex {
         tensor(mean, &[2, c])
     }
 
-    fn fer_batch_norm_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32) -> FlexTensor {
+    fn fer_batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32, slope: Option<f32>) -> FlexTensor {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
-        tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon), &d)
-    }
-
-    fn fer_batch_norm_leaky_train(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32, slope: f32) -> FlexTensor {
-        let d = dims(&x);
-        let (n, c, plane) = ncp(&d);
-        let (mean, var) = stats_of(&stats, c);
-        tensor(pointwise::batch_norm_leaky(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, Some(slope)), &d)
+        tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope), &d)
     }
 
     fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
@@ -216,7 +197,7 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
     }
 
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        // Statistics are constants to everything downstream (batch_norm_train differentiates
+        // Statistics are constants to everything downstream (fer_batch_norm differentiates
         // through them itself), so this node never receives a gradient.
         match StatsBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((), Flex::fer_bn_stats(x.into_primitive())),
@@ -224,12 +205,16 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
         }
     }
 
-    fn fer_batch_norm_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32) -> FloatTensor<Self> {
-        batch_norm_tracked::<C>(x, gamma, beta, stats, epsilon, None)
-    }
-
-    fn fer_batch_norm_leaky_train(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: f32) -> FloatTensor<Self> {
-        batch_norm_tracked::<C>(x, gamma, beta, stats, epsilon, Some(slope))
+    fn fer_batch_norm(x: FloatTensor<Self>, gamma: FloatTensor<Self>, beta: FloatTensor<Self>, stats: FloatTensor<Self>, epsilon: f32, slope: Option<f32>) -> FloatTensor<Self> {
+        let stats = stats.into_primitive();
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                let y = Flex::fer_batch_norm(x.clone(), gamma.clone(), beta.clone(), stats.clone(), epsilon, slope);
+                prep.finish((x, gamma, beta, stats, epsilon, slope), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_batch_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats, epsilon, slope)),
+        }
     }
 
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
@@ -283,7 +268,7 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
         let (dx, dgamma, dbeta) =
-            pointwise::batch_norm_leaky_backward(&contiguous(&x), &contiguous(&dy), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope);
+            pointwise::batch_norm_backward(&contiguous(&x), &contiguous(&dy), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope);
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(dx, &d));
         }
@@ -351,27 +336,4 @@ fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTe
 fn max_pool_grad(x: &FlexTensor, dy: &FlexTensor, _: f32, _: u64) -> FlexTensor {
     let d = dims(x);
     tensor(pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]), &d)
-}
-
-fn batch_norm_tracked<C: CheckpointStrategy>(
-    x: FloatTensor<Autodiff<Flex, C>>,
-    gamma: FloatTensor<Autodiff<Flex, C>>,
-    beta: FloatTensor<Autodiff<Flex, C>>,
-    stats: FloatTensor<Autodiff<Flex, C>>,
-    epsilon: f32,
-    slope: Option<f32>,
-) -> FloatTensor<Autodiff<Flex, C>> {
-    let stats = stats.into_primitive();
-    let forward = |x, gamma, beta, stats| match slope {
-        Some(k) => Flex::fer_batch_norm_leaky_train(x, gamma, beta, stats, epsilon, k),
-        None => Flex::fer_batch_norm_train(x, gamma, beta, stats, epsilon),
-    };
-    match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
-        OpsKind::Tracked(prep) => {
-            let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
-            let y = forward(x.clone(), gamma.clone(), beta.clone(), stats.clone());
-            prep.finish((x, gamma, beta, stats, epsilon, slope), y)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats)),
-    }
 }

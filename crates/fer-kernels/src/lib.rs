@@ -41,7 +41,7 @@ pub fn uses_fast_path(device: &burn::tensor::Device, dtype: DType) -> bool {
 /// 2-D convolution with stride 1 and dilation 1, `padding = [rows, columns]` on each side:
 /// `x [n, cin, h, w]`, `weight [cout, cin, kh, kw]`, `bias [cout]`.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, padding: [usize; 2]) -> Tensor<4> {
-    if !uses_fast_path(&x.device(), x.dtype()) || weight.dtype() != DType::F32 {
+    if !fast_for(&x) || weight.dtype() != DType::F32 {
         return burn_conv2d(x, weight, bias, ConvOptions::new([1, 1], padding, [1, 1], 1));
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
@@ -52,10 +52,25 @@ fn fast_for<const D: usize>(x: &Tensor<D>) -> bool {
     uses_fast_path(&x.device(), x.dtype())
 }
 
+/// Whether `bn` normalises `x` with batch statistics: burn's rule (a gradient device and a layer
+/// not frozen).
+fn trains<const D: usize>(bn: &BatchNorm, x: &Tensor<D>) -> bool {
+    x.device().is_autodiff() && bn.training.is_enabled()
+}
+
 /// A burn `BatchNorm` layer's forward pass: batch statistics (and a running-statistics update,
 /// exactly as burn's layer does) in training, running statistics otherwise.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
-    batch_norm_then(bn, None, x)
+    if !fast_for(&x) || (x.device().is_autodiff() && !trains(bn, &x)) {
+        // Frozen layers on a gradient device (interpretability) keep burn's differentiable path.
+        return bn.forward(x);
+    }
+    if trains(bn, &x) {
+        return batch_norm_train(bn, None, x);
+    }
+    let channels = x.dims()[1];
+    let stats = Tensor::cat(vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])], 0);
+    flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, None)
 }
 
 /// BatchNorm then LeakyReLU as one kernel each way while training on the fast path (the
@@ -64,24 +79,16 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 // `Err` hands the caller its own input back (no copy); its size is a burn tensor's.
 #[allow(clippy::result_large_err)]
 pub fn batch_norm_leaky_train<const D: usize>(bn: &BatchNorm, act: &LeakyRelu, x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
-    let training = x.device().is_autodiff() && bn.training.is_enabled();
-    if !fast_for(&x) || !training || act.negative_slope < 0.0 {
+    if !fast_for(&x) || !trains(bn, &x) || act.negative_slope < 0.0 {
         return Err(x);
     }
-    Ok(batch_norm_then(bn, Some(act.negative_slope as f32), x))
+    Ok(batch_norm_train(bn, Some(act.negative_slope as f32), x))
 }
 
-fn batch_norm_then<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tensor<D>) -> Tensor<D> {
-    let training = x.device().is_autodiff() && bn.training.is_enabled();
-    if !fast_for(&x) || (x.device().is_autodiff() && !training) {
-        // Frozen layers on a gradient device (interpretability) keep burn's differentiable path.
-        return bn.forward(x);
-    }
+/// Training-mode BatchNorm (+ LeakyReLU with `slope`) on the fast path, updating the running
+/// statistics as burn's layer does.
+fn batch_norm_train<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tensor<D>) -> Tensor<D> {
     let channels = x.dims()[1];
-    if !training {
-        let stats = Tensor::cat(vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])], 0);
-        return flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32);
-    }
     let stats = flex::bn_stats(x.clone());
     let batch = stats.clone().detach();
     let mean = batch.clone().slice([0..1, 0..channels]).reshape([channels]);
@@ -92,10 +99,7 @@ fn batch_norm_then<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tensor
     let running_var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
-    match slope {
-        Some(k) => flex::batch_norm_leaky_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, k),
-        None => flex::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32),
-    }
+    flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, slope)
 }
 
 /// A burn `LeakyRelu` layer's forward pass. fer's kernel runs where there will be a backward pass
@@ -146,9 +150,9 @@ pub fn tune_allocator() {
 }
 
 /// Convolution → BatchNorm (running statistics) → LeakyReLU as one kernel call, for inference on
-/// the fast path: BatchNorm is folded into the convolution's weights and bias, and the activation
-/// is applied as the output is written. `None` where it does not apply (gradient devices, other
-/// backends, fast path off), and the caller runs the layers one by one.
+/// the fast path: BatchNorm and the activation are applied as the convolution's output is written.
+/// `Err` gives the input back where it does not apply (gradient devices, other backends, fast path
+/// off), and the caller runs the layers one by one.
 #[allow(clippy::result_large_err)]
 pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
     if !fast_for(&x) || x.device().is_autodiff() || act.negative_slope < 0.0 {

@@ -65,18 +65,21 @@ fn lane_sum2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32
     (a.iter().sum::<f32>() + ta, b.iter().sum::<f32>() + tb)
 }
 
-/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32) -> Vec<f32> {
-    batch_norm_leaky(x, n, c, plane, mean, var, gamma, beta, eps, None)
+/// BatchNorm as a per-channel affine map `x · scale + shift`, with `bias` (a preceding
+/// convolution's) folded in when given. Forward and backward passes and the fused inference
+/// block all use it, so they agree on every rounding.
+pub fn batch_norm_affine(mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, bias: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
+    let shift = (0..scale.len()).map(|c| (bias.map_or(0.0, |b| b[c]) - mean[c]) * scale[c] + beta[c]).collect();
+    (scale, shift)
 }
 
-/// [`batch_norm`] followed by LeakyReLU with `slope` when given, in the same pass.
+/// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, followed by LeakyReLU with `slope` when
+/// given, in the same pass.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_leaky(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, slope: Option<f32>) -> Vec<f32> {
+pub fn batch_norm(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, slope: Option<f32>) -> Vec<f32> {
     let negative = slope.unwrap_or(1.0);
-    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + eps).sqrt()).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
     let mut y = scratch(n * c * plane);
     y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, (out, inp))| {
         let ch = i % c;
@@ -89,16 +92,11 @@ pub fn batch_norm_leaky(x: &[f32], n: usize, c: usize, plane: usize, mean: &[f32
     y
 }
 
-/// Gradients of [`batch_norm`] with batch statistics: `(dx, dgamma, dbeta)`.
+/// Gradients of [`batch_norm`] with batch statistics, `(dx, dgamma, dbeta)`. With `slope`, the
+/// activation's gradient is applied to `dy` on the fly, recomputing the pre-activation from `x`,
+/// so it is never stored.
 #[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward(x: &[f32], dy: &[f32], n: usize, c: usize, plane: usize, mean: &[f32], var: &[f32], gamma: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    batch_norm_leaky_backward(x, dy, n, c, plane, mean, var, gamma, &vec![0.0; c], eps, None)
-}
-
-/// Gradients of [`batch_norm_leaky`]: the activation's gradient is applied to `dy` on the fly,
-/// recomputing the normalised value from `x`, so the pre-activation is never stored.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_leaky_backward(
+pub fn batch_norm_backward(
     x: &[f32],
     dy: &[f32],
     n: usize,
@@ -113,8 +111,7 @@ pub fn batch_norm_leaky_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let negative = slope.unwrap_or(1.0);
     // d(activation)/dz, with z computed exactly as the forward pass did.
-    let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] / (var[ch] + eps).sqrt()).collect();
-    let shift: Vec<f32> = (0..c).map(|ch| beta[ch] - mean[ch] * scale[ch]).collect();
+    let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
     let act = |xv: f32, ch: usize| if slope.is_some() && xv * scale[ch] + shift[ch] < 0.0 { negative } else { 1.0 };
     let count = (n * plane).max(1) as f64;
     let inv_std: Vec<f32> = (0..c).map(|ch| 1.0 / (var[ch] + eps).sqrt()).collect();

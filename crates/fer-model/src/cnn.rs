@@ -144,26 +144,57 @@ impl ConvBlock {
     }
 }
 
+impl ConvBlock {
+    /// Conv → BatchNorm → LeakyReLU → [max-pool] → dropout, tapping each output under `prefix`.
+    /// `None` once the tap's stop layer has been reached.
+    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<4>> {
+        let name = |layer: &str| format!("{prefix}.{layer}");
+        let x = self.conv_bn_act(x, tap, &name)?;
+        let x = match &self.pool {
+            Some(pool) => tap.map(&name("pool"), fer_kernels::max_pool2d(pool, x))?,
+            None => x,
+        };
+        tap.map(&name("dropout"), fer_kernels::dropout(&self.dropout, x))
+    }
+
+    /// Conv → BatchNorm → LeakyReLU; as fused kernels (the whole block for inference, BatchNorm
+    /// with LeakyReLU for training) when nothing taps the layers in between.
+    fn conv_bn_act(&self, x: Tensor<4>, tap: &mut Tap<'_>, name: &dyn Fn(&str) -> String) -> Option<Tensor<4>> {
+        let fuse = tap.is_plain();
+        let x = match if fuse { fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x) } else { Err(x) } {
+            Ok(y) => return Some(y),
+            Err(x) => x,
+        };
+        let x = tap.map(&name("conv"), self.conv_forward(x))?;
+        let x = match if fuse { fer_kernels::batch_norm_leaky_train(&self.bn, &self.act, x) } else { Err(x) } {
+            Ok(y) => return Some(y),
+            Err(x) => x,
+        };
+        let x = tap.map(&name("bn"), fer_kernels::batch_norm(&self.bn, x))?;
+        tap.map(&name("act"), fer_kernels::leaky_relu(&self.act, x))
+    }
+}
+
 impl DenseBlock {
     /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
     /// `None` once the tap's stop layer has been reached.
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
-        let fused = match &self.bn {
-            Some(bn) if tap.is_plain() => fer_kernels::batch_norm_leaky_train(bn, &self.act, x),
-            _ => Err(x),
-        };
-        let x = match fused {
-            Ok(x) => x,
-            Err(x) => {
-                let x = match &self.bn {
-                    Some(bn) => tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?,
-                    None => x,
-                };
-                tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))?
-            }
-        };
+        let x = self.bn_act(x, tap, prefix)?;
         tap.dense(&format!("{prefix}.dropout"), fer_kernels::dropout(&self.dropout, x))
+    }
+
+    /// [BatchNorm] → LeakyReLU; one fused kernel for training when nothing taps the layers.
+    fn bn_act(&self, x: Tensor<2>, tap: &mut Tap<'_>, prefix: &str) -> Option<Tensor<2>> {
+        let Some(bn) = &self.bn else {
+            return tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x));
+        };
+        let x = match if tap.is_plain() { fer_kernels::batch_norm_leaky_train(bn, &self.act, x) } else { Err(x) } {
+            Ok(y) => return Some(y),
+            Err(x) => x,
+        };
+        let x = tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?;
+        tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))
     }
 }
 
@@ -171,26 +202,7 @@ impl Cnn {
     pub(crate) fn forward_tapped(&self, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let mut x = x;
         for (i, block) in self.blocks.iter().enumerate() {
-            let name = |layer: &str| format!("block{}.{layer}", i + 1);
-            let fused = if tap.is_plain() { fer_kernels::conv_block_inference(&block.conv, &block.bn, &block.act, x) } else { Err(x) };
-            x = match fused {
-                Ok(x) => x,
-                Err(x) => {
-                    let x = tap.map(&name("conv"), block.conv_forward(x))?;
-                    let fused = if tap.is_plain() { fer_kernels::batch_norm_leaky_train(&block.bn, &block.act, x) } else { Err(x) };
-                    match fused {
-                        Ok(x) => x,
-                        Err(x) => {
-                            let x = tap.map(&name("bn"), fer_kernels::batch_norm(&block.bn, x))?;
-                            tap.map(&name("act"), fer_kernels::leaky_relu(&block.act, x))?
-                        }
-                    }
-                }
-            };
-            if let Some(pool) = &block.pool {
-                x = tap.map(&name("pool"), fer_kernels::max_pool2d(pool, x))?;
-            }
-            x = tap.map(&name("dropout"), fer_kernels::dropout(&block.dropout, x))?;
+            x = block.forward_tapped(&format!("block{}", i + 1), x, tap)?;
         }
         let mut x = tap.dense("flatten", x.flatten(1, 3))?;
         for (i, block) in self.dense.iter().enumerate() {

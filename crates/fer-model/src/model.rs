@@ -39,7 +39,7 @@ impl<'a> Tap<'a> {
     }
 
     pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Option<Tensor<2>> {
-        if self.callback.is_none() && self.stop_after.is_none() {
+        if self.is_plain() {
             return Some(x);
         }
         let [batch, units] = x.dims();
