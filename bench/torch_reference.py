@@ -42,17 +42,19 @@ def build(name):
 
 def bench(args):
     torch.manual_seed(0)
-    model = build(args.model)
+    dev = args.device
+    model = build(args.model).to(dev)
     b = args.batch_size
     fmt = torch.channels_last if args.mode == "channels_last" else torch.contiguous_format
     model = model.to(memory_format=fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = nn.CrossEntropyLoss()
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.mode == "bf16" else torch.autocast("cpu", enabled=False)
+    autocast = torch.autocast(dev, dtype=torch.bfloat16) if args.mode == "bf16" else torch.autocast(dev, enabled=False)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
     def step():
-        x = torch.rand(b, 1, 48, 48).to(memory_format=fmt)
-        y = torch.randint(0, 7, (b,))
+        x = torch.rand(b, 1, 48, 48, device=dev).to(memory_format=fmt)
+        y = torch.randint(0, 7, (b,), device=dev)
         with autocast:
             loss = loss_fn(model(x), y)
         opt.zero_grad()
@@ -62,28 +64,34 @@ def bench(args):
 
     model.train()
     step()
+    sync()
     t = time.perf_counter()
     for _ in range(args.train_steps):
         step()
+    sync()
     train_s = (time.perf_counter() - t) / args.train_steps
 
     model.eval()
-    x = torch.rand(b, 1, 48, 48).to(memory_format=fmt)
-    x1 = torch.rand(1, 1, 48, 48).to(memory_format=fmt)
+    x = torch.rand(b, 1, 48, 48, device=dev).to(memory_format=fmt)
+    x1 = torch.rand(1, 1, 48, 48, device=dev).to(memory_format=fmt)
     with torch.no_grad(), autocast:
         model(x)
+        sync()
         t = time.perf_counter()
         for _ in range(args.infer_batches):
             model(x)
+        sync()
         infer_s = (time.perf_counter() - t) / args.infer_batches
         model(x1)
+        sync()
         t = time.perf_counter()
         for _ in range(args.latency_runs):
             model(x1)
+        sync()
         latency_ms = 1e3 * (time.perf_counter() - t) / args.latency_runs
     out = {"impl": f"pytorch {torch.__version__} {args.mode}", "model": args.model, "batch_size": b,
            "train_step_s": train_s, "train_img_per_s": b / train_s, "infer_img_per_s": b / infer_s,
-           "latency_b1_ms": latency_ms, "threads": torch.get_num_threads()}
+           "latency_b1_ms": latency_ms, "threads": torch.get_num_threads(), "device": dev}
     print(json.dumps(out) if args.json else out)
 
 
@@ -98,6 +106,7 @@ def main():
     b.add_argument("--infer-batches", type=int, default=5)
     b.add_argument("--latency-runs", type=int, default=50)
     b.add_argument("--json", action="store_true")
+    b.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = sub.add_parser("ascent")
     a.add_argument("--layer", default="block1.act")
     a.add_argument("--filters", type=int, default=64)

@@ -6,6 +6,7 @@
 //! train+val (when the data has a separate test split) and an ensemble; explain the CNN; render
 //! figures; write REPORT.md and index.html.
 
+mod llvm;
 mod pipeline;
 mod report;
 
@@ -35,6 +36,21 @@ enum Task {
         /// Regenerate the report from the saved stages and fail if REPORT.md would change.
         #[arg(long)]
         check: bool,
+        /// cpu (burn's flex with fer's kernels) or cuda (GPU 0; build xtask with `--features cuda`).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Lay out the LLVM folder burn's CUDA backend builds against, over an installed LLVM, so
+    /// `cargo build -p fer-cli --features cuda` needs no download (README, section "GPU").
+    Llvm {
+        /// An installed LLVM 23 prefix holding bin/llvm-config, include/ and lib/. Without it,
+        /// LLVM 23 with NVPTX is installed from PyPI (mlc-llvm-static) into target/llvm-sdk.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Folder to create (default: where tracel-llvm-bundler looks,
+        /// ~/.local/share/tracel/tracel-llvm-<locked version>).
+        #[arg(long)]
+        dest: Option<PathBuf>,
     },
 }
 
@@ -42,20 +58,64 @@ enum Task {
 pub enum Profile {
     /// Small models on synthetic faces: a few minutes, what the tests use.
     Smoke,
-    /// The report's models on real data within about 2 hours on a 2-core CPU
-    /// (CNN 8 epochs x 100 steps, DNN 40 epochs, no ensemble).
+    /// The report's models on real data on a 2-core CPU: the CNN with fer's fast recipe
+    /// (8 x 250 steps, at most 60 minutes of training), the DNN 40 epochs, no ensemble.
     Cpu,
     /// The report's protocol: CNN 30 epochs x 500 steps, DNN 100 epochs, 5-member ensemble. For a GPU.
     Full,
 }
 
+/// The only place xtask picks a backend.
+fn choose_device(name: &str) -> anyhow::Result<burn::tensor::Device> {
+    match name {
+        "cpu" => Ok(burn::tensor::Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => {
+            anyhow::ensure!(
+                std::path::Path::new("/proc/driver/nvidia/version").exists(),
+                "--device cuda: no NVIDIA GPU driver on this machine; use --device cpu"
+            );
+            std::panic::catch_unwind(|| {
+                let device = burn::tensor::Device::cuda(0);
+                let _ = burn::tensor::Tensor::<1>::zeros([1], &device).into_data();
+                device
+            })
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "CUDA GPU 0 could not be started; check `nvidia-smi`, or use --device cpu"
+                )
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => anyhow::bail!(
+            "this xtask was built without CUDA: cargo run --release -p xtask --features cuda -- reproduce-report --device cuda ..."
+        ),
+        other => anyhow::bail!("unknown device {other:?}; valid: cpu, cuda"),
+    }
+}
+
 fn main() {
     fer_kernels::tune_allocator();
     let result = match Xtask::parse().command {
-        Task::ReproduceReport { data, profile, out, check } => {
+        Task::ReproduceReport {
+            data,
+            profile,
+            out,
+            check,
+            device,
+        } => {
             let started = Instant::now();
-            report::reproduce(data, profile, out, check).map(|path| println!("wrote {} in {:.0}s", path.display(), started.elapsed().as_secs_f64()))
+            choose_device(&device)
+                .and_then(|device| report::reproduce(data, profile, out, check, device))
+                .map(|path| {
+                    println!(
+                        "wrote {} in {:.0}s",
+                        path.display(),
+                        started.elapsed().as_secs_f64()
+                    )
+                })
         }
+        Task::Llvm { from, dest } => llvm::run(from, dest),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -8,7 +8,9 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use fer_data::{Dataset, Emotion, LoadOptions, NUM_CLASSES, PIXELS, SIDE};
 use fer_model::{FerModel, ModelConfig, Summary};
-use fer_train::{EpochRow, Evaluation, RunConfig, TrainOptions, argmax};
+use fer_train::{
+    EpochRow, EvalChoice, Evaluation, Recipe, RunConfig, TrainOptions, Tta, Weights, argmax,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::Profile;
@@ -36,13 +38,39 @@ pub struct RunResult {
     pub train_seconds: f64,
     pub evaluation: Evaluation,
     pub probabilities: Vec<[f32; NUM_CLASSES]>,
+    /// The same run under other evaluation choices (weight average, test-time augmentation),
+    /// reported beside the plain protocol, never instead of it.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    /// Why training stopped before the recipe's end, when it did (a time budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
+}
+
+/// One evaluation choice and its test accuracy.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Variant {
+    pub name: String,
+    pub accuracy: f64,
+    pub loss: f64,
 }
 
 struct Log;
 
 impl fer_train::Observer for Log {
     fn on_epoch(&mut self, r: &EpochRow) {
-        println!("    epoch {:>3}: train_acc {:.4} val_acc {:.4} ({:.0}s, {:.1} img/s)", r.epoch, r.train_acc, r.val_acc, r.seconds, r.images_per_s);
+        let ema = r
+            .ema_val_acc
+            .map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
+        println!(
+            "    epoch {:>3}: train_acc {:.4} val_acc {:.4}{ema} ({:.0}s, {:.1} img/s, {:.1} min since start)",
+            r.epoch,
+            r.train_acc,
+            r.val_acc,
+            r.seconds,
+            r.images_per_s,
+            r.wall_seconds / 60.0
+        );
     }
     fn on_message(&mut self, m: &str) {
         println!("    {m}");
@@ -61,15 +89,39 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl Ctx {
-    pub fn open(spec: String, profile: Profile, out: PathBuf) -> anyhow::Result<Ctx> {
+    pub fn open(
+        spec: String,
+        profile: Profile,
+        out: PathBuf,
+        device: Device,
+    ) -> anyhow::Result<Ctx> {
         let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
         // Test on PrivateTest when the data has it (the original CSV); else on PublicTest.
-        let test_split = if data.split_names().iter().any(|s| s == "PrivateTest") { "PrivateTest" } else { "PublicTest" };
-        Ok(Ctx { out, spec, profile, device: Device::flex(), data, format: report.format.as_str().into(), test_split: test_split.into() })
+        let test_split = if data.split_names().iter().any(|s| s == "PrivateTest") {
+            "PrivateTest"
+        } else {
+            "PublicTest"
+        };
+        Ok(Ctx {
+            out,
+            spec,
+            profile,
+            device,
+            data,
+            format: report.format.as_str().into(),
+            test_split: test_split.into(),
+        })
+    }
+
+    /// The CNN's wall-clock budget: the `cpu` profile promises its report within about an hour
+    /// of CNN training on a 2-core machine; a stopped run keeps its best epoch (rerun to go on).
+    pub fn cnn_time_budget(&self) -> Option<std::time::Duration> {
+        (self.profile == Profile::Cpu).then(|| std::time::Duration::from_secs(60 * 60))
     }
 
     pub fn has_separate_test(&self) -> bool {
@@ -81,10 +133,15 @@ impl Ctx {
         let named = |name: &str| ModelConfig::by_name(name).expect("the report's models exist");
         match self.profile {
             Profile::Smoke => {
+                // The tiny CNN with the fast recipe's parts, so the smoke test covers them.
                 let mut cnn = RunConfig::new(&self.spec, RunConfig::tiny_cnn());
-                cnn.recipe.epochs = 6;
-                cnn.recipe.steps_per_epoch = Some(20);
-                cnn.recipe.batch_size = 32;
+                cnn.recipe = Recipe {
+                    epochs: 6,
+                    steps_per_epoch: Some(20),
+                    batch_size: 32,
+                    ema_decay: Some(0.95),
+                    ..Recipe::fast_cnn()
+                };
                 let mut dnn = RunConfig::new(&self.spec, RunConfig::tiny_dnn());
                 dnn.recipe.epochs = 10;
                 dnn.recipe.batch_size = 32;
@@ -92,26 +149,44 @@ impl Ctx {
             }
             Profile::Cpu => {
                 let mut cnn = RunConfig::new(&self.spec, named("cnn"));
-                cnn.recipe.epochs = 8;
-                cnn.recipe.steps_per_epoch = Some(100);
+                cnn.recipe = Recipe::fast_cnn();
                 let mut dnn = RunConfig::new(&self.spec, named("dnn"));
                 dnn.recipe.epochs = 40;
                 (cnn, dnn, 1)
             }
-            Profile::Full => (RunConfig::new(&self.spec, named("cnn")), RunConfig::new(&self.spec, named("dnn")), 5),
+            Profile::Full => (
+                RunConfig::new(&self.spec, named("cnn")),
+                RunConfig::new(&self.spec, named("dnn")),
+                5,
+            ),
         }
     }
 
     /// Trains (or resumes, or reuses) `members` runs of `config` and evaluates them on the test split.
-    pub fn train_and_eval(&self, name: &str, config: &RunConfig, members: usize) -> anyhow::Result<RunResult> {
+    pub fn train_and_eval(
+        &self,
+        name: &str,
+        config: &RunConfig,
+        members: usize,
+        time_budget: Option<std::time::Duration>,
+    ) -> anyhow::Result<RunResult> {
         let result_path = self.out.join("stages").join(format!("{name}.json"));
         if let Some(done) = read_json::<RunResult>(&result_path) {
             println!("    {name}: reusing {}", result_path.display());
             return Ok(done);
         }
         let dir = self.out.join("runs").join(name);
-        let done = |d: &Path| fer_train::load_checkpoint(d, &self.device).map(|c| c.state.finished).unwrap_or(false);
-        let options = || TrainOptions { time_budget: None, stop: None, max_steps: None, observer: Box::leak(Box::new(Log)) };
+        let done = |d: &Path| {
+            fer_train::load_checkpoint(d, &self.device)
+                .map(|c| c.state.finished)
+                .unwrap_or(false)
+        };
+        let options = || TrainOptions {
+            time_budget,
+            stop: None,
+            max_steps: None,
+            observer: Box::leak(Box::new(Log)),
+        };
         if members > 1 {
             fer_train::train_ensemble(&dir, config, members, &self.data, &self.device, options())?;
         } else if !done(&dir) {
@@ -122,8 +197,64 @@ impl Ctx {
             }
         }
         let evaluated = fer_train::evaluate_run(&dir, &self.data, &self.test_split, &self.device)?;
-        let first = if members > 1 { dir.join("member-1") } else { dir.clone() };
-        let history = fer_train::load_checkpoint(&first, &self.device)?.state.history;
+        let first = if members > 1 {
+            dir.join("member-1")
+        } else {
+            dir.clone()
+        };
+        let state = fer_train::load_checkpoint(&first, &self.device)?.state;
+        let stopped_early = (!state.finished).then(|| {
+            let budget = time_budget.map_or(String::new(), |b| {
+                format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0)
+            });
+            format!(
+                "stopped after {} of {} epochs{budget}",
+                state.history.len(),
+                config.recipe.epochs
+            )
+        });
+        let history = state.history;
+        let mut variants = Vec::new();
+        if config.model.kind() == "cnn" || config.recipe.ema_decay.is_some() {
+            let mut choices = vec![(
+                "test-time flip",
+                EvalChoice {
+                    weights: Weights::Best,
+                    tta: Tta::Flip,
+                },
+            )];
+            if config.recipe.ema_decay.is_some() {
+                choices.push((
+                    "weight average",
+                    EvalChoice {
+                        weights: Weights::Ema,
+                        tta: Tta::None,
+                    },
+                ));
+                choices.push((
+                    "weight average + test-time flip",
+                    EvalChoice {
+                        weights: Weights::Ema,
+                        tta: Tta::Flip,
+                    },
+                ));
+            }
+            for (label, choice) in choices {
+                let e = fer_train::evaluate_run_with(
+                    &dir,
+                    &self.data,
+                    &self.test_split,
+                    &self.device,
+                    choice,
+                )?
+                .evaluation;
+                variants.push(Variant {
+                    name: label.into(),
+                    accuracy: e.accuracy,
+                    loss: e.loss,
+                });
+            }
+        }
         let train_seconds = history.iter().map(|r| r.seconds).sum();
         let result = RunResult {
             name: name.into(),
@@ -136,14 +267,21 @@ impl Ctx {
             train_seconds,
             evaluation: evaluated.evaluation,
             probabilities: evaluated.probabilities,
+            variants,
+            stopped_early,
         };
         write_json(&result_path, &result)?;
-        println!("    {name}: test accuracy {:.4} on {}", result.evaluation.accuracy, self.test_split);
+        println!(
+            "    {name}: test accuracy {:.4} on {}",
+            result.evaluation.accuracy, self.test_split
+        );
         Ok(result)
     }
 
     pub fn test_faces(&self) -> Dataset {
-        self.data.select_splits(&[self.test_split.as_str()]).unwrap_or_default()
+        self.data
+            .select_splits(&[self.test_split.as_str()])
+            .unwrap_or_default()
     }
 
     /// The CNN run's best model, on an autodiff device and frozen (inference mode with gradients).
@@ -179,7 +317,16 @@ pub fn most_confused(e: &Evaluation, n: usize) -> Vec<ConfusedPair> {
     }
     cells.sort_by(|a, b| b.3.total_cmp(&a.3).then(b.2.cmp(&a.2)));
     let name = |i: usize| Emotion::from_id(i).map_or("?".to_string(), |e| e.name().to_string());
-    cells.into_iter().take(n).map(|(t, p, count, rate)| ConfusedPair { true_class: name(t), predicted: name(p), count, rate }).collect()
+    cells
+        .into_iter()
+        .take(n)
+        .map(|(t, p, count, rate)| ConfusedPair {
+            true_class: name(t),
+            predicted: name(p),
+            count,
+            rate,
+        })
+        .collect()
 }
 
 /// One face of the test split with what the model said about it.
@@ -192,15 +339,31 @@ pub struct Example {
 }
 
 /// The most confident error from `true_class` to `predicted`.
-pub fn most_confident_error(test: &Dataset, probs: &[[f32; NUM_CLASSES]], true_class: usize, predicted: usize) -> Option<Example> {
+pub fn most_confident_error(
+    test: &Dataset,
+    probs: &[[f32; NUM_CLASSES]],
+    true_class: usize,
+    predicted: usize,
+) -> Option<Example> {
     (0..test.len())
-        .filter(|&i| test.label(i).map(|l| l.id()) == Some(true_class) && argmax(&probs[i]) == predicted)
+        .filter(|&i| {
+            test.label(i).map(|l| l.id()) == Some(true_class) && argmax(&probs[i]) == predicted
+        })
         .max_by(|&a, &b| probs[a][predicted].total_cmp(&probs[b][predicted]))
-        .map(|index| Example { index, true_class, predicted, probabilities: probs[index] })
+        .map(|index| Example {
+            index,
+            true_class,
+            predicted,
+            probabilities: probs[index],
+        })
 }
 
 /// The most confident correct prediction of `class`.
-pub fn most_confident_correct(test: &Dataset, probs: &[[f32; NUM_CLASSES]], class: usize) -> Option<Example> {
+pub fn most_confident_correct(
+    test: &Dataset,
+    probs: &[[f32; NUM_CLASSES]],
+    class: usize,
+) -> Option<Example> {
     most_confident_error(test, probs, class, class)
 }
 
@@ -214,7 +377,10 @@ pub struct Explained {
 }
 
 fn to_vec(t: Tensor<4>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
 }
 
 /// Saliency (Q4), Grad-CAM and IG extras, activation grids (Q5.1) and gradient ascent (Q5.2).
@@ -229,45 +395,109 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
     let test = ctx.test_faces();
     let mut explained = Explained::default();
     for class in [Emotion::Happy, Emotion::Surprise] {
-        let Some(ex) = most_confident_correct(&test, &cnn.probabilities, class.id()) else { continue };
+        let Some(ex) = most_confident_correct(&test, &cnn.probabilities, class.id()) else {
+            continue;
+        };
         let pixels = test.image(ex.index);
         let input = fer_model::input_from_pixels(pixels, 1, SIDE, &ad);
         let name = class.folder_name();
-        let saliency = to_vec(fer_interpret::saliency(&model, input.clone(), &[class.id()], fer_interpret::Score::Logit).abs());
+        let saliency = to_vec(
+            fer_interpret::saliency(
+                &model,
+                input.clone(),
+                &[class.id()],
+                fer_interpret::Score::Logit,
+            )
+            .abs(),
+        );
         let title = format!("{} P={:.2}", class.name(), ex.probabilities[class.id()]);
-        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title).save(figures.join(format!("saliency-{name}.png")))?;
-        let cam = to_vec(fer_interpret::grad_cam(&model, input.clone(), &[class.id()], "block4.act")?);
-        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title).save(figures.join(format!("gradcam-{name}.png")))?;
-        let ig = fer_interpret::integrated_gradients(&model, input.clone(), input.zeros_like(), &[class.id()], fer_interpret::Score::Logit, 64);
+        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title)
+            .save(figures.join(format!("saliency-{name}.png")))?;
+        let cam = to_vec(fer_interpret::grad_cam(
+            &model,
+            input.clone(),
+            &[class.id()],
+            "block4.act",
+        )?);
+        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title)
+            .save(figures.join(format!("gradcam-{name}.png")))?;
+        let ig = fer_interpret::integrated_gradients(
+            &model,
+            input.clone(),
+            input.zeros_like(),
+            &[class.id()],
+            fer_interpret::Score::Logit,
+            64,
+        );
         explained.ig_relative_error.push(ig.relative_errors[0]);
-        fer_report::attribution_panel(pixels, SIDE as u32, &to_vec(ig.attributions.abs()), "ig", &title).save(figures.join(format!("ig-{name}.png")))?;
+        fer_report::attribution_panel(
+            pixels,
+            SIDE as u32,
+            &to_vec(ig.attributions.abs()),
+            "ig",
+            &title,
+        )
+        .save(figures.join(format!("ig-{name}.png")))?;
         explained.saliency.push((class.name().to_string(), ex));
     }
 
     let face_index = explained.saliency.first().map_or(0, |(_, e)| e.index);
     let input = fer_model::input_from_pixels(test.image(face_index), 1, SIDE, &ctx.device);
-    let plain = fer_model::load_model(&ctx.out.join("runs").join("cnn").join("best.fer"), &ctx.device)?;
+    let plain = fer_model::load_model(
+        &ctx.out.join("runs").join("cnn").join("best.fer"),
+        &ctx.device,
+    )?;
     for layer in ["block1.act", "block3.act", "block4.conv", "block5.act"] {
         let (_, act) = fer_interpret::capture(&plain, input.clone(), layer)?;
         let [_, c, h, w] = act.dims();
         let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
-        let img = fer_report::channel_grid(&to_vec(act), c, h, w, 48, &labels, &format!("{layer} {c} filters {h}x{w}"));
+        let img = fer_report::channel_grid(
+            &to_vec(act),
+            c,
+            h,
+            w,
+            48,
+            &labels,
+            &format!("{layer} {c} filters {h}x{w}"),
+        );
         img.save(figures.join(format!("activations-{}.png", layer.replace('.', "-"))))?;
         explained.activation_layers.push((layer.to_string(), c, h));
     }
 
     let [c, h, w] = model.input_shape();
     for layer in ["block1.act", "block5.act"] {
-        let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), layer)?;
+        let (_, probe) =
+            fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), layer)?;
         let filters: Vec<usize> = (0..probe.dims()[1].min(64)).collect();
         let started = std::time::Instant::now();
-        let result = fer_interpret::gradient_ascent(&model, layer, &filters, [c, h, w], &fer_interpret::AscentConfig::default(), &ad)?;
+        let result = fer_interpret::gradient_ascent(
+            &model,
+            layer,
+            &filters,
+            [c, h, w],
+            &fer_interpret::AscentConfig::default(),
+            &ad,
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-        let img = fer_report::channel_grid(&to_vec(result.images), filters.len(), h, w, 48, &labels, &format!("{layer} ascent 20 steps"));
+        let img = fer_report::channel_grid(
+            &to_vec(result.images),
+            filters.len(),
+            h,
+            w,
+            48,
+            &labels,
+            &format!("{layer} ascent 20 steps"),
+        );
         img.save(figures.join(format!("ascent-{}.png", layer.replace('.', "-"))))?;
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-        explained.ascent.push((layer.to_string(), filters.len(), mean(&result.trace[0]), mean(&result.activations), seconds));
+        explained.ascent.push((
+            layer.to_string(),
+            filters.len(),
+            mean(&result.trace[0]),
+            mean(&result.activations),
+            seconds,
+        ));
     }
     write_json(&path, &explained)?;
     Ok(explained)
@@ -275,5 +505,8 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
 
 /// The faces of the examples, for figures.
 pub fn face(test: &Dataset, index: usize) -> Vec<u8> {
-    test.image(index).get(..PIXELS).map(<[u8]>::to_vec).unwrap_or_default()
+    test.image(index)
+        .get(..PIXELS)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default()
 }

@@ -4,7 +4,9 @@ use std::fmt;
 pub const NUM_CLASSES: usize = 7;
 
 /// The seven FER2013 emotions, with the ids of the original CSV.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Emotion {
     Angry = 0,
     Disgust = 1,

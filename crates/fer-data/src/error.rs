@@ -11,7 +11,9 @@ pub enum RowProblem {
     NonNumericPixel { index: usize, token: String },
     #[error("pixel {index} is {value}, outside 0-255")]
     PixelOutOfRange { index: usize, value: u64 },
-    #[error("label {value} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)")]
+    #[error(
+        "label {value} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)"
+    )]
     LabelOutOfRange { value: String },
     #[error("label {token:?} is not a number")]
     NonNumericLabel { token: String },
@@ -73,7 +75,9 @@ pub enum DataError {
     },
     #[error("{path}: no .jpg, .jpeg or .png faces found under class folders")]
     NoImages { path: PathBuf },
-    #[error("{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a folder of class folders")]
+    #[error(
+        "{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a folder of class folders"
+    )]
     UnknownFormat { path: PathBuf },
     #[error("{path}: {problem}")]
     Write { path: PathBuf, problem: String },

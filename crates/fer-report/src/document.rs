@@ -5,9 +5,15 @@
 pub enum Block {
     Heading(u8, String),
     Paragraph(String),
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     /// A figure file relative to the report, with its caption.
-    Figure { path: String, caption: String },
+    Figure {
+        path: String,
+        caption: String,
+    },
     Code(String),
 }
 
@@ -18,7 +24,10 @@ pub struct Document {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `**bold**` and `` `code` `` in paragraph text, as HTML.
@@ -42,7 +51,10 @@ fn inline_html(s: &str) -> String {
 
 impl Document {
     pub fn new(title: impl Into<String>) -> Self {
-        Document { title: title.into(), blocks: Vec::new() }
+        Document {
+            title: title.into(),
+            blocks: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, block: Block) -> &mut Self {
@@ -55,7 +67,10 @@ impl Document {
         for block in &self.blocks {
             md.push('\n');
             match block {
-                Block::Heading(level, text) => md.push_str(&format!("{} {text}\n", "#".repeat((*level as usize).clamp(2, 6)))),
+                Block::Heading(level, text) => md.push_str(&format!(
+                    "{} {text}\n",
+                    "#".repeat((*level as usize).clamp(2, 6))
+                )),
                 Block::Paragraph(text) => md.push_str(&format!("{text}\n")),
                 Block::Table { header, rows } => {
                     md.push_str(&format!("| {} |\n", header.join(" | ")));
@@ -64,7 +79,9 @@ impl Document {
                         md.push_str(&format!("| {} |\n", row.join(" | ")));
                     }
                 }
-                Block::Figure { path, caption } => md.push_str(&format!("![{caption}]({path})\n\n*{caption}*\n")),
+                Block::Figure { path, caption } => {
+                    md.push_str(&format!("![{caption}]({path})\n\n*{caption}*\n"))
+                }
                 Block::Code(text) => md.push_str(&format!("```text\n{}\n```\n", text.trim_end())),
             }
         }
@@ -111,7 +128,9 @@ impl Document {
                     escape(caption),
                     escape(caption)
                 )),
-                Block::Code(text) => html.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end()))),
+                Block::Code(text) => {
+                    html.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end())))
+                }
             }
         }
         html.push_str("</body>\n</html>\n");
@@ -128,12 +147,22 @@ mod tests {
         let mut d = Document::new("T <1>");
         d.push(Block::Heading(2, "Q1".into()))
             .push(Block::Paragraph("acc **0.67** with `fer`".into()))
-            .push(Block::Table { header: vec!["a".into(), "b".into()], rows: vec![vec!["1".into(), "2".into()]] })
-            .push(Block::Figure { path: "f.png".into(), caption: "cap".into() })
+            .push(Block::Table {
+                header: vec!["a".into(), "b".into()],
+                rows: vec![vec!["1".into(), "2".into()]],
+            })
+            .push(Block::Figure {
+                path: "f.png".into(),
+                caption: "cap".into(),
+            })
             .push(Block::Code("x < y".into()));
         insta::assert_snapshot!("document_markdown", d.to_markdown());
         let html = d.to_html();
-        assert!(html.contains("<h1>T &lt;1&gt;</h1>") && html.contains("<strong>0.67</strong>") && html.contains("<code>fer</code>"));
+        assert!(
+            html.contains("<h1>T &lt;1&gt;</h1>")
+                && html.contains("<strong>0.67</strong>")
+                && html.contains("<code>fer</code>")
+        );
         assert!(html.contains("<img src=\"f.png\"") && html.contains("<pre>x &lt; y</pre>"));
     }
 }

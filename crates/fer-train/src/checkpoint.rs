@@ -1,6 +1,11 @@
 //! One file holds everything a run needs to continue: where it is, what it has seen, the model
 //! and the optimizer. It is written with temp file + fsync + rename, so a kill at any instant
 //! leaves the previous checkpoint or the new one, never a torn file.
+//!
+//! ```text
+//! b"FERCKPT2"  u64 state_len  u64 model_len  u64 optim_len  u64 ema_len  state  model  optim  ema
+//! ```
+//! (`FERCKPT1` files, without the weight average, still load.)
 
 use std::path::{Path, PathBuf};
 
@@ -9,9 +14,11 @@ use burn::tensor::{Bytes, Device};
 use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
 
+use crate::ema::{Ema, flatten};
 use crate::{EpochRow, TrainError};
 
-const MAGIC: &[u8; 8] = b"FERCKPT1";
+const MAGIC_V1: &[u8; 8] = b"FERCKPT1";
+const MAGIC: &[u8; 8] = b"FERCKPT2";
 
 /// Where a run stands, and what it has recorded so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -32,30 +39,53 @@ pub struct TrainState {
     pub plateau_best_loss: Option<f64>,
     pub plateau_bad_epochs: usize,
     pub finished: bool,
+    #[serde(default)]
+    pub best_ema_val_acc: Option<f64>,
+    /// Wall-clock seconds of all invocations so far (training, validation, checkpoints).
+    #[serde(default)]
+    pub wall_seconds: f64,
 }
 
 pub struct Checkpoint {
     pub state: TrainState,
     pub model: FerModel,
     pub optimizer: Vec<u8>,
+    /// The weight average, for recipes that keep one.
+    pub ema: Option<Ema>,
 }
 
 pub(crate) fn checkpoint_path(run_dir: &Path) -> PathBuf {
     run_dir.join("checkpoint.ckpt")
 }
 
-pub(crate) fn save_checkpoint(run_dir: &Path, state: &TrainState, model: &FerModel, optim: &ModuleOptimizer) -> Result<(), TrainError> {
+pub(crate) fn save_checkpoint(
+    run_dir: &Path,
+    state: &TrainState,
+    model: &FerModel,
+    optim: &ModuleOptimizer,
+    ema: Option<&Ema>,
+) -> Result<(), TrainError> {
     let path = checkpoint_path(run_dir);
-    let bad = |reason: String| TrainError::BadCheckpoint { path: path.clone(), reason };
+    let bad = |reason: String| TrainError::BadCheckpoint {
+        path: path.clone(),
+        reason,
+    };
     let state_json = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
     let model_bytes = fer_model::model_bytes(model)?;
     let optim_bytes = optim.into_bytes().map_err(|e| bad(e.to_string()))?;
-    let mut out = Vec::with_capacity(32 + state_json.len() + model_bytes.len() + optim_bytes.len());
+    let ema_bytes = ema.map(Ema::to_bytes).unwrap_or_default();
+    let parts = [
+        &state_json[..],
+        &model_bytes[..],
+        &optim_bytes[..],
+        &ema_bytes[..],
+    ];
+    let mut out = Vec::with_capacity(40 + parts.iter().map(|p| p.len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
-    for part in [&state_json[..], &model_bytes[..], &optim_bytes[..]] {
+    for part in parts {
         out.extend_from_slice(&(part.len() as u64).to_le_bytes());
     }
-    for part in [&state_json[..], &model_bytes[..], &optim_bytes[..]] {
+    for part in parts {
         out.extend_from_slice(part);
     }
     fer_model::write_atomic(&path, &out).map_err(|e| TrainError::io(&path, e))
@@ -65,22 +95,68 @@ pub(crate) fn save_checkpoint(run_dir: &Path, state: &TrainState, model: &FerMod
 pub fn load_checkpoint(run_dir: &Path, device: &Device) -> Result<Checkpoint, TrainError> {
     let path = checkpoint_path(run_dir);
     let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-    let bad = |reason: &str| TrainError::BadCheckpoint { path: path.clone(), reason: reason.into() };
-    if bytes.len() < 32 || &bytes[..8] != MAGIC {
-        return Err(bad("it does not start with the fer checkpoint header"));
-    }
-    let len = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default()) as usize;
-    let (a, b, c) = (len(0), len(1), len(2));
-    if bytes.len() != 32 + a + b + c {
+    let bad = |reason: &str| TrainError::BadCheckpoint {
+        path: path.clone(),
+        reason: reason.into(),
+    };
+    let parts = match bytes.get(..8) {
+        Some(m) if m == MAGIC_V1 => 3,
+        Some(m) if m == MAGIC => 4,
+        _ => return Err(bad("it does not start with the fer checkpoint header")),
+    };
+    let header = 8 + 8 * parts;
+    if bytes.len() < header {
         return Err(bad("truncated"));
     }
-    let state: TrainState = serde_json::from_slice(&bytes[32..32 + a]).map_err(|e| bad(&e.to_string()))?;
-    let model = fer_model::model_from_bytes(&bytes[32 + a..32 + a + b], &path, device)?;
-    Ok(Checkpoint { state, model, optimizer: bytes[32 + a + b..].to_vec() })
+    let lens: Vec<u64> = (0..parts)
+        .map(|i| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default()))
+        .collect();
+    let total = lens
+        .iter()
+        .try_fold(header as u64, |acc, &l| acc.checked_add(l));
+    if total != Some(bytes.len() as u64) {
+        return Err(bad("truncated, or its header does not match its length"));
+    }
+    let mut at = header;
+    let mut sections = lens.iter().map(|&l| {
+        let part = &bytes[at..at + l as usize];
+        at += l as usize;
+        part
+    });
+    let (state_bytes, model_bytes, optim_bytes) = (
+        sections.next().unwrap_or_default(),
+        sections.next().unwrap_or_default(),
+        sections.next().unwrap_or_default(),
+    );
+    let ema_bytes = sections.next().unwrap_or_default();
+    let state: TrainState = serde_json::from_slice(state_bytes).map_err(|e| bad(&e.to_string()))?;
+    let model = fer_model::model_from_bytes(model_bytes, &path, device)?;
+    let ema = if ema_bytes.is_empty() {
+        None
+    } else {
+        let expected = flatten(&model).len();
+        Some(
+            Ema::from_bytes(ema_bytes, expected)
+                .ok_or_else(|| bad("the weight average does not fit the model"))?,
+        )
+    };
+    Ok(Checkpoint {
+        state,
+        model,
+        optimizer: optim_bytes.to_vec(),
+        ema,
+    })
 }
 
-pub(crate) fn restore_optimizer(optim: ModuleOptimizer, bytes: Vec<u8>, path: &Path) -> Result<ModuleOptimizer, TrainError> {
+pub(crate) fn restore_optimizer(
+    optim: ModuleOptimizer,
+    bytes: Vec<u8>,
+    path: &Path,
+) -> Result<ModuleOptimizer, TrainError> {
     optim
         .from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {e}") })
+        .map_err(|e| TrainError::BadCheckpoint {
+            path: path.into(),
+            reason: format!("optimizer state: {e}"),
+        })
 }

@@ -1,4 +1,5 @@
 use burn::tensor::{Device, activation::softmax};
+use fer_data::augment::{AffineParams, FillMode, apply_affine};
 use fer_data::{Dataset, Emotion, NUM_CLASSES, PIXELS, SIDE};
 use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
@@ -24,26 +25,119 @@ pub struct Evaluation {
     pub confusion_matrix: Vec<Vec<u64>>,
 }
 
+/// Test-time augmentation: each face is classified in several views and the probabilities are
+/// averaged. The report's protocol is `None`; the others are reported beside it, never instead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tta {
+    #[default]
+    None,
+    /// The face and its mirror image.
+    Flip,
+    /// The face moved 2 pixels up, down, left and right (edges repeated) and unmoved, each also
+    /// mirrored: 10 views.
+    Crops,
+}
+
+impl Tta {
+    pub fn parse(name: &str) -> Result<Tta, crate::TrainError> {
+        match name {
+            "none" => Ok(Tta::None),
+            "flip" => Ok(Tta::Flip),
+            "crops" => Ok(Tta::Crops),
+            other => Err(crate::TrainError::InvalidOption(format!(
+                "unknown test-time augmentation {other:?}; valid: none, flip, crops"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tta::None => "none",
+            Tta::Flip => "flip",
+            Tta::Crops => "crops",
+        }
+    }
+
+    /// The views, as transforms of the 48x48 face (the identity first).
+    pub fn views(self) -> Vec<AffineParams> {
+        let shifts: &[(f64, f64)] = match self {
+            Tta::None => return vec![AffineParams::default()],
+            Tta::Flip => &[(0.0, 0.0)],
+            Tta::Crops => &[(0.0, 0.0), (2.0, 0.0), (-2.0, 0.0), (0.0, 2.0), (0.0, -2.0)],
+        };
+        let mut views = Vec::new();
+        for flip_horizontal in [false, true] {
+            for &(tx, ty) in shifts {
+                views.push(AffineParams {
+                    tx,
+                    ty,
+                    flip_horizontal,
+                    ..AffineParams::default()
+                });
+            }
+        }
+        views
+    }
+}
+
 /// Softmax probabilities for every face, averaged over `models` (an ensemble of one or more).
 /// Models must be in inference mode (not on an autodiff device).
-pub fn predict_probabilities(models: &[FerModel], data: &Dataset, device: &Device, batch_size: usize) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_probabilities(
+    models: &[FerModel],
+    data: &Dataset,
+    device: &Device,
+    batch_size: usize,
+) -> Vec<[f32; NUM_CLASSES]> {
+    predict_probabilities_tta(models, data, device, batch_size, Tta::None)
+}
+
+/// [`predict_probabilities`], also averaged over the views of `tta`.
+pub fn predict_probabilities_tta(
+    models: &[FerModel],
+    data: &Dataset,
+    device: &Device,
+    batch_size: usize,
+    tta: Tta,
+) -> Vec<[f32; NUM_CLASSES]> {
     let mut out = vec![[0.0f32; NUM_CLASSES]; data.len()];
-    let scale = 1.0 / models.len().max(1) as f32;
+    let views = tta.views();
+    let scale = 1.0 / (models.len().max(1) * views.len()) as f32;
     for start in (0..data.len()).step_by(batch_size.max(1)) {
         let end = (start + batch_size).min(data.len());
         let pixels = &data.pixels()[start * PIXELS..end * PIXELS];
-        let input = fer_model::input_from_pixels(pixels, end - start, SIDE, device);
-        for model in models {
-            let probs = softmax(model.forward(input.clone()), 1).into_data();
-            let probs: Vec<f32> = probs.convert::<f32>().try_into_vec().unwrap_or_default();
-            for (i, row) in probs.chunks_exact(NUM_CLASSES).enumerate() {
-                for (acc, p) in out[start + i].iter_mut().zip(row) {
-                    *acc += p * scale;
-                }
-            }
+        for view in &views {
+            let input = if *view == AffineParams::default() {
+                fer_model::input_from_pixels(pixels, end - start, SIDE, device)
+            } else {
+                // Integer shifts and mirroring land on pixel centres: the u8 values are exact.
+                let moved: Vec<u8> = pixels
+                    .chunks_exact(PIXELS)
+                    .flat_map(|face| apply_affine(face, view, FillMode::Nearest))
+                    .collect();
+                fer_model::input_from_pixels(&moved, end - start, SIDE, device)
+            };
+            add_probabilities(models, input, &mut out[start..end], scale);
         }
     }
     out
+}
+
+fn add_probabilities(
+    models: &[FerModel],
+    input: burn::tensor::Tensor<4>,
+    out: &mut [[f32; NUM_CLASSES]],
+    scale: f32,
+) {
+    for model in models {
+        let probs = softmax(model.forward(input.clone()), 1).into_data();
+        let probs: Vec<f32> = probs.convert::<f32>().try_into_vec().unwrap_or_default();
+        for (acc_row, row) in out.iter_mut().zip(probs.chunks_exact(NUM_CLASSES)) {
+            for (acc, p) in acc_row.iter_mut().zip(row) {
+                *acc += p * scale;
+            }
+        }
+    }
 }
 
 /// The predicted class: index of the largest probability (the first, on ties).
@@ -73,13 +167,27 @@ impl Evaluation {
                 let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
                 let precision = ratio(confusion[c][c], predicted);
                 let recall = ratio(confusion[c][c], support);
-                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
-                ClassMetrics { class: e.name().into(), precision, recall, f1, support }
+                let f1 = if precision + recall == 0.0 {
+                    0.0
+                } else {
+                    2.0 * precision * recall / (precision + recall)
+                };
+                ClassMetrics {
+                    class: e.name().into(),
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
             })
             .collect();
         Evaluation {
             count,
-            accuracy: if count == 0 { 0.0 } else { correct as f64 / count as f64 },
+            accuracy: if count == 0 {
+                0.0
+            } else {
+                correct as f64 / count as f64
+            },
             loss: if count == 0 { 0.0 } else { loss / count as f64 },
             per_class,
             confusion_matrix: confusion,
@@ -135,7 +243,29 @@ mod tests {
         assert_eq!((fear.precision, fear.recall, fear.support), (1.0, 0.5, 2));
         let sad = &e.per_class[4];
         assert_eq!((sad.precision, sad.recall), (0.5, 1.0));
-        assert!(e.confusion_csv().starts_with("true\\predicted,Angry,Disgust"));
+        assert!(
+            e.confusion_csv()
+                .starts_with("true\\predicted,Angry,Disgust")
+        );
+    }
+
+    #[test]
+    fn tta_views() {
+        assert_eq!(Tta::None.views(), vec![AffineParams::default()]);
+        let flip = Tta::Flip.views();
+        assert_eq!(flip.len(), 2);
+        assert!(flip[1].flip_horizontal && flip[1].is_identity_affine());
+        let crops = Tta::Crops.views();
+        assert_eq!(crops.len(), 10);
+        assert_eq!(crops.iter().filter(|v| v.flip_horizontal).count(), 5);
+        assert_eq!(Tta::parse("crops").unwrap(), Tta::Crops);
+        assert!(Tta::parse("mirror").is_err());
+        let choice = EvalChoice {
+            weights: crate::Weights::Ema,
+            tta: Tta::Flip,
+        };
+        assert_eq!(choice.suffix(), "-ema-tta-flip");
+        assert_eq!(EvalChoice::default().suffix(), "");
     }
 }
 
@@ -147,19 +277,60 @@ pub struct RunEvaluation {
     pub probabilities: Vec<[f32; NUM_CLASSES]>,
 }
 
+/// Which weights and views `fer eval` uses; the default is the report's protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EvalChoice {
+    pub weights: crate::Weights,
+    pub tta: Tta,
+}
+
+impl EvalChoice {
+    /// Appended to result file names, so the plain protocol's files are never overwritten.
+    pub fn suffix(&self) -> String {
+        let mut s = String::new();
+        if self.weights == crate::Weights::Ema {
+            s.push_str("-ema");
+        }
+        if self.tta != Tta::None {
+            s.push_str("-tta-");
+            s.push_str(self.tta.name());
+        }
+        s
+    }
+}
+
 /// Evaluates a run (its best model, or its ensemble's members averaged) on one split and writes
 /// `eval-<split>.json`, `confusion-<split>.csv` and `predictions-<split>.csv` into the run folder.
-pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, device: &Device) -> Result<RunEvaluation, crate::TrainError> {
-    let part = data.select_splits(&[split]).map_err(|available| crate::TrainError::MissingSplit {
-        wanted: split.into(),
-        available: available.join(", "),
-    })?;
+pub fn evaluate_run(
+    run_dir: &std::path::Path,
+    data: &Dataset,
+    split: &str,
+    device: &Device,
+) -> Result<RunEvaluation, crate::TrainError> {
+    evaluate_run_with(run_dir, data, split, device, EvalChoice::default())
+}
+
+/// [`evaluate_run`] with the weight average and/or test-time augmentation; the files carry
+/// [`EvalChoice::suffix`] (e.g. `eval-PublicTest-ema-tta-flip.json`).
+pub fn evaluate_run_with(
+    run_dir: &std::path::Path,
+    data: &Dataset,
+    split: &str,
+    device: &Device,
+    choice: EvalChoice,
+) -> Result<RunEvaluation, crate::TrainError> {
+    let part =
+        data.select_splits(&[split])
+            .map_err(|available| crate::TrainError::MissingSplit {
+                wanted: split.into(),
+                available: available.join(", "),
+            })?;
     let split = fer_data::canonical_split_name(split);
     let mut models = Vec::new();
-    for path in crate::ensemble_members(run_dir)? {
+    for path in crate::ensemble_members(run_dir, choice.weights)? {
         models.push(fer_model::load_model(&path, device)?);
     }
-    let probabilities = predict_probabilities(&models, &part, device, 256);
+    let probabilities = predict_probabilities_tta(&models, &part, device, 256, choice.tta);
     let evaluation = Evaluation::from_probabilities(&part, &probabilities);
     let write = |name: String, bytes: &[u8]| {
         let path = run_dir.join(name);
@@ -168,6 +339,8 @@ pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, devi
     let json = serde_json::to_vec_pretty(&serde_json::json!({
         "split": split,
         "members": models.len(),
+        "weights": choice.weights,
+        "tta": choice.tta,
         "count": evaluation.count,
         "accuracy": evaluation.accuracy,
         "loss": evaluation.loss,
@@ -175,8 +348,12 @@ pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, devi
         "confusion_matrix": evaluation.confusion_matrix,
     }))
     .unwrap_or_default();
-    write(format!("eval-{split}.json"), &json)?;
-    write(format!("confusion-{split}.csv"), evaluation.confusion_csv().as_bytes())?;
+    let suffix = choice.suffix();
+    write(format!("eval-{split}{suffix}.json"), &json)?;
+    write(
+        format!("confusion-{split}{suffix}.csv"),
+        evaluation.confusion_csv().as_bytes(),
+    )?;
     let mut csv = String::from("index,label,predicted");
     for e in Emotion::ALL {
         csv.push_str(&format!(",p_{}", e.folder_name()));
@@ -190,6 +367,11 @@ pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, devi
         }
         csv.push('\n');
     }
-    write(format!("predictions-{split}.csv"), csv.as_bytes())?;
-    Ok(RunEvaluation { split, members: models.len(), evaluation, probabilities })
+    write(format!("predictions-{split}{suffix}.csv"), csv.as_bytes())?;
+    Ok(RunEvaluation {
+        split,
+        members: models.len(),
+        evaluation,
+        probabilities,
+    })
 }

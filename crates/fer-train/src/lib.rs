@@ -11,6 +11,7 @@
 
 mod batches;
 mod checkpoint;
+mod ema;
 mod error;
 mod eval;
 mod recipe;
@@ -18,7 +19,14 @@ mod train;
 
 pub use batches::{Batch, BatchPlan, batch_to_tensors};
 pub use checkpoint::{Checkpoint, TrainState, load_checkpoint};
+pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
-pub use eval::{ClassMetrics, argmax, Evaluation, RunEvaluation, evaluate, evaluate_run, predict_probabilities};
+pub use eval::{
+    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run,
+    evaluate_run_with, predict_probabilities, predict_probabilities_tta,
+};
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
-pub use train::{EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, ensemble_members, read_run_config, resume, train, train_ensemble};
+pub use train::{
+    EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, Weights,
+    ensemble_members, loss_function, read_run_config, resume, train, train_ensemble,
+};

@@ -8,25 +8,86 @@ use burn::tensor::Device;
 use common::{data, run, tiny};
 use fer_train::{StopReason, TrainOptions, resume};
 
-fn numbers(state: &fer_train::TrainState) -> Vec<(f64, f64, f64, f64, f64)> {
-    state.history.iter().map(|r| (r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr)).collect()
+type Numbers = (f64, f64, f64, f64, f64, Option<f64>, Option<f64>);
+
+fn numbers(state: &fer_train::TrainState) -> Vec<Numbers> {
+    state
+        .history
+        .iter()
+        .map(|r| {
+            (
+                r.train_loss,
+                r.train_acc,
+                r.val_loss,
+                r.val_acc,
+                r.lr,
+                r.ema_val_loss,
+                r.ema_val_acc,
+            )
+        })
+        .collect()
+}
+
+/// The tiny run with everything the fast recipe adds: a per-step schedule, AdamW, label
+/// smoothing and a weight average (which must resume exactly too).
+fn tiny_fast(epochs: usize) -> fer_train::RunConfig {
+    let mut c = tiny(epochs);
+    let fast = fer_train::Recipe::fast_cnn();
+    c.recipe.schedule = fast.schedule;
+    c.recipe.weight_decay = fast.weight_decay;
+    c.recipe.label_smoothing = fast.label_smoothing;
+    c.recipe.ema_decay = Some(0.9);
+    c
 }
 
 #[test]
 fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
+    // One test function, run one after the other: see the module comment.
+    for (name, config) in [("report", tiny(3)), ("fast", tiny_fast(3))] {
+        interrupted_equals_uninterrupted(name, &config);
+    }
+}
+
+fn interrupted_equals_uninterrupted(name: &str, config: &fer_train::RunConfig) {
     let whole = tempfile::tempdir().unwrap();
-    let uninterrupted = run(whole.path(), &tiny(3), None).unwrap();
+    let uninterrupted = run(whole.path(), config, None).unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     // 9 steps per epoch: stop mid-epoch 1, then at an epoch boundary, then finish.
-    let first = run(parts.path(), &tiny(3), Some(5)).unwrap();
+    let first = run(parts.path(), config, Some(5)).unwrap();
     assert_eq!(first.stop, StopReason::StepLimit);
-    let opts = |max_steps| TrainOptions { time_budget: None, stop: None, max_steps, observer: Box::leak(Box::new(())) };
+    let opts = |max_steps| TrainOptions {
+        time_budget: None,
+        stop: None,
+        max_steps,
+        observer: Box::leak(Box::new(())),
+    };
     let device = Device::flex();
     let second = resume(parts.path(), &data(), &device, opts(Some(4))).unwrap();
     assert_eq!((second.state.epoch, second.state.step), (1, 0));
     let last = resume(parts.path(), &data(), &device, opts(None)).unwrap();
     assert_eq!(last.stop, StopReason::Finished);
-    assert_eq!(numbers(&last.state), numbers(&uninterrupted.state));
+    assert_eq!(
+        numbers(&last.state),
+        numbers(&uninterrupted.state),
+        "{name}"
+    );
+    for file in ["best.fer", "best-ema.fer"] {
+        let (a, b) = (whole.path().join(file), parts.path().join(file));
+        assert_eq!(a.exists(), b.exists(), "{name}: {file}");
+        if a.exists() {
+            // Compare weights, not bytes: burn's files also carry parameter ids, new each load.
+            let weights = |p: std::path::PathBuf| {
+                fer_train::flat_weights(&fer_model::load_model(&p, &device).unwrap())
+            };
+            assert!(
+                weights(a) == weights(b),
+                "{name}: {file} holds other weights after resume"
+            );
+        }
+    }
+    if name == "fast" {
+        assert!(whole.path().join("best-ema.fer").exists());
+        assert!(last.state.history.iter().all(|r| r.ema_val_acc.is_some()));
+    }
 }
-

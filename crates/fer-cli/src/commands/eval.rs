@@ -3,7 +3,13 @@ use std::path::PathBuf;
 use clap::Args;
 use fer_data::{Emotion, LoadOptions};
 
+use fer_train::{EvalChoice, Tta, Weights};
+
 use crate::device::DeviceChoice;
+
+fn weights(ema: bool) -> Weights {
+    if ema { Weights::Ema } else { Weights::Best }
+}
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -19,6 +25,13 @@ pub struct EvalArgs {
     /// Print JSON (accuracy, per_class, confusion_matrix).
     #[arg(long)]
     json: bool,
+    /// Evaluate the run's weight average (best-ema.fer) instead of its best weights.
+    #[arg(long)]
+    ema: bool,
+    /// Test-time augmentation: none (the report's protocol), flip (face + mirror) or crops
+    /// (5 positions x mirror). Results go to files with a -tta-NAME suffix.
+    #[arg(long, default_value = "none")]
+    tta: String,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
 }
@@ -31,6 +44,12 @@ pub struct PredictArgs {
     /// Face images (any size or colour; converted to 48x48 grayscale).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// Use the run's weight average (best-ema.fer).
+    #[arg(long)]
+    ema: bool,
+    /// Test-time augmentation: none, flip or crops.
+    #[arg(long, default_value = "none")]
+    tta: String,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
 }
@@ -40,21 +59,49 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let config = fer_train::read_run_config(&args.run)?;
     let spec = args.data.unwrap_or(config.data);
     let split = args.split.unwrap_or(config.val_split);
+    let choice = EvalChoice {
+        weights: weights(args.ema),
+        tta: Tta::parse(&args.tta)?,
+    };
     let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
-    let result = fer_train::evaluate_run(&args.run, &data, &split, &device)?;
+    let result = fer_train::evaluate_run_with(&args.run, &data, &split, &device, choice)?;
     let e = &result.evaluation;
     if args.json {
         let v = serde_json::json!({
             "split": result.split, "members": result.members, "count": e.count,
+            "weights": choice.weights, "tta": choice.tta,
             "accuracy": e.accuracy, "loss": e.loss, "per_class": e.per_class, "confusion_matrix": e.confusion_matrix,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{} on {} ({} faces, {} model(s)): accuracy {:.4}, loss {:.4}", args.run.display(), result.split, e.count, result.members, e.accuracy, e.loss);
-    println!("{:<10} {:>9} {:>7} {:>7} {:>8}", "class", "precision", "recall", "f1", "support");
+    let how = format!(
+        "{}{}",
+        if args.ema { ", weight average" } else { "" },
+        if choice.tta == Tta::None {
+            String::new()
+        } else {
+            format!(", test-time augmentation {}", choice.tta.name())
+        }
+    );
+    println!(
+        "{} on {} ({} faces, {} model(s){how}): accuracy {:.4}, loss {:.4}",
+        args.run.display(),
+        result.split,
+        e.count,
+        result.members,
+        e.accuracy,
+        e.loss
+    );
+    println!(
+        "{:<10} {:>9} {:>7} {:>7} {:>8}",
+        "class", "precision", "recall", "f1", "support"
+    );
     for c in &e.per_class {
-        println!("{:<10} {:>9.4} {:>7.4} {:>7.4} {:>8}", c.class, c.precision, c.recall, c.f1, c.support);
+        println!(
+            "{:<10} {:>9.4} {:>7.4} {:>7.4} {:>8}",
+            c.class, c.precision, c.recall, c.f1, c.support
+        );
     }
     println!("confusion matrix (rows true, columns predicted):");
     print!("{:<10}", "");
@@ -69,14 +116,19 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         }
         println!();
     }
-    println!("wrote eval-{0}.json, confusion-{0}.csv, predictions-{0}.csv in {1}", result.split, args.run.display());
+    let name = format!("{}{}", result.split, choice.suffix());
+    println!(
+        "wrote eval-{name}.json, confusion-{name}.csv, predictions-{name}.csv in {}",
+        args.run.display()
+    );
     Ok(())
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let mut models = Vec::new();
-    for path in fer_train::ensemble_members(&args.run)? {
+    let tta = Tta::parse(&args.tta)?;
+    for path in fer_train::ensemble_members(&args.run, weights(args.ema))? {
         models.push(fer_model::load_model(&path, &device)?);
     }
     let mut faces = fer_data::Dataset::new();
@@ -85,12 +137,20 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         fer_data::decode_face(path, &mut pixels)?;
         faces.push(&pixels, None, "predict");
     }
-    let probs = fer_train::predict_probabilities(&models, &faces, &device, 64);
+    let probs = fer_train::predict_probabilities_tta(&models, &faces, &device, 64, tta);
     for (path, p) in args.images.iter().zip(probs) {
         let best = fer_train::argmax(&p);
         let name = Emotion::from_id(best).map_or("?", |e| e.name());
-        let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), p[e.id()])).collect();
-        println!("{}: {name} ({:.3})  [{}]", path.display(), p[best], list.join(", "));
+        let list: Vec<String> = Emotion::ALL
+            .iter()
+            .map(|e| format!("{} {:.3}", e.name(), p[e.id()]))
+            .collect();
+        println!(
+            "{}: {name} ({:.3})  [{}]",
+            path.display(),
+            p[best],
+            list.join(", ")
+        );
     }
     Ok(())
 }

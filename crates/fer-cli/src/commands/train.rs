@@ -38,9 +38,24 @@ pub struct TrainArgs {
     lr: Option<f64>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Learning-rate schedule: constant, cosine or plateau (reduce on validation-loss plateau).
-    #[arg(long, default_value = "constant")]
-    schedule: String,
+    /// Recipe to start from: `report` (the report's: Adam 1e-3, constant rate, 30 x 500 steps) or
+    /// `fast` (one-cycle rate, AdamW, label smoothing, weight average; ~1 h on 2 cores; see
+    /// docs/RECIPES.md). The options below override its values.
+    #[arg(long, default_value = "report")]
+    recipe: String,
+    /// Learning-rate schedule: constant, cosine, plateau (reduce on validation-loss plateau) or
+    /// one-cycle (warm-up then cosine, set every step). Default: the recipe's.
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Decoupled weight decay (AdamW); 0 for plain Adam.
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// Label smoothing of the training targets, e.g. 0.1.
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// Keep a weight average with this decay per step (e.g. 0.998); 0 turns it off.
+    #[arg(long)]
+    ema_decay: Option<f64>,
     /// Comma-separated training splits, e.g. `Training,PublicTest` for the report's train+val variant.
     #[arg(long, default_value = "Training", value_delimiter = ',')]
     train_splits: Vec<String>,
@@ -70,7 +85,9 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress { bar: (!quiet).then(ProgressBar::hidden) }
+        Progress {
+            bar: (!quiet).then(ProgressBar::hidden),
+        }
     }
 }
 
@@ -92,14 +109,28 @@ impl Observer for Progress {
     fn on_step(&mut self, i: &StepInfo) {
         if let Some(bar) = &self.bar {
             bar.set_position(i.step as u64);
-            bar.set_message(format!("loss {:.4} acc {:.4} {:.1} img/s", i.loss, i.acc, i.images_per_s));
+            bar.set_message(format!(
+                "loss {:.4} acc {:.4} {:.1} img/s",
+                i.loss, i.acc, i.images_per_s
+            ));
         }
     }
 
     fn on_epoch(&mut self, r: &EpochRow) {
+        let ema = r
+            .ema_val_acc
+            .map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
         let line = format!(
-            "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4} lr {:.1e} {:.0}s {:.1} img/s",
-            r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.seconds, r.images_per_s
+            "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4}{ema} lr {:.1e} {:.0}s {:.1} img/s, {:.1} min since start",
+            r.epoch,
+            r.train_loss,
+            r.train_acc,
+            r.val_loss,
+            r.val_acc,
+            r.lr,
+            r.seconds,
+            r.images_per_s,
+            r.wall_seconds / 60.0
         );
         match &self.bar {
             Some(bar) => {
@@ -122,7 +153,9 @@ fn model_config(name: &str) -> anyhow::Result<ModelConfig> {
     Ok(match name {
         "tiny-cnn" => RunConfig::tiny_cnn(),
         "tiny-dnn" => RunConfig::tiny_dnn(),
-        other => ModelConfig::by_name(other).map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
+        other => ModelConfig::by_name(other).map_err(|_| {
+            anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn")
+        })?,
     })
 }
 
@@ -142,10 +175,23 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let stop = interrupt_flag();
-    let time_budget = args.time_budget.as_deref().map(fer_train::parse_duration).transpose()?;
+    let time_budget = args
+        .time_budget
+        .as_deref()
+        .map(fer_train::parse_duration)
+        .transpose()?;
     let mut progress = Progress::new(args.quiet);
-    fn options<'a>(time_budget: Option<std::time::Duration>, stop: &'a AtomicBool, progress: &'a mut Progress) -> TrainOptions<'a> {
-        TrainOptions { time_budget, stop: Some(stop), max_steps: None, observer: progress }
+    fn options<'a>(
+        time_budget: Option<std::time::Duration>,
+        stop: &'a AtomicBool,
+        progress: &'a mut Progress,
+    ) -> TrainOptions<'a> {
+        TrainOptions {
+            time_budget,
+            stop: Some(stop),
+            max_steps: None,
+            observer: progress,
+        }
     }
 
     if let Some(run_dir) = &args.resume {
@@ -153,25 +199,60 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let spec = args.data.clone().unwrap_or(config.data.clone());
         let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
         let outcome = if run_dir.join("ensemble.json").exists() {
-            let members: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
+            let members: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
             let n = members["members"].as_u64().unwrap_or(1) as usize;
-            fer_train::train_ensemble(run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop)
+            fer_train::train_ensemble(
+                run_dir,
+                &config,
+                n,
+                &data,
+                &device,
+                options(time_budget, &stop, &mut progress),
+            )?
+            .pop()
+            .map(|o| o.stop)
         } else {
-            Some(fer_train::resume(run_dir, &data, &device, options(time_budget, &stop, &mut progress))?.stop)
+            Some(
+                fer_train::resume(
+                    run_dir,
+                    &data,
+                    &device,
+                    options(time_budget, &stop, &mut progress),
+                )?
+                .stop,
+            )
         };
         return report_stop(outcome, run_dir);
     }
 
-    let spec = args.data.clone().context("--data is required for a new run (a path or `synthetic`)")?;
+    let spec = args
+        .data
+        .clone()
+        .context("--data is required for a new run (a path or `synthetic`)")?;
     // Recorded absolute, so `--resume` and `fer eval` find the data from any folder.
-    let spec = std::fs::canonicalize(&spec).map(|p| p.display().to_string()).unwrap_or(spec);
+    let spec = std::fs::canonicalize(&spec)
+        .map(|p| p.display().to_string())
+        .unwrap_or(spec);
     let model = model_config(&args.model)?;
     let mut config = RunConfig::new(spec.clone(), model);
+    config.recipe = fer_train::Recipe::named(&args.recipe, &config.model)?;
     config.train_splits = args.train_splits.clone();
     config.val_split = args.val_split.clone();
     let r = &mut config.recipe;
     r.seed = args.seed;
-    r.schedule = Schedule::parse(&args.schedule)?;
+    if let Some(s) = &args.schedule {
+        r.schedule = Schedule::parse(s)?;
+    }
+    if let Some(w) = args.weight_decay {
+        r.weight_decay = w;
+    }
+    if let Some(l) = args.label_smoothing {
+        r.label_smoothing = l;
+    }
+    if let Some(d) = args.ema_decay {
+        r.ema_decay = (d > 0.0).then_some(d);
+    }
     if let Some(e) = args.epochs {
         r.epochs = e;
     }
@@ -188,7 +269,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         r.augment = AugmentConfig::none();
     }
     r.validate()?;
-    let run_dir = args.out.clone().context("--out is required for a new run")?;
+    let run_dir = args
+        .out
+        .clone()
+        .context("--out is required for a new run")?;
     let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
     let params = FerModel::new(&config.model, &device)?;
     println!(
@@ -198,14 +282,35 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.len(),
         report.format,
         config.recipe.epochs,
-        config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
+        config
+            .recipe
+            .steps_per_epoch
+            .map_or("one pass".to_string(), |s| s.to_string()),
         config.recipe.batch_size,
         run_dir.display()
     );
     drop(params);
     let stop_reason = match args.ensemble {
-        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
-        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
+        Some(n) => fer_train::train_ensemble(
+            &run_dir,
+            &config,
+            n,
+            &data,
+            &device,
+            options(time_budget, &stop, &mut progress),
+        )?
+        .pop()
+        .map(|o| o.stop),
+        None => Some(
+            fer_train::train(
+                &run_dir,
+                &config,
+                &data,
+                &device,
+                options(time_budget, &stop, &mut progress),
+            )?
+            .stop,
+        ),
     };
     report_stop(stop_reason, &run_dir)
 }
@@ -213,7 +318,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 fn report_stop(stop: Option<StopReason>, run_dir: &std::path::Path) -> anyhow::Result<()> {
     match stop {
         Some(StopReason::Finished) | None => println!("finished: {}", run_dir.display()),
-        Some(reason) => println!("stopped ({reason:?}); continue with: fer train --resume {}", run_dir.display()),
+        Some(reason) => println!(
+            "stopped ({reason:?}); continue with: fer train --resume {}",
+            run_dir.display()
+        ),
     }
     Ok(())
 }
