@@ -23,11 +23,7 @@ pub fn locked_bundler_version(cargo_lock: &str) -> Option<String> {
     let mut lines = cargo_lock.lines();
     while let Some(line) = lines.next() {
         if line.trim() == "name = \"tracel-llvm-bundler\"" {
-            let version = lines
-                .next()?
-                .trim()
-                .strip_prefix("version = \"")?
-                .strip_suffix('"')?;
+            let version = lines.next()?.trim().strip_prefix("version = \"")?.strip_suffix('"')?;
             return Some(version.to_string());
         }
     }
@@ -38,9 +34,7 @@ pub fn locked_bundler_version(cargo_lock: &str) -> Option<String> {
 pub fn default_destination(version: &str) -> anyhow::Result<PathBuf> {
     let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --dest")?)
-            .join(".local")
-            .join("share"),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --dest")?).join(".local").join("share"),
     };
     Ok(data.join("tracel").join(format!("tracel-llvm-{version}")))
 }
@@ -48,10 +42,7 @@ pub fn default_destination(version: &str) -> anyhow::Result<PathBuf> {
 /// The wrapper script: the real `llvm-config`, with [`DROPPED_SYSTEM_LIBS`] filtered out of
 /// `--system-libs`.
 pub fn wrapper_script(real_llvm_config: &Path) -> String {
-    let filters: Vec<String> = DROPPED_SYSTEM_LIBS
-        .iter()
-        .map(|lib| format!(" -e '{lib}'"))
-        .collect();
+    let filters: Vec<String> = DROPPED_SYSTEM_LIBS.iter().map(|lib| format!(" -e '{lib}'")).collect();
     format!(
         "#!/bin/sh\n\
          # Written by `cargo xtask llvm`: {real} for tracel-llvm-bundler, without the system\n\
@@ -77,58 +68,35 @@ pub fn lay_out(from: &Path, dest: &Path) -> anyhow::Result<String> {
     }
     for sub in ["include/llvm-c", "lib"] {
         if !from.join(sub).is_dir() {
-            bail!(
-                "{}: no {sub} folder; the LLVM development files are missing (Debian: the llvm-NN-dev package)",
-                from.display()
-            );
+            bail!("{}: no {sub} folder; the LLVM development files are missing (Debian: the llvm-NN-dev package)", from.display());
         }
     }
-    let output = Command::new(&real)
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {}", real.display()))?;
+    let output = Command::new(&real).arg("--version").output().with_context(|| format!("cannot run {}", real.display()))?;
     if !output.status.success() {
-        bail!(
-            "{} --version failed: {}",
-            real.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("{} --version failed: {}", real.display(), String::from_utf8_lossy(&output.stderr).trim());
     }
     let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
 
-    std::fs::create_dir_all(dest.join("bin"))
-        .with_context(|| format!("cannot create {}", dest.display()))?;
+    std::fs::create_dir_all(dest.join("bin")).with_context(|| format!("cannot create {}", dest.display()))?;
     for sub in ["include", "lib"] {
         let link = dest.join(sub);
         if link.symlink_metadata().is_ok() {
-            std::fs::remove_file(&link)
-                .or_else(|_| std::fs::remove_dir_all(&link))
-                .with_context(|| format!("cannot replace {}", link.display()))?;
+            std::fs::remove_file(&link).or_else(|_| std::fs::remove_dir_all(&link)).with_context(|| format!("cannot replace {}", link.display()))?;
         }
-        std::os::unix::fs::symlink(from.join(sub), &link).with_context(|| {
-            format!(
-                "cannot link {} to {}",
-                link.display(),
-                from.join(sub).display()
-            )
-        })?;
+        std::os::unix::fs::symlink(from.join(sub), &link)
+            .with_context(|| format!("cannot link {} to {}", link.display(), from.join(sub).display()))?;
     }
     let wrapper = dest.join("bin").join("llvm-config");
-    std::fs::write(&wrapper, wrapper_script(&real))
-        .with_context(|| format!("cannot write {}", wrapper.display()))?;
+    std::fs::write(&wrapper, wrapper_script(&real)).with_context(|| format!("cannot write {}", wrapper.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755))?;
     let sentinel = dest.join(".tracel-llvm-installed");
-    std::fs::write(&sentinel, b"")
-        .with_context(|| format!("cannot write {}", sentinel.display()))?;
+    std::fs::write(&sentinel, b"").with_context(|| format!("cannot write {}", sentinel.display()))?;
     Ok(version)
 }
 
 /// The PyPI packages that carry LLVM 23 with NVPTX, pinned.
-const PIP_PACKAGES: &[&str] = &[
-    "mlc-llvm-static==23.1.1.post0",
-    "mlc-llvm-static-extra-targets==23.1.1.post0",
-];
+const PIP_PACKAGES: &[&str] = &["mlc-llvm-static==23.1.1.post0", "mlc-llvm-static-extra-targets==23.1.1.post0"];
 
 /// Installs [`PIP_PACKAGES`] into a virtual environment at `venv`; returns the LLVM prefix.
 fn pip_llvm(venv: &Path) -> anyhow::Result<PathBuf> {
@@ -143,67 +111,40 @@ fn pip_llvm(venv: &Path) -> anyhow::Result<PathBuf> {
             bail!("python3 -m venv {} failed", venv.display());
         }
     }
-    println!(
-        "installing {} into {}",
-        PIP_PACKAGES.join(" "),
-        venv.display()
-    );
+    println!("installing {} into {}", PIP_PACKAGES.join(" "), venv.display());
     let status = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
         .args(PIP_PACKAGES)
         .status()
         .context("cannot run pip")?;
     if !status.success() {
-        bail!(
-            "pip could not install {} (is PyPI reachable? or pass --from with an installed LLVM 23)",
-            PIP_PACKAGES.join(" ")
-        );
+        bail!("pip could not install {} (is PyPI reachable? or pass --from with an installed LLVM 23)", PIP_PACKAGES.join(" "));
     }
     let output = Command::new(&python)
         .args(["-c", "import mlc_llvm_static, pathlib; print(pathlib.Path(mlc_llvm_static.__file__).parent / 'static')"])
         .output()
         .context("cannot ask python where mlc_llvm_static is")?;
     if !output.status.success() {
-        bail!(
-            "mlc_llvm_static is not importable in {}: {}",
-            venv.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+        bail!("mlc_llvm_static is not importable in {}: {}", venv.display(), String::from_utf8_lossy(&output.stderr).trim());
     }
-    Ok(PathBuf::from(
-        String::from_utf8_lossy(&output.stdout).trim(),
-    ))
+    Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }
 
 /// The task: find the locked bundler version, lay the folder out, say what to do next.
 pub fn run(from: Option<PathBuf>, dest: Option<PathBuf>) -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("xtask has no parent folder")?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("xtask has no parent folder")?;
     let from = match from {
         Some(f) => f,
         None => pip_llvm(&root.join("target").join("llvm-sdk"))?,
     };
-    let lock =
-        std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
-    let bundler = locked_bundler_version(&lock)
-        .context("Cargo.lock has no tracel-llvm-bundler (is burn's cuda feature still used?)")?;
+    let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
+    let bundler = locked_bundler_version(&lock).context("Cargo.lock has no tracel-llvm-bundler (is burn's cuda feature still used?)")?;
     let dest = match dest {
         Some(d) => d,
         None => default_destination(&bundler)?,
     };
     let version = lay_out(&from, &dest)?;
-    println!(
-        "laid out {} over LLVM {version} at {}",
-        dest.display(),
-        from.display()
-    );
+    println!("laid out {} over LLVM {version} at {}", dest.display(), from.display());
     println!("tracel-llvm-bundler {bundler} will use it instead of downloading. Next:");
     println!("  cargo build --release -p fer-cli --features cuda");
     println!("(after changing this folder, `cargo clean -p cubecl-llvm` so its link step reruns)");
@@ -218,10 +159,7 @@ mod tests {
     fn reads_the_locked_version() {
         let lock = "[[package]]\nname = \"other\"\nversion = \"1.0.0\"\n\n[[package]]\nname = \"tracel-llvm-bundler\"\nversion = \"23.1.0-4\"\nsource = \"x\"\n";
         assert_eq!(locked_bundler_version(lock).as_deref(), Some("23.1.0-4"));
-        assert_eq!(
-            locked_bundler_version("[[package]]\nname = \"other\"\n"),
-            None
-        );
+        assert_eq!(locked_bundler_version("[[package]]\nname = \"other\"\n"), None);
     }
 
     #[test]
@@ -244,38 +182,15 @@ mod tests {
         let dest = tmp.path().join("tracel/tracel-llvm-23.1.0-4");
         assert_eq!(lay_out(&from, &dest).unwrap(), "99.1.0");
         assert!(dest.join(".tracel-llvm-installed").exists());
-        assert_eq!(
-            std::fs::read_link(dest.join("lib")).unwrap(),
-            from.join("lib")
-        );
+        assert_eq!(std::fs::read_link(dest.join("lib")).unwrap(), from.join("lib"));
         assert!(dest.join("include/llvm-c").is_dir());
-        let run = |arg: &[&str]| {
-            String::from_utf8(
-                Command::new(dest.join("bin/llvm-config"))
-                    .args(arg)
-                    .output()
-                    .unwrap()
-                    .stdout,
-            )
-            .unwrap()
-        };
-        assert_eq!(
-            run(&["--link-static", "--system-libs"]).trim(),
-            "-lrt -ldl -lm -lz -lzstd"
-        );
-        assert_eq!(
-            run(&["--link-static", "--libs"]).trim(),
-            "args: --link-static --libs"
-        );
+        let run = |arg: &[&str]| String::from_utf8(Command::new(dest.join("bin/llvm-config")).args(arg).output().unwrap().stdout).unwrap();
+        assert_eq!(run(&["--link-static", "--system-libs"]).trim(), "-lrt -ldl -lm -lz -lzstd");
+        assert_eq!(run(&["--link-static", "--libs"]).trim(), "args: --link-static --libs");
         // Running it again replaces the layout instead of failing.
         lay_out(&from, &dest).unwrap();
 
-        let err = lay_out(&tmp.path().join("nowhere"), &dest)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("bin/llvm-config") && err.contains("nowhere"),
-            "{err}"
-        );
+        let err = lay_out(&tmp.path().join("nowhere"), &dest).unwrap_err().to_string();
+        assert!(err.contains("bin/llvm-config") && err.contains("nowhere"), "{err}");
     }
 }

@@ -80,16 +80,12 @@ fn choose_device(name: &str) -> anyhow::Result<burn::tensor::Device> {
                 let _ = burn::tensor::Tensor::<1>::zeros([1], &device).into_data();
                 device
             })
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "CUDA GPU 0 could not be started; check `nvidia-smi`, or use --device cpu"
-                )
-            })
+            .map_err(|_| anyhow::anyhow!("CUDA GPU 0 could not be started; check `nvidia-smi`, or use --device cpu"))
         }
         #[cfg(not(feature = "cuda"))]
-        "cuda" => anyhow::bail!(
-            "this xtask was built without CUDA: cargo run --release -p xtask --features cuda -- reproduce-report --device cuda ..."
-        ),
+        "cuda" => {
+            anyhow::bail!("this xtask was built without CUDA: cargo run --release -p xtask --features cuda -- reproduce-report --device cuda ...")
+        }
         other => anyhow::bail!("unknown device {other:?}; valid: cpu, cuda"),
     }
 }
@@ -97,23 +93,11 @@ fn choose_device(name: &str) -> anyhow::Result<burn::tensor::Device> {
 fn main() {
     fer_kernels::tune_allocator();
     let result = match Xtask::parse().command {
-        Task::ReproduceReport {
-            data,
-            profile,
-            out,
-            check,
-            device,
-        } => {
+        Task::ReproduceReport { data, profile, out, check, device } => {
             let started = Instant::now();
             choose_device(&device)
                 .and_then(|device| report::reproduce(data, profile, out, check, device))
-                .map(|path| {
-                    println!(
-                        "wrote {} in {:.0}s",
-                        path.display(),
-                        started.elapsed().as_secs_f64()
-                    )
-                })
+                .map(|path| println!("wrote {} in {:.0}s", path.display(), started.elapsed().as_secs_f64()))
         }
         Task::Llvm { from, dest } => llvm::run(from, dest),
     };

@@ -8,9 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use fer_data::{Dataset, Emotion, LoadOptions, NUM_CLASSES, PIXELS, SIDE};
 use fer_model::{FerModel, ModelConfig, Summary};
-use fer_train::{
-    EpochRow, EvalChoice, Evaluation, Recipe, RunConfig, TrainOptions, Tta, Weights, argmax,
-};
+use fer_train::{EpochRow, EvalChoice, Evaluation, Recipe, RunConfig, TrainOptions, Tta, Weights, argmax};
 use serde::{Deserialize, Serialize};
 
 use crate::Profile;
@@ -59,9 +57,7 @@ struct Log;
 
 impl fer_train::Observer for Log {
     fn on_epoch(&mut self, r: &EpochRow) {
-        let ema = r
-            .ema_val_acc
-            .map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
+        let ema = r.ema_val_acc.map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
         println!(
             "    epoch {:>3}: train_acc {:.4} val_acc {:.4}{ema} ({:.0}s, {:.1} img/s, {:.1} min since start)",
             r.epoch,
@@ -89,33 +85,15 @@ pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(value)?)
-        .with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("cannot write {}", path.display()))
 }
 
 impl Ctx {
-    pub fn open(
-        spec: String,
-        profile: Profile,
-        out: PathBuf,
-        device: Device,
-    ) -> anyhow::Result<Ctx> {
+    pub fn open(spec: String, profile: Profile, out: PathBuf, device: Device) -> anyhow::Result<Ctx> {
         let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
         // Test on PrivateTest when the data has it (the original CSV); else on PublicTest.
-        let test_split = if data.split_names().iter().any(|s| s == "PrivateTest") {
-            "PrivateTest"
-        } else {
-            "PublicTest"
-        };
-        Ok(Ctx {
-            out,
-            spec,
-            profile,
-            device,
-            data,
-            format: report.format.as_str().into(),
-            test_split: test_split.into(),
-        })
+        let test_split = if data.split_names().iter().any(|s| s == "PrivateTest") { "PrivateTest" } else { "PublicTest" };
+        Ok(Ctx { out, spec, profile, device, data, format: report.format.as_str().into(), test_split: test_split.into() })
     }
 
     /// The CNN's wall-clock budget: the `cpu` profile promises its report within about an hour
@@ -135,13 +113,7 @@ impl Ctx {
             Profile::Smoke => {
                 // The tiny CNN with the fast recipe's parts, so the smoke test covers them.
                 let mut cnn = RunConfig::new(&self.spec, RunConfig::tiny_cnn());
-                cnn.recipe = Recipe {
-                    epochs: 6,
-                    steps_per_epoch: Some(20),
-                    batch_size: 32,
-                    ema_decay: Some(0.95),
-                    ..Recipe::fast_cnn()
-                };
+                cnn.recipe = Recipe { epochs: 6, steps_per_epoch: Some(20), batch_size: 32, ema_decay: Some(0.95), ..Recipe::fast_cnn() };
                 let mut dnn = RunConfig::new(&self.spec, RunConfig::tiny_dnn());
                 dnn.recipe.epochs = 10;
                 dnn.recipe.batch_size = 32;
@@ -154,11 +126,7 @@ impl Ctx {
                 dnn.recipe.epochs = 40;
                 (cnn, dnn, 1)
             }
-            Profile::Full => (
-                RunConfig::new(&self.spec, named("cnn")),
-                RunConfig::new(&self.spec, named("dnn")),
-                5,
-            ),
+            Profile::Full => (RunConfig::new(&self.spec, named("cnn")), RunConfig::new(&self.spec, named("dnn")), 5),
         }
     }
 
@@ -176,17 +144,8 @@ impl Ctx {
             return Ok(done);
         }
         let dir = self.out.join("runs").join(name);
-        let done = |d: &Path| {
-            fer_train::load_checkpoint(d, &self.device)
-                .map(|c| c.state.finished)
-                .unwrap_or(false)
-        };
-        let options = || TrainOptions {
-            time_budget,
-            stop: None,
-            max_steps: None,
-            observer: Box::leak(Box::new(Log)),
-        };
+        let done = |d: &Path| fer_train::load_checkpoint(d, &self.device).map(|c| c.state.finished).unwrap_or(false);
+        let options = || TrainOptions { time_budget, stop: None, max_steps: None, observer: Box::leak(Box::new(Log)) };
         if members > 1 {
             fer_train::train_ensemble(&dir, config, members, &self.data, &self.device, options())?;
         } else if !done(&dir) {
@@ -197,62 +156,23 @@ impl Ctx {
             }
         }
         let evaluated = fer_train::evaluate_run(&dir, &self.data, &self.test_split, &self.device)?;
-        let first = if members > 1 {
-            dir.join("member-1")
-        } else {
-            dir.clone()
-        };
+        let first = if members > 1 { dir.join("member-1") } else { dir.clone() };
         let state = fer_train::load_checkpoint(&first, &self.device)?.state;
         let stopped_early = (!state.finished).then(|| {
-            let budget = time_budget.map_or(String::new(), |b| {
-                format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0)
-            });
-            format!(
-                "stopped after {} of {} epochs{budget}",
-                state.history.len(),
-                config.recipe.epochs
-            )
+            let budget = time_budget.map_or(String::new(), |b| format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0));
+            format!("stopped after {} of {} epochs{budget}", state.history.len(), config.recipe.epochs)
         });
         let history = state.history;
         let mut variants = Vec::new();
         if config.model.kind() == "cnn" || config.recipe.ema_decay.is_some() {
-            let mut choices = vec![(
-                "test-time flip",
-                EvalChoice {
-                    weights: Weights::Best,
-                    tta: Tta::Flip,
-                },
-            )];
+            let mut choices = vec![("test-time flip", EvalChoice { weights: Weights::Best, tta: Tta::Flip })];
             if config.recipe.ema_decay.is_some() {
-                choices.push((
-                    "weight average",
-                    EvalChoice {
-                        weights: Weights::Ema,
-                        tta: Tta::None,
-                    },
-                ));
-                choices.push((
-                    "weight average + test-time flip",
-                    EvalChoice {
-                        weights: Weights::Ema,
-                        tta: Tta::Flip,
-                    },
-                ));
+                choices.push(("weight average", EvalChoice { weights: Weights::Ema, tta: Tta::None }));
+                choices.push(("weight average + test-time flip", EvalChoice { weights: Weights::Ema, tta: Tta::Flip }));
             }
             for (label, choice) in choices {
-                let e = fer_train::evaluate_run_with(
-                    &dir,
-                    &self.data,
-                    &self.test_split,
-                    &self.device,
-                    choice,
-                )?
-                .evaluation;
-                variants.push(Variant {
-                    name: label.into(),
-                    accuracy: e.accuracy,
-                    loss: e.loss,
-                });
+                let e = fer_train::evaluate_run_with(&dir, &self.data, &self.test_split, &self.device, choice)?.evaluation;
+                variants.push(Variant { name: label.into(), accuracy: e.accuracy, loss: e.loss });
             }
         }
         let train_seconds = history.iter().map(|r| r.seconds).sum();
@@ -271,17 +191,12 @@ impl Ctx {
             stopped_early,
         };
         write_json(&result_path, &result)?;
-        println!(
-            "    {name}: test accuracy {:.4} on {}",
-            result.evaluation.accuracy, self.test_split
-        );
+        println!("    {name}: test accuracy {:.4} on {}", result.evaluation.accuracy, self.test_split);
         Ok(result)
     }
 
     pub fn test_faces(&self) -> Dataset {
-        self.data
-            .select_splits(&[self.test_split.as_str()])
-            .unwrap_or_default()
+        self.data.select_splits(&[self.test_split.as_str()]).unwrap_or_default()
     }
 
     /// The CNN run's best model, on an autodiff device and frozen (inference mode with gradients).
@@ -317,16 +232,7 @@ pub fn most_confused(e: &Evaluation, n: usize) -> Vec<ConfusedPair> {
     }
     cells.sort_by(|a, b| b.3.total_cmp(&a.3).then(b.2.cmp(&a.2)));
     let name = |i: usize| Emotion::from_id(i).map_or("?".to_string(), |e| e.name().to_string());
-    cells
-        .into_iter()
-        .take(n)
-        .map(|(t, p, count, rate)| ConfusedPair {
-            true_class: name(t),
-            predicted: name(p),
-            count,
-            rate,
-        })
-        .collect()
+    cells.into_iter().take(n).map(|(t, p, count, rate)| ConfusedPair { true_class: name(t), predicted: name(p), count, rate }).collect()
 }
 
 /// One face of the test split with what the model said about it.
@@ -339,31 +245,15 @@ pub struct Example {
 }
 
 /// The most confident error from `true_class` to `predicted`.
-pub fn most_confident_error(
-    test: &Dataset,
-    probs: &[[f32; NUM_CLASSES]],
-    true_class: usize,
-    predicted: usize,
-) -> Option<Example> {
+pub fn most_confident_error(test: &Dataset, probs: &[[f32; NUM_CLASSES]], true_class: usize, predicted: usize) -> Option<Example> {
     (0..test.len())
-        .filter(|&i| {
-            test.label(i).map(|l| l.id()) == Some(true_class) && argmax(&probs[i]) == predicted
-        })
+        .filter(|&i| test.label(i).map(|l| l.id()) == Some(true_class) && argmax(&probs[i]) == predicted)
         .max_by(|&a, &b| probs[a][predicted].total_cmp(&probs[b][predicted]))
-        .map(|index| Example {
-            index,
-            true_class,
-            predicted,
-            probabilities: probs[index],
-        })
+        .map(|index| Example { index, true_class, predicted, probabilities: probs[index] })
 }
 
 /// The most confident correct prediction of `class`.
-pub fn most_confident_correct(
-    test: &Dataset,
-    probs: &[[f32; NUM_CLASSES]],
-    class: usize,
-) -> Option<Example> {
+pub fn most_confident_correct(test: &Dataset, probs: &[[f32; NUM_CLASSES]], class: usize) -> Option<Example> {
     most_confident_error(test, probs, class, class)
 }
 
@@ -377,10 +267,7 @@ pub struct Explained {
 }
 
 fn to_vec(t: Tensor<4>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
 /// Saliency (Q4), Grad-CAM and IG extras, activation grids (Q5.1) and gradient ascent (Q5.2).
@@ -401,103 +288,42 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
         let pixels = test.image(ex.index);
         let input = fer_model::input_from_pixels(pixels, 1, SIDE, &ad);
         let name = class.folder_name();
-        let saliency = to_vec(
-            fer_interpret::saliency(
-                &model,
-                input.clone(),
-                &[class.id()],
-                fer_interpret::Score::Logit,
-            )
-            .abs(),
-        );
+        let saliency = to_vec(fer_interpret::saliency(&model, input.clone(), &[class.id()], fer_interpret::Score::Logit).abs());
         let title = format!("{} P={:.2}", class.name(), ex.probabilities[class.id()]);
-        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title)
-            .save(figures.join(format!("saliency-{name}.png")))?;
-        let cam = to_vec(fer_interpret::grad_cam(
-            &model,
-            input.clone(),
-            &[class.id()],
-            "block4.act",
-        )?);
-        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title)
-            .save(figures.join(format!("gradcam-{name}.png")))?;
-        let ig = fer_interpret::integrated_gradients(
-            &model,
-            input.clone(),
-            input.zeros_like(),
-            &[class.id()],
-            fer_interpret::Score::Logit,
-            64,
-        );
+        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title).save(figures.join(format!("saliency-{name}.png")))?;
+        let cam = to_vec(fer_interpret::grad_cam(&model, input.clone(), &[class.id()], "block4.act")?);
+        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title).save(figures.join(format!("gradcam-{name}.png")))?;
+        let ig = fer_interpret::integrated_gradients(&model, input.clone(), input.zeros_like(), &[class.id()], fer_interpret::Score::Logit, 64);
         explained.ig_relative_error.push(ig.relative_errors[0]);
-        fer_report::attribution_panel(
-            pixels,
-            SIDE as u32,
-            &to_vec(ig.attributions.abs()),
-            "ig",
-            &title,
-        )
-        .save(figures.join(format!("ig-{name}.png")))?;
+        fer_report::attribution_panel(pixels, SIDE as u32, &to_vec(ig.attributions.abs()), "ig", &title)
+            .save(figures.join(format!("ig-{name}.png")))?;
         explained.saliency.push((class.name().to_string(), ex));
     }
 
     let face_index = explained.saliency.first().map_or(0, |(_, e)| e.index);
     let input = fer_model::input_from_pixels(test.image(face_index), 1, SIDE, &ctx.device);
-    let plain = fer_model::load_model(
-        &ctx.out.join("runs").join("cnn").join("best.fer"),
-        &ctx.device,
-    )?;
+    let plain = fer_model::load_model(&ctx.out.join("runs").join("cnn").join("best.fer"), &ctx.device)?;
     for layer in ["block1.act", "block3.act", "block4.conv", "block5.act"] {
         let (_, act) = fer_interpret::capture(&plain, input.clone(), layer)?;
         let [_, c, h, w] = act.dims();
         let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
-        let img = fer_report::channel_grid(
-            &to_vec(act),
-            c,
-            h,
-            w,
-            48,
-            &labels,
-            &format!("{layer} {c} filters {h}x{w}"),
-        );
+        let img = fer_report::channel_grid(&to_vec(act), c, h, w, 48, &labels, &format!("{layer} {c} filters {h}x{w}"));
         img.save(figures.join(format!("activations-{}.png", layer.replace('.', "-"))))?;
         explained.activation_layers.push((layer.to_string(), c, h));
     }
 
     let [c, h, w] = model.input_shape();
     for layer in ["block1.act", "block5.act"] {
-        let (_, probe) =
-            fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), layer)?;
+        let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), layer)?;
         let filters: Vec<usize> = (0..probe.dims()[1].min(64)).collect();
         let started = std::time::Instant::now();
-        let result = fer_interpret::gradient_ascent(
-            &model,
-            layer,
-            &filters,
-            [c, h, w],
-            &fer_interpret::AscentConfig::default(),
-            &ad,
-        )?;
+        let result = fer_interpret::gradient_ascent(&model, layer, &filters, [c, h, w], &fer_interpret::AscentConfig::default(), &ad)?;
         let seconds = started.elapsed().as_secs_f64();
         let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-        let img = fer_report::channel_grid(
-            &to_vec(result.images),
-            filters.len(),
-            h,
-            w,
-            48,
-            &labels,
-            &format!("{layer} ascent 20 steps"),
-        );
+        let img = fer_report::channel_grid(&to_vec(result.images), filters.len(), h, w, 48, &labels, &format!("{layer} ascent 20 steps"));
         img.save(figures.join(format!("ascent-{}.png", layer.replace('.', "-"))))?;
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-        explained.ascent.push((
-            layer.to_string(),
-            filters.len(),
-            mean(&result.trace[0]),
-            mean(&result.activations),
-            seconds,
-        ));
+        explained.ascent.push((layer.to_string(), filters.len(), mean(&result.trace[0]), mean(&result.activations), seconds));
     }
     write_json(&path, &explained)?;
     Ok(explained)
@@ -505,8 +331,5 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
 
 /// The faces of the examples, for figures.
 pub fn face(test: &Dataset, index: usize) -> Vec<u8> {
-    test.image(index)
-        .get(..PIXELS)
-        .map(<[u8]>::to_vec)
-        .unwrap_or_default()
+    test.image(index).get(..PIXELS).map(<[u8]>::to_vec).unwrap_or_default()
 }

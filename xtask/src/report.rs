@@ -7,13 +7,9 @@ use fer_data::{Emotion, NUM_CLASSES, SIDE};
 use fer_report::{Block, Document, Series};
 
 use crate::Profile;
-use crate::pipeline::{
-    Ctx, RunResult, face, most_confident_error, most_confused, stage, write_json,
-};
+use crate::pipeline::{Ctx, RunResult, face, most_confident_error, most_confused, stage, write_json};
 
-const NAMES: [&str; NUM_CLASSES] = [
-    "Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral",
-];
+const NAMES: [&str; NUM_CLASSES] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
 
 fn pct(x: f64) -> String {
     format!("{:.4}", x)
@@ -32,11 +28,7 @@ fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
         for train in [true, false] {
             series.push(Series {
                 name: format!("{} {}", run.name, if train { "train" } else { "val" }),
-                points: run
-                    .history
-                    .iter()
-                    .map(|r| (r.epoch as f64, pick(r, train)))
-                    .collect(),
+                points: run.history.iter().map(|r| (r.epoch as f64, pick(r, train))).collect(),
                 color,
                 dashed: train,
             });
@@ -47,17 +39,7 @@ fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
 
 fn history_table(run: &RunResult) -> Block {
     Block::Table {
-        header: [
-            "epoch",
-            "train loss",
-            "train acc",
-            "val loss",
-            "val acc",
-            "seconds",
-            "img/s",
-        ]
-        .map(String::from)
-        .to_vec(),
+        header: ["epoch", "train loss", "train acc", "val loss", "val acc", "seconds", "img/s"].map(String::from).to_vec(),
         rows: run
             .history
             .iter()
@@ -78,78 +60,40 @@ fn history_table(run: &RunResult) -> Block {
 
 fn per_class_table(run: &RunResult) -> Block {
     Block::Table {
-        header: ["class", "precision", "recall", "f1", "support"]
-            .map(String::from)
-            .to_vec(),
+        header: ["class", "precision", "recall", "f1", "support"].map(String::from).to_vec(),
         rows: run
             .evaluation
             .per_class
             .iter()
-            .map(|c| {
-                vec![
-                    c.class.clone(),
-                    pct(c.precision),
-                    pct(c.recall),
-                    pct(c.f1),
-                    c.support.to_string(),
-                ]
-            })
+            .map(|c| vec![c.class.clone(), pct(c.precision), pct(c.recall), pct(c.f1), c.support.to_string()])
             .collect(),
     }
 }
 
 fn probs_text(p: &[f32; NUM_CLASSES]) -> String {
-    format!(
-        "[{}]",
-        p.iter()
-            .map(|v| format!("{v:.3}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
+    format!("[{}]", p.iter().map(|v| format!("{v:.3}")).collect::<Vec<_>>().join(", "))
 }
 
 /// Accuracy thresholds of the time-to-accuracy table: milestones, then the report's single CNN.
 const THRESHOLDS: [f64; 5] = [0.50, 0.55, 0.60, 0.65, 0.6719];
 
 /// When the best-so-far validation accuracy first reached `threshold`: (minutes, epoch).
-pub fn first_reached(
-    history: &[fer_train::EpochRow],
-    threshold: f64,
-    ema: bool,
-) -> Option<(f64, usize)> {
-    history
-        .iter()
-        .find(|r| {
-            (if ema {
-                r.ema_val_acc.unwrap_or(0.0)
-            } else {
-                r.val_acc
-            }) >= threshold
-        })
-        .map(|r| (r.wall_seconds / 60.0, r.epoch))
+pub fn first_reached(history: &[fer_train::EpochRow], threshold: f64, ema: bool) -> Option<(f64, usize)> {
+    history.iter().find(|r| (if ema { r.ema_val_acc.unwrap_or(0.0) } else { r.val_acc }) >= threshold).map(|r| (r.wall_seconds / 60.0, r.epoch))
 }
 
 fn time_to_accuracy_table(run: &RunResult) -> Block {
     let has_ema = run.history.iter().any(|r| r.ema_val_acc.is_some());
-    let cell = |hit: Option<(f64, usize)>| {
-        hit.map_or("not reached".to_string(), |(m, e)| {
-            format!("{m:.1} min (epoch {e})")
-        })
-    };
-    let mut header = vec![
-        "validation accuracy".to_string(),
-        "trained weights".to_string(),
-    ];
+    let cell = |hit: Option<(f64, usize)>| hit.map_or("not reached".to_string(), |(m, e)| format!("{m:.1} min (epoch {e})"));
+    let mut header = vec!["validation accuracy".to_string(), "trained weights".to_string()];
     if has_ema {
         header.push("weight average".into());
     }
     let rows = THRESHOLDS
         .iter()
         .map(|&t| {
-            let mut row = vec![
-                format!("≥ {t}"),
-                cell(first_reached(&run.history, t, false)),
-            ];
+            let label = if t == 0.6719 { "≥ 0.6719 (the report's single CNN)".to_string() } else { format!("≥ {t:.2}") };
+            let mut row = vec![label, cell(first_reached(&run.history, t, false))];
             if has_ema {
                 row.push(cell(first_reached(&run.history, t, true)));
             }
@@ -163,37 +107,18 @@ fn time_to_accuracy_series(run: &RunResult) -> Vec<Series> {
     let minutes = |r: &fer_train::EpochRow| r.wall_seconds / 60.0;
     let mut series = vec![Series {
         name: "trained weights".into(),
-        points: run
-            .history
-            .iter()
-            .map(|r| (minutes(r), r.val_acc))
-            .collect(),
+        points: run.history.iter().map(|r| (minutes(r), r.val_acc)).collect(),
         color: [31, 119, 180],
         dashed: false,
     }];
-    let ema: Vec<(f64, f64)> = run
-        .history
-        .iter()
-        .filter_map(|r| r.ema_val_acc.map(|a| (minutes(r), a)))
-        .collect();
+    let ema: Vec<(f64, f64)> = run.history.iter().filter_map(|r| r.ema_val_acc.map(|a| (minutes(r), a))).collect();
     if !ema.is_empty() {
-        series.push(Series {
-            name: "weight average".into(),
-            points: ema,
-            color: [214, 39, 40],
-            dashed: false,
-        });
+        series.push(Series { name: "weight average".into(), points: ema, color: [214, 39, 40], dashed: false });
     }
     series
 }
 
-pub fn reproduce(
-    data: Option<String>,
-    profile: Profile,
-    out: PathBuf,
-    check: bool,
-    device: burn::tensor::Device,
-) -> anyhow::Result<PathBuf> {
+pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bool, device: burn::tensor::Device) -> anyhow::Result<PathBuf> {
     let spec = data.unwrap_or_else(|| "synthetic".to_string());
     if spec.starts_with("synthetic") {
         println!("no --data given: running on the embedded synthetic faces ({spec})");
@@ -201,13 +126,7 @@ pub fn reproduce(
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     stage("load data");
     let ctx = Ctx::open(spec.clone(), profile, out.clone(), device)?;
-    println!(
-        "    {} faces ({}), splits {:?}; testing on {}",
-        ctx.data.len(),
-        ctx.format,
-        ctx.data.split_names(),
-        ctx.test_split
-    );
+    println!("    {} faces ({}), splits {:?}; testing on {}", ctx.data.len(), ctx.format, ctx.data.split_names(), ctx.test_split);
     let (cnn_config, dnn_config, members) = ctx.configs();
 
     stage("train and evaluate the CNN");
@@ -220,15 +139,11 @@ pub fn reproduce(
         c.train_splits = vec!["Training".into(), "PublicTest".into()];
         Some(ctx.train_and_eval("cnn-trainval", &c, 1, None)?)
     } else {
-        println!(
-            "==> skip the train+val variant: the data has no separate test split (PrivateTest)"
-        );
+        println!("==> skip the train+val variant: the data has no separate test split (PrivateTest)");
         None
     };
     let ensemble = if members > 1 {
-        stage(&format!(
-            "train and evaluate a {members}-member CNN ensemble"
-        ));
+        stage(&format!("train and evaluate a {members}-member CNN ensemble"));
         Some(ctx.train_and_eval("ensemble", &cnn_config, members, None)?)
     } else {
         None
@@ -241,65 +156,23 @@ pub fn reproduce(
 
     stage("render figures");
     let test = ctx.test_faces();
-    fer_report::line_chart(
-        "ACCURACY PER EPOCH",
-        "EPOCH",
-        "ACCURACY",
-        &curves(&[&cnn, &dnn], "accuracy"),
-    )
-    .save(figures.join("curves-accuracy.png"))?;
-    fer_report::line_chart(
-        "LOSS PER EPOCH",
-        "EPOCH",
-        "LOSS",
-        &curves(&[&cnn, &dnn], "loss"),
-    )
-    .save(figures.join("curves-loss.png"))?;
-    fer_report::line_chart(
-        "CNN VALIDATION ACCURACY AGAINST TIME",
-        "MINUTES SINCE START",
-        "ACCURACY",
-        &time_to_accuracy_series(&cnn),
-    )
-    .save(figures.join("time-to-accuracy.png"))?;
-    fer_report::confusion_chart(
-        "CNN CONFUSION (COUNTS)",
-        &cnn.evaluation.confusion_matrix,
-        &NAMES,
-        false,
-    )
-    .save(figures.join("confusion-counts.png"))?;
-    fer_report::confusion_chart(
-        "CNN CONFUSION (ROW %)",
-        &cnn.evaluation.confusion_matrix,
-        &NAMES,
-        true,
-    )
-    .save(figures.join("confusion-normalized.png"))?;
+    fer_report::line_chart("ACCURACY PER EPOCH", "EPOCH", "ACCURACY", &curves(&[&cnn, &dnn], "accuracy"))
+        .save(figures.join("curves-accuracy.png"))?;
+    fer_report::line_chart("LOSS PER EPOCH", "EPOCH", "LOSS", &curves(&[&cnn, &dnn], "loss")).save(figures.join("curves-loss.png"))?;
+    fer_report::line_chart("CNN VALIDATION ACCURACY AGAINST TIME", "MINUTES SINCE START", "ACCURACY", &time_to_accuracy_series(&cnn))
+        .save(figures.join("time-to-accuracy.png"))?;
+    fer_report::confusion_chart("CNN CONFUSION (COUNTS)", &cnn.evaluation.confusion_matrix, &NAMES, false)
+        .save(figures.join("confusion-counts.png"))?;
+    fer_report::confusion_chart("CNN CONFUSION (ROW %)", &cnn.evaluation.confusion_matrix, &NAMES, true)
+        .save(figures.join("confusion-normalized.png"))?;
     let pairs = most_confused(&cnn.evaluation, 2);
     let mut examples = Vec::new();
     for pair in &pairs {
-        let (t, p) = (
-            Emotion::parse(&pair.true_class).map_or(0, |e| e.id()),
-            Emotion::parse(&pair.predicted).map_or(0, |e| e.id()),
-        );
+        let (t, p) = (Emotion::parse(&pair.true_class).map_or(0, |e| e.id()), Emotion::parse(&pair.predicted).map_or(0, |e| e.id()));
         if let Some(ex) = most_confident_error(&test, &cnn.probabilities, t, p) {
-            let file = format!(
-                "error-{}-as-{}.png",
-                NAMES[t].to_lowercase(),
-                NAMES[p].to_lowercase()
-            );
+            let file = format!("error-{}-as-{}.png", NAMES[t].to_lowercase(), NAMES[p].to_lowercase());
             let title = format!("{} PREDICTED AS {}", NAMES[t], NAMES[p]);
-            fer_report::probability_chart(
-                &title,
-                &face(&test, ex.index),
-                SIDE as u32,
-                &ex.probabilities,
-                &NAMES,
-                t,
-                p,
-            )
-            .save(figures.join(&file))?;
+            fer_report::probability_chart(&title, &face(&test, ex.index), SIDE as u32, &ex.probabilities, &NAMES, t, p).save(figures.join(&file))?;
             examples.push((file, ex));
         }
     }
@@ -369,30 +242,15 @@ pub fn reproduce(
         ]);
     }
     doc.push(Block::Table {
-        header: [
-            "model",
-            "parameters",
-            "epochs",
-            "train seconds",
-            &format!("{} accuracy", ctx.test_split),
-        ]
-        .map(String::from)
-        .to_vec(),
+        header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(),
         rows,
     });
     if let Some(why) = &cnn.stopped_early {
         doc.push(Block::Paragraph(format!("The CNN {why}; its best epoch is what is reported. Rerun the same command to continue it.")));
     }
     let mut variant_rows = Vec::new();
-    for run in [Some(&cnn), trainval.as_ref(), ensemble.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        variant_rows.push(vec![
-            run.name.clone(),
-            "plain (the report's protocol)".into(),
-            pct(run.evaluation.accuracy),
-        ]);
+    for run in [Some(&cnn), trainval.as_ref(), ensemble.as_ref()].into_iter().flatten() {
+        variant_rows.push(vec![run.name.clone(), "plain (the report's protocol)".into(), pct(run.evaluation.accuracy)]);
         for v in &run.variants {
             variant_rows.push(vec![run.name.clone(), v.name.clone(), pct(v.accuracy)]);
         }
@@ -402,22 +260,20 @@ pub fn reproduce(
          and with test-time augmentation (each face and its mirror image, probabilities averaged). The table above uses the plain protocol."
             .into(),
     ));
-    doc.push(Block::Table {
-        header: ["run", "evaluation", &format!("{} accuracy", ctx.test_split)]
-            .map(String::from)
-            .to_vec(),
-        rows: variant_rows,
-    });
+    doc.push(Block::Table { header: ["run", "evaluation", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(), rows: variant_rows });
 
     doc.push(Block::Heading(2, "Time to accuracy".into()));
     doc.push(Block::Paragraph(format!(
         "Wall-clock minutes from the start of the CNN's training until its validation ({}) accuracy first reached each threshold, \
-         validation included; 0.6719 is the report's single CNN. Recipe: {}.",
+         validation included. Recipe: {}.",
         cnn_config.val_split,
         if cnn_config.recipe == fer_train::Recipe::report_cnn() { "the report's" } else { "fer's fast recipe (docs/RECIPES.md)" }
     )));
     doc.push(time_to_accuracy_table(&cnn));
-    doc.push(Block::Figure { path: "figures/time-to-accuracy.png".into(), caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started".into() });
+    doc.push(Block::Figure {
+        path: "figures/time-to-accuracy.png".into(),
+        caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started".into(),
+    });
 
     doc.push(Block::Heading(2, "Q1. The CNN".into()));
     doc.push(Block::Paragraph(format!(
@@ -430,10 +286,7 @@ pub fn reproduce(
         path: "figures/curves-accuracy.png".into(),
         caption: "Train (dashed) and validation (solid) accuracy per epoch, CNN against DNN".into(),
     });
-    doc.push(Block::Figure {
-        path: "figures/curves-loss.png".into(),
-        caption: "Train (dashed) and validation (solid) loss per epoch".into(),
-    });
+    doc.push(Block::Figure { path: "figures/curves-loss.png".into(), caption: "Train (dashed) and validation (solid) loss per epoch".into() });
 
     doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
     doc.push(Block::Paragraph(format!(
@@ -449,10 +302,7 @@ pub fn reproduce(
     doc.push(Block::Heading(2, "Q3. Confusion matrix".into()));
     doc.push(Block::Figure {
         path: "figures/confusion-counts.png".into(),
-        caption: format!(
-            "CNN on {}: counts (rows true, columns predicted)",
-            ctx.test_split
-        ),
+        caption: format!("CNN on {}: counts (rows true, columns predicted)", ctx.test_split),
     });
     doc.push(Block::Figure {
         path: "figures/confusion-normalized.png".into(),
@@ -461,27 +311,18 @@ pub fn reproduce(
     doc.push(per_class_table(&cnn));
     let pair_text: Vec<String> = pairs
         .iter()
-        .map(|p| {
-            format!(
-                "{} predicted as {} ({} faces, {:.1}% of {})",
-                p.true_class,
-                p.predicted,
-                p.count,
-                100.0 * p.rate,
-                p.true_class
-            )
-        })
+        .map(|p| format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, p.count, 100.0 * p.rate, p.true_class))
         .collect();
-    doc.push(Block::Paragraph(format!(
-        "The most confused pairs: {}.",
-        pair_text.join("; ")
-    )));
+    doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
     for (file, ex) in &examples {
         doc.push(Block::Figure {
             path: format!("figures/{file}"),
             caption: format!(
                 "The most confident {} face predicted as {} (test face {}); probabilities (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral) = {}",
-                NAMES[ex.true_class], NAMES[ex.predicted], ex.index, probs_text(&ex.probabilities)
+                NAMES[ex.true_class],
+                NAMES[ex.predicted],
+                ex.index,
+                probs_text(&ex.probabilities)
             ),
         });
     }
@@ -491,10 +332,7 @@ pub fn reproduce(
         let name = class.to_lowercase();
         doc.push(Block::Figure {
             path: format!("figures/saliency-{name}.png"),
-            caption: format!(
-                "Saliency of a correctly predicted {class} face (test face {}, p = {:.3})",
-                ex.index, ex.probabilities[ex.true_class]
-            ),
+            caption: format!("Saliency of a correctly predicted {class} face (test face {}, p = {:.3})", ex.index, ex.probabilities[ex.true_class]),
         });
     }
     doc.push(Block::Paragraph(format!(
@@ -503,37 +341,31 @@ pub fn reproduce(
     )));
     for (class, _) in &explained.saliency {
         let name = class.to_lowercase();
-        doc.push(Block::Figure {
-            path: format!("figures/gradcam-{name}.png"),
-            caption: format!("Grad-CAM, {class}"),
-        });
-        doc.push(Block::Figure {
-            path: format!("figures/ig-{name}.png"),
-            caption: format!("Integrated gradients, {class}"),
-        });
+        doc.push(Block::Figure { path: format!("figures/gradcam-{name}.png"), caption: format!("Grad-CAM, {class}") });
+        doc.push(Block::Figure { path: format!("figures/ig-{name}.png"), caption: format!("Integrated gradients, {class}") });
     }
 
     doc.push(Block::Heading(2, "Q5. What the filters respond to".into()));
     for (layer, channels, side) in &explained.activation_layers {
-        doc.push(Block::Figure { path: format!("figures/activations-{}.png", layer.replace('.', "-")), caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face") });
+        doc.push(Block::Figure {
+            path: format!("figures/activations-{}.png", layer.replace('.', "-")),
+            caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face"),
+        });
     }
     for (layer, filters, start, end, seconds) in &explained.ascent {
         doc.push(Block::Figure {
             path: format!("figures/ascent-{}.png", layer.replace('.', "-")),
-            caption: format!("Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"),
+            caption: format!(
+                "Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"
+            ),
         });
     }
 
     let markdown = doc.to_markdown();
     let report_path = out.join("REPORT.md");
     if check {
-        let existing = std::fs::read_to_string(&report_path)
-            .with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
-        anyhow::ensure!(
-            existing == markdown,
-            "--check: {} would change",
-            report_path.display()
-        );
+        let existing = std::fs::read_to_string(&report_path).with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
+        anyhow::ensure!(existing == markdown, "--check: {} would change", report_path.display());
         println!("    --check: REPORT.md is up to date");
     } else {
         std::fs::write(&report_path, &markdown)?;

@@ -32,9 +32,7 @@ const NVIDIA_DRIVER: &str = "/proc/driver/nvidia/version";
 #[cfg(any(feature = "cuda", feature = "cuda-plain"))]
 fn cuda_device() -> anyhow::Result<Device> {
     if !std::path::Path::new(NVIDIA_DRIVER).exists() {
-        anyhow::bail!(
-            "--device cuda: no NVIDIA GPU driver on this machine ({NVIDIA_DRIVER} does not exist); use --device cpu"
-        );
+        anyhow::bail!("--device cuda: no NVIDIA GPU driver on this machine ({NVIDIA_DRIVER} does not exist); use --device cpu");
     }
     start_device("CUDA GPU 0", || {
         let device = Device::cuda(0);
@@ -46,14 +44,8 @@ fn cuda_device() -> anyhow::Result<Device> {
 
 /// Starts a device, turning a panic in the runtime (burn-cuda panics with `RecvError` on its
 /// worker thread when no usable GPU answers) into an error that says which device failed.
-#[cfg_attr(
-    not(any(feature = "cuda", feature = "cuda-plain", test)),
-    allow(dead_code)
-)]
-pub fn start_device(
-    name: &str,
-    start: impl FnOnce() -> Device + std::panic::UnwindSafe,
-) -> anyhow::Result<Device> {
+#[cfg_attr(not(any(feature = "cuda", feature = "cuda-plain", test)), allow(dead_code))]
+pub fn start_device(name: &str, start: impl FnOnce() -> Device + std::panic::UnwindSafe) -> anyhow::Result<Device> {
     let previous = std::panic::take_hook();
     let message = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
     let seen = message.clone();
@@ -71,9 +63,7 @@ pub fn start_device(
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .or_else(|| message.lock().ok().and_then(|m| m.clone()))
             .unwrap_or_else(|| "unknown failure".into());
-        anyhow::anyhow!(
-            "{name} could not be started: {text}; check `nvidia-smi`, or use --device cpu"
-        )
+        anyhow::anyhow!("{name} could not be started: {text}; check `nvidia-smi`, or use --device cpu")
     })
 }
 
@@ -83,17 +73,8 @@ mod tests {
 
     #[test]
     fn a_panicking_device_start_is_an_error_that_names_the_device() {
-        let err = start_device("CUDA GPU 0", || {
-            panic!("called `Result::unwrap()` on an `Err` value: RecvError")
-        })
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains("CUDA GPU 0 could not be started")
-                && err.contains("RecvError")
-                && err.contains("--device cpu"),
-            "{err}"
-        );
+        let err = start_device("CUDA GPU 0", || panic!("called `Result::unwrap()` on an `Err` value: RecvError")).unwrap_err().to_string();
+        assert!(err.contains("CUDA GPU 0 could not be started") && err.contains("RecvError") && err.contains("--device cpu"), "{err}");
         assert!(start_device("CPU", Device::flex).is_ok());
     }
 

@@ -6,17 +6,11 @@ mod device;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "fer",
-    version,
-    about = "Facial-expression recognition on FER2013: data, models, training, explanations"
-)]
-#[command(
-    long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
+#[command(name = "fer", version, about = "Facial-expression recognition on FER2013: data, models, training, explanations")]
+#[command(long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral).\n\n\
 Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, or an \
-image-folder tree ([<split>/]<class>/*.jpg); the format is detected."
-)]
+image-folder tree ([<split>/]<class>/*.jpg); the format is detected.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -4,10 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn fer(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fer"))
-        .args(args)
-        .output()
-        .expect("fer runs")
+    Command::new(env!("CARGO_BIN_EXE_fer")).args(args).output().expect("fer runs")
 }
 
 fn stdout(o: &Output) -> String {
@@ -19,17 +16,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn synth(dir: &Path, per_class: usize) {
-    let o = fer(&[
-        "data",
-        "synth",
-        dir.to_str().unwrap(),
-        "--per-class",
-        &per_class.to_string(),
-        "--val-per-class",
-        "2",
-        "--seed",
-        "1",
-    ]);
+    let o = fer(&["data", "synth", dir.to_str().unwrap(), "--per-class", &per_class.to_string(), "--val-per-class", "2", "--seed", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -54,24 +41,10 @@ fn convert_round_trips_through_csv_and_pngs() {
     let tree = dir.path().join("tree");
     synth(&tree, 3);
     let csv = dir.path().join("fer2013.csv.gz");
-    let o = fer(&[
-        "data",
-        "convert",
-        tree.to_str().unwrap(),
-        csv.to_str().unwrap(),
-    ]);
+    let o = fer(&["data", "convert", tree.to_str().unwrap(), csv.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let back = dir.path().join("back");
-    assert!(
-        fer(&[
-            "data",
-            "convert",
-            csv.to_str().unwrap(),
-            back.to_str().unwrap()
-        ])
-        .status
-        .success()
-    );
+    assert!(fer(&["data", "convert", csv.to_str().unwrap(), back.to_str().unwrap()]).status.success());
     let a = fer(&["data", "stats", tree.to_str().unwrap(), "--json"]);
     let b = fer(&["data", "stats", back.to_str().unwrap(), "--json"]);
     assert_eq!(stdout(&a), stdout(&b));
@@ -85,28 +58,13 @@ fn bad_input_exits_non_zero_with_the_file_and_line() {
     let o = fer(&["data", "stats", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(
-        e.contains("bad.csv: line 2: expected 2304 pixels (48x48), found 3"),
-        "{e}"
-    );
+    assert!(e.contains("bad.csv: line 2: expected 2304 pixels (48x48), found 3"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
 
-    let o = fer(&[
-        "data",
-        "stats",
-        bad.to_str().unwrap(),
-        "--skip-invalid",
-        "--json",
-    ]);
+    let o = fer(&["data", "stats", bad.to_str().unwrap(), "--skip-invalid", "--json"]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(
-        (
-            v["count"].as_u64(),
-            v["skipped"]["wrong pixel count"].as_u64()
-        ),
-        (Some(0), Some(1))
-    );
+    assert_eq!((v["count"].as_u64(), v["skipped"]["wrong pixel count"].as_u64()), (Some(0), Some(1)));
 
     let o = fer(&["data", "stats", "/no/such/place"]);
     assert_eq!(o.status.code(), Some(1));
@@ -118,27 +76,12 @@ fn augment_applies_one_explicit_transform() {
     let dir = tempfile::tempdir().unwrap();
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/input.png");
     let out = dir.path().join("out.png");
-    let o = fer(&[
-        "data",
-        "augment",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--theta",
-        "15",
-    ]);
+    let o = fer(&["data", "augment", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--theta", "15"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let expected =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/case-0.png");
+    let expected = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/case-0.png");
     let ours = image::open(&out).unwrap().into_luma8();
     let keras = image::open(expected).unwrap().into_luma8();
-    let max = ours
-        .as_raw()
-        .iter()
-        .zip(keras.as_raw())
-        .map(|(a, b)| (*a as i32 - *b as i32).abs())
-        .max()
-        .unwrap();
+    let max = ours.as_raw().iter().zip(keras.as_raw()).map(|(a, b)| (*a as i32 - *b as i32).abs()).max().unwrap();
     assert!(max <= 1, "max diff {max} against Keras");
 }
 
@@ -148,18 +91,11 @@ fn summary_json_has_the_report_counts() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(
-        (
-            v["total_params"].as_u64(),
-            v["trainable_params"].as_u64(),
-            v["non_trainable_params"].as_u64()
-        ),
+        (v["total_params"].as_u64(), v["trainable_params"].as_u64(), v["non_trainable_params"].as_u64()),
         (Some(4087879), Some(4084295), Some(3584))
     );
     assert_eq!(v["layers"][0]["name"], "block1.conv");
-    assert_eq!(
-        v["layers"][0]["output_shape"],
-        serde_json::json!([48, 48, 64])
-    );
+    assert_eq!(v["layers"][0]["output_shape"], serde_json::json!([48, 48, 64]));
     let o = fer(&["summary", "--model", "dnn", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["total_params"].as_u64(), Some(4099847));
@@ -169,12 +105,7 @@ fn summary_json_has_the_report_counts() {
 }
 
 /// Trains a tiny CNN into `dir/run` on every face of `data` per epoch; fails the test if it fails.
-fn train_tiny_cnn(
-    dir: &std::path::Path,
-    data: &str,
-    epochs: usize,
-    batch_size: usize,
-) -> (std::path::PathBuf, std::process::Output) {
+fn train_tiny_cnn(dir: &std::path::Path, data: &str, epochs: usize, batch_size: usize) -> (std::path::PathBuf, std::process::Output) {
     let run = dir.join("run");
     let (epochs, batch_size) = (epochs.to_string(), batch_size.to_string());
     let args = [
@@ -212,27 +143,14 @@ fn train_eval_predict_on_synthetic_faces() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["count"], 56);
     assert_eq!(v["confusion_matrix"].as_array().unwrap().len(), 7);
-    let total: u64 = v["confusion_matrix"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r.as_array().unwrap())
-        .map(|x| x.as_u64().unwrap())
-        .sum();
+    let total: u64 = v["confusion_matrix"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|x| x.as_u64().unwrap()).sum();
     assert_eq!(total, 56);
-    assert!(
-        run.join("confusion-PublicTest.csv").exists()
-            && run.join("predictions-PublicTest.csv").exists()
-    );
+    assert!(run.join("confusion-PublicTest.csv").exists() && run.join("predictions-PublicTest.csv").exists());
 
     let face = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/input.png");
     let o = fer(&["predict", "--run", run_s, face.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("input.png: ") && stdout(&o).contains("Neutral"),
-        "{}",
-        stdout(&o)
-    );
+    assert!(stdout(&o).contains("input.png: ") && stdout(&o).contains("Neutral"), "{}", stdout(&o));
 
     // Continuing a finished run does nothing more and says so.
     let o = fer(&["train", "--resume", run_s, "--quiet"]);
@@ -246,46 +164,10 @@ fn train_rejects_bad_arguments_clearly() {
     let out = dir.path().join("r");
     let out = out.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
-        (
-            &["train", "--data", "/missing/data", "--out", out],
-            "/missing/data: no such file or directory",
-        ),
-        (
-            &[
-                "train",
-                "--data",
-                "synthetic:5,2,0",
-                "--model",
-                "resnet",
-                "--out",
-                out,
-            ],
-            "valid models: cnn, dnn, tiny-cnn, tiny-dnn",
-        ),
-        (
-            &[
-                "train",
-                "--data",
-                "synthetic:5,2,0",
-                "--batch-size",
-                "0",
-                "--out",
-                out,
-            ],
-            "--batch-size must be at least 1",
-        ),
-        (
-            &[
-                "train",
-                "--data",
-                "synthetic:5,2,0",
-                "--time-budget",
-                "soon",
-                "--out",
-                out,
-            ],
-            "cannot read duration",
-        ),
+        (&["train", "--data", "/missing/data", "--out", out], "/missing/data: no such file or directory"),
+        (&["train", "--data", "synthetic:5,2,0", "--model", "resnet", "--out", out], "valid models: cnn, dnn, tiny-cnn, tiny-dnn"),
+        (&["train", "--data", "synthetic:5,2,0", "--batch-size", "0", "--out", out], "--batch-size must be at least 1"),
+        (&["train", "--data", "synthetic:5,2,0", "--time-budget", "soon", "--out", out], "cannot read duration"),
     ];
     for (args, message) in cases {
         let o = fer(args);
@@ -319,28 +201,11 @@ fn explain_writes_figures_and_reports_what_it_computed() {
             &png,
         ]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
-        assert!(
-            stdout(&o).contains("for Happy written to"),
-            "{}",
-            stdout(&o)
-        );
+        assert!(stdout(&o).contains("for Happy written to"), "{}", stdout(&o));
         let img = image::open(&png).unwrap();
         assert!(img.width() > 3 * 48 * 4);
     }
-    let o = fer(&[
-        "explain",
-        "ig",
-        "--run",
-        run_s,
-        "--data",
-        "synthetic:10,3,1",
-        "--index",
-        "0",
-        "--steps",
-        "64",
-        "--out",
-        &out("ig64.png"),
-    ]);
+    let o = fer(&["explain", "ig", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--steps", "64", "--out", &out("ig64.png")]);
     assert!(stdout(&o).contains("relative error"), "{}", stdout(&o));
 
     let o = fer(&[
@@ -357,70 +222,62 @@ fn explain_writes_figures_and_reports_what_it_computed() {
         "--out",
         &out("act.png"),
     ]);
-    assert!(
-        o.status.success() && stdout(&o).contains("8 maps of 48x48"),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    let o = fer(&[
-        "explain",
-        "ascent",
-        "--run",
-        run_s,
-        "--layer",
-        "block2.act",
-        "--filters",
-        "0..4",
-        "--steps",
-        "5",
-        "--out",
-        &out("ascent.png"),
-    ]);
-    assert!(
-        o.status.success() && stdout(&o).contains("4 filters of block2.act"),
-        "{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert!(o.status.success() && stdout(&o).contains("8 maps of 48x48"), "{}{}", stdout(&o), stderr(&o));
+    let o = fer(&["explain", "ascent", "--run", run_s, "--layer", "block2.act", "--filters", "0..4", "--steps", "5", "--out", &out("ascent.png")]);
+    assert!(o.status.success() && stdout(&o).contains("4 filters of block2.act"), "{}{}", stdout(&o), stderr(&o));
 
-    let o = fer(&[
-        "explain",
-        "gradcam",
-        "--run",
-        run_s,
-        "--data",
-        "synthetic:10,3,1",
-        "--index",
-        "0",
-        "--layer",
-        "block9.act",
-        "--out",
-        &out("x.png"),
-    ]);
+    let o =
+        fer(&["explain", "gradcam", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--layer", "block9.act", "--out", &out("x.png")]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("valid layers: block1.conv"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("valid layers: block1.conv"), "{}", stderr(&o));
+    let o = fer(&["explain", "saliency", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--class", "joy", "--out", &out("x.png")]);
+    assert!(stderr(&o).contains("valid classes: Angry, Disgust"), "{}", stderr(&o));
+}
+
+#[test]
+fn fast_recipe_weight_average_and_test_time_augmentation() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
     let o = fer(&[
-        "explain",
-        "saliency",
-        "--run",
-        run_s,
+        "train",
         "--data",
-        "synthetic:10,3,1",
-        "--index",
-        "0",
-        "--class",
-        "joy",
+        "synthetic:30,8,3",
+        "--model",
+        "tiny-cnn",
+        "--recipe",
+        "fast",
         "--out",
-        &out("x.png"),
+        run_s,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--steps-per-epoch",
+        "0",
+        "--quiet",
     ]);
-    assert!(
-        stderr(&o).contains("valid classes: Angry, Disgust"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("ema_val_acc"), "{}", stdout(&o));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["recipe"]["schedule"]["kind"], "one-cycle");
+    assert!(run.join("best-ema.fer").exists());
+
+    let o = fer(&["eval", "--run", run_s, "--ema", "--tta", "flip", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((v["weights"].as_str(), v["tta"].as_str()), (Some("ema"), Some("flip")));
+    assert!(run.join("eval-PublicTest-ema-tta-flip.json").exists());
+    assert!(!run.join("eval-PublicTest.json").exists(), "the plain protocol's file is not overwritten by a variant");
+
+    let o = fer(&["eval", "--run", run_s, "--tta", "sideways"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("valid: none, flip, crops"), "{}", stderr(&o));
+
+    // The report's recipe keeps no average: asking for it says which recipe would.
+    let plain = dir.path().join("plain");
+    let (plain_run, _) = train_tiny_cnn(&plain, "synthetic:30,8,3", 1, 32);
+    let o = fer(&["eval", "--run", plain_run.to_str().unwrap(), "--ema"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("best-ema.fer") && stderr(&o).contains("--recipe fast"), "{}", stderr(&o));
 }

@@ -29,18 +29,9 @@ fn augmentation(c: &mut Criterion) {
 fn loading(c: &mut Criterion) {
     let mut group = c.benchmark_group("load");
     group.sample_size(10);
-    for (name, var) in [
-        ("fer2013_csv", "FER_BENCH_CSV"),
-        ("image_tree", "FER_BENCH_TREE"),
-    ] {
+    for (name, var) in [("fer2013_csv", "FER_BENCH_CSV"), ("image_tree", "FER_BENCH_TREE")] {
         if let Ok(path) = std::env::var(var) {
-            group.bench_function(name, |b| {
-                b.iter(|| {
-                    black_box(
-                        fer_data::load(&path, &LoadOptions::default()).expect("bench data loads"),
-                    )
-                })
-            });
+            group.bench_function(name, |b| b.iter(|| black_box(fer_data::load(&path, &LoadOptions::default()).expect("bench data loads"))));
         }
     }
     group.finish();

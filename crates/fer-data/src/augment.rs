@@ -33,15 +33,7 @@ pub struct AffineParams {
 
 impl Default for AffineParams {
     fn default() -> Self {
-        AffineParams {
-            theta: 0.0,
-            tx: 0.0,
-            ty: 0.0,
-            shear: 0.0,
-            zx: 1.0,
-            zy: 1.0,
-            flip_horizontal: false,
-        }
+        AffineParams { theta: 0.0, tx: 0.0, ty: 0.0, shear: 0.0, zx: 1.0, zy: 1.0, flip_horizontal: false }
     }
 }
 
@@ -60,12 +52,7 @@ fn matmul(a: &Mat3, b: &Mat3) -> Mat3 {
 impl AffineParams {
     /// True when the affine part is the identity (Keras then skips resampling).
     pub fn is_identity_affine(&self) -> bool {
-        self.theta == 0.0
-            && self.tx == 0.0
-            && self.ty == 0.0
-            && self.shear == 0.0
-            && self.zx == 1.0
-            && self.zy == 1.0
+        self.theta == 0.0 && self.tx == 0.0 && self.ty == 0.0 && self.shear == 0.0 && self.zx == 1.0 && self.zy == 1.0
     }
 
     /// The 2x3 map from output (row, col) to input (row, col), centred as Keras centres it.
@@ -73,33 +60,17 @@ impl AffineParams {
         let mut m: Mat3 = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
         if self.theta != 0.0 {
             let t = self.theta.to_radians();
-            m = matmul(
-                &m,
-                &[
-                    [t.cos(), -t.sin(), 0.0],
-                    [t.sin(), t.cos(), 0.0],
-                    [0.0, 0.0, 1.0],
-                ],
-            );
+            m = matmul(&m, &[[t.cos(), -t.sin(), 0.0], [t.sin(), t.cos(), 0.0], [0.0, 0.0, 1.0]]);
         }
         if self.tx != 0.0 || self.ty != 0.0 {
-            m = matmul(
-                &m,
-                &[[1.0, 0.0, self.tx], [0.0, 1.0, self.ty], [0.0, 0.0, 1.0]],
-            );
+            m = matmul(&m, &[[1.0, 0.0, self.tx], [0.0, 1.0, self.ty], [0.0, 0.0, 1.0]]);
         }
         if self.shear != 0.0 {
             let s = self.shear.to_radians();
-            m = matmul(
-                &m,
-                &[[1.0, -s.sin(), 0.0], [0.0, s.cos(), 0.0], [0.0, 0.0, 1.0]],
-            );
+            m = matmul(&m, &[[1.0, -s.sin(), 0.0], [0.0, s.cos(), 0.0], [0.0, 0.0, 1.0]]);
         }
         if self.zx != 1.0 || self.zy != 1.0 {
-            m = matmul(
-                &m,
-                &[[self.zx, 0.0, 0.0], [0.0, self.zy, 0.0], [0.0, 0.0, 1.0]],
-            );
+            m = matmul(&m, &[[self.zx, 0.0, 0.0], [0.0, self.zy, 0.0], [0.0, 0.0, 1.0]]);
         }
         let (ox, oy) = (height as f64 / 2.0 + 0.5, width as f64 / 2.0 + 0.5);
         let offset = [[1.0, 0.0, ox], [0.0, 1.0, oy], [0.0, 0.0, 1.0]];
@@ -165,9 +136,7 @@ fn sample(src: &[u8], r: f64, c: f64, max: f64, fill: FillMode) -> f32 {
 pub fn apply_affine(src: &[u8], params: &AffineParams, fill: FillMode) -> Vec<u8> {
     let mut out = vec![0.0f32; PIXELS];
     apply_affine_f32(src, params, fill, &mut out);
-    out.iter()
-        .map(|v| v.round_ties_even().clamp(0.0, 255.0) as u8)
-        .collect()
+    out.iter().map(|v| v.round_ties_even().clamp(0.0, 255.0) as u8).collect()
 }
 
 /// Random-transform ranges, named and interpreted as in Keras' `ImageDataGenerator`.
@@ -216,11 +185,7 @@ impl AugmentConfig {
     }
 
     pub fn is_none(&self) -> bool {
-        *self
-            == AugmentConfig {
-                fill_mode: self.fill_mode,
-                ..AugmentConfig::none()
-            }
+        *self == AugmentConfig { fill_mode: self.fill_mode, ..AugmentConfig::none() }
     }
 
     /// Draws one transform, in the order Keras' `get_random_transform` draws.
@@ -228,11 +193,7 @@ impl AugmentConfig {
         let symmetric = |rng: &mut Rng, r: f64| if r != 0.0 { rng.uniform(-r, r) } else { 0.0 };
         let theta = symmetric(rng, self.rotation_range);
         let pixels = |range: f64, side: usize| {
-            if range < 1.0 {
-                range * side as f64
-            } else {
-                1.0
-            }
+            if range < 1.0 { range * side as f64 } else { 1.0 }
         };
         let tx = symmetric(rng, self.height_shift_range) * pixels(self.height_shift_range, SIDE);
         let ty = symmetric(rng, self.width_shift_range) * pixels(self.width_shift_range, SIDE);
@@ -244,15 +205,7 @@ impl AugmentConfig {
             (1.0, 1.0)
         };
         let flip_horizontal = self.horizontal_flip && rng.bool(0.5);
-        AffineParams {
-            theta,
-            tx,
-            ty,
-            shear,
-            zx,
-            zy,
-            flip_horizontal,
-        }
+        AffineParams { theta, tx, ty, shear, zx, zy, flip_horizontal }
     }
 
     /// Draws a transform and applies it: the per-sample, on-the-fly path training uses.

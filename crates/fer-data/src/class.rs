@@ -4,9 +4,7 @@ use std::fmt;
 pub const NUM_CLASSES: usize = 7;
 
 /// The seven FER2013 emotions, with the ids of the original CSV.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum Emotion {
     Angry = 0,
     Disgust = 1,
@@ -19,15 +17,8 @@ pub enum Emotion {
 
 impl Emotion {
     /// All classes in id order.
-    pub const ALL: [Emotion; NUM_CLASSES] = [
-        Emotion::Angry,
-        Emotion::Disgust,
-        Emotion::Fear,
-        Emotion::Happy,
-        Emotion::Sad,
-        Emotion::Surprise,
-        Emotion::Neutral,
-    ];
+    pub const ALL: [Emotion; NUM_CLASSES] =
+        [Emotion::Angry, Emotion::Disgust, Emotion::Fear, Emotion::Happy, Emotion::Sad, Emotion::Surprise, Emotion::Neutral];
 
     pub fn id(self) -> usize {
         self as usize
@@ -69,9 +60,7 @@ impl Emotion {
         if let Ok(id) = name.parse::<usize>() {
             return Self::from_id(id);
         }
-        Self::ALL
-            .into_iter()
-            .find(|e| e.folder_name().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|e| e.folder_name().eq_ignore_ascii_case(name))
     }
 
     /// The list of valid names, for error messages.

@@ -19,67 +19,31 @@ struct Columns {
 
 fn strip_quotes(field: &[u8]) -> &[u8] {
     let field = field.trim_ascii();
-    if field.len() >= 2 && field[0] == b'"' && field[field.len() - 1] == b'"' {
-        &field[1..field.len() - 1]
-    } else {
-        field
-    }
+    if field.len() >= 2 && field[0] == b'"' && field[field.len() - 1] == b'"' { &field[1..field.len() - 1] } else { field }
 }
 
 fn parse_header(path: &Path, header: &str) -> Result<(Format, Columns), DataError> {
     let header = header.trim_start_matches('\u{feff}').trim_end_matches('\r');
-    let names: Vec<String> = header
-        .split(',')
-        .map(|f| String::from_utf8_lossy(strip_quotes(f.as_bytes())).to_ascii_lowercase())
-        .collect();
+    let names: Vec<String> = header.split(',').map(|f| String::from_utf8_lossy(strip_quotes(f.as_bytes())).to_ascii_lowercase()).collect();
     let find = |n: &str| names.iter().position(|x| x == n);
     let expected = "expected the header emotion,pixels,Usage (fer2013.csv), label,feature (train.csv) or id,feature (test.csv)";
     if names.len() == 1 && (header.contains(';') || header.contains('\t')) {
         let delimiter = if header.contains(';') { "';'" } else { "a tab" };
         return Err(DataError::Header {
             path: path.into(),
-            problem: format!(
-                "wrong delimiter: fields are separated by {delimiter}, not ','; {expected}"
-            ),
+            problem: format!("wrong delimiter: fields are separated by {delimiter}, not ','; {expected}"),
         });
     }
     let layout = if let (Some(e), Some(p)) = (find("emotion"), find("pixels")) {
-        Some((
-            Format::Fer2013Csv,
-            Columns {
-                count: names.len(),
-                label: Some(e),
-                pixels: p,
-                usage: find("usage"),
-            },
-        ))
+        Some((Format::Fer2013Csv, Columns { count: names.len(), label: Some(e), pixels: p, usage: find("usage") }))
     } else if let (Some(l), Some(f)) = (find("label"), find("feature")) {
-        Some((
-            Format::CourseTrainCsv,
-            Columns {
-                count: names.len(),
-                label: Some(l),
-                pixels: f,
-                usage: None,
-            },
-        ))
+        Some((Format::CourseTrainCsv, Columns { count: names.len(), label: Some(l), pixels: f, usage: None }))
     } else if let (Some(_), Some(f)) = (find("id"), find("feature")) {
-        Some((
-            Format::CourseTestCsv,
-            Columns {
-                count: names.len(),
-                label: None,
-                pixels: f,
-                usage: None,
-            },
-        ))
+        Some((Format::CourseTestCsv, Columns { count: names.len(), label: None, pixels: f, usage: None }))
     } else {
         None
     };
-    layout.ok_or_else(|| DataError::Header {
-        path: path.into(),
-        problem: format!("missing or misnamed columns: found {header:?}; {expected}"),
-    })
+    layout.ok_or_else(|| DataError::Header { path: path.into(), problem: format!("missing or misnamed columns: found {header:?}; {expected}") })
 }
 
 /// Parses space-separated pixels into `out`; the count must be exactly 2,304.
@@ -104,14 +68,8 @@ fn parse_pixels(field: &[u8], out: &mut [u8]) -> Result<(), RowProblem> {
             }
         } else {
             let start = if in_token { token_start } else { i };
-            let end = field[start..]
-                .iter()
-                .position(|c| *c == b' ')
-                .map_or(field.len(), |p| start + p);
-            return Err(RowProblem::NonNumericPixel {
-                index: count,
-                token: String::from_utf8_lossy(&field[start..end]).into_owned(),
-            });
+            let end = field[start..].iter().position(|c| *c == b' ').map_or(field.len(), |p| start + p);
+            return Err(RowProblem::NonNumericPixel { index: count, token: String::from_utf8_lossy(&field[start..end]).into_owned() });
         }
     }
     if in_token {
@@ -137,9 +95,7 @@ fn finish_pixel(index: usize, value: u64, out: &mut [u8]) -> Result<(), RowProbl
 
 fn parse_label(field: &[u8]) -> Result<Emotion, RowProblem> {
     let token = String::from_utf8_lossy(field).into_owned();
-    let value: u64 = token.parse().map_err(|_| RowProblem::NonNumericLabel {
-        token: token.clone(),
-    })?;
+    let value: u64 = token.parse().map_err(|_| RowProblem::NonNumericLabel { token: token.clone() })?;
     Emotion::from_id(value as usize).ok_or(RowProblem::LabelOutOfRange { value: token })
 }
 
@@ -148,20 +104,13 @@ fn parse_usage(field: &[u8]) -> Result<&'static str, RowProblem> {
         b"Training" => Ok("Training"),
         b"PublicTest" => Ok("PublicTest"),
         b"PrivateTest" => Ok("PrivateTest"),
-        _ => Err(RowProblem::UnknownUsage {
-            token: String::from_utf8_lossy(field).into_owned(),
-        }),
+        _ => Err(RowProblem::UnknownUsage { token: String::from_utf8_lossy(field).into_owned() }),
     }
 }
 
 type RowOutcome = Result<(Option<Emotion>, &'static str), RowProblem>;
 
-fn parse_row(
-    line: &[u8],
-    cols: Columns,
-    default_split: &'static str,
-    out: &mut [u8],
-) -> RowOutcome {
+fn parse_row(line: &[u8], cols: Columns, default_split: &'static str, out: &mut [u8]) -> RowOutcome {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let mut fields = [&[][..]; 8];
     let mut found = 0;
@@ -174,10 +123,7 @@ fn parse_row(
         start = end + 1;
     }
     if found != cols.count {
-        return Err(RowProblem::FieldCount {
-            expected: cols.count,
-            found,
-        });
+        return Err(RowProblem::FieldCount { expected: cols.count, found });
     }
     let label = cols.label.map(|c| parse_label(fields[c])).transpose()?;
     let split = match cols.usage {
@@ -206,15 +152,9 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
         return Err(DataError::Empty { path: path.into() });
     }
     if let Err(e) = std::str::from_utf8(bytes) {
-        return Err(DataError::NotUtf8 {
-            path: path.into(),
-            line: line_of(bytes, e.valid_up_to()),
-        });
+        return Err(DataError::NotUtf8 { path: path.into(), line: line_of(bytes, e.valid_up_to()) });
     }
-    let header_end = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .unwrap_or(bytes.len());
+    let header_end = bytes.iter().position(|b| *b == b'\n').unwrap_or(bytes.len());
     let header = std::str::from_utf8(&bytes[..header_end]).unwrap_or_default();
     let (format, cols) = parse_header(path, header)?;
     let default_split = match format {
@@ -233,13 +173,7 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
     let outcomes: Vec<Option<RowOutcome>> = lines
         .par_iter()
         .zip(pixels.par_chunks_mut(PIXELS))
-        .map(|(line, out)| {
-            if line.trim_ascii().is_empty() {
-                None
-            } else {
-                Some(parse_row(line, cols, default_split, out))
-            }
-        })
+        .map(|(line, out)| if line.trim_ascii().is_empty() { None } else { Some(parse_row(line, cols, default_split, out)) })
         .collect();
 
     let mut dataset = Dataset::new();
@@ -248,26 +182,14 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             None => {}
-            Some(Ok((label, split))) => {
-                dataset.push(&pixels[i * PIXELS..(i + 1) * PIXELS], label, split)
-            }
-            Some(Err(problem)) if skip_invalid => {
-                *skipped.entry(problem.reason().to_string()).or_insert(0) += 1
-            }
+            Some(Ok((label, split))) => dataset.push(&pixels[i * PIXELS..(i + 1) * PIXELS], label, split),
+            Some(Err(problem)) if skip_invalid => *skipped.entry(problem.reason().to_string()).or_insert(0) += 1,
             Some(Err(problem)) => {
-                return Err(DataError::Row {
-                    path: path.into(),
-                    line: i + 2,
-                    problem,
-                });
+                return Err(DataError::Row { path: path.into(), line: i + 2, problem });
             }
         }
     }
-    Ok(Parsed {
-        dataset,
-        format,
-        skipped,
-    })
+    Ok(Parsed { dataset, format, skipped })
 }
 
 #[cfg(test)]
@@ -281,35 +203,11 @@ mod tests {
 
     #[test]
     fn pixel_known_answers() {
-        let ok = (0..PIXELS)
-            .map(|i| (i % 256).to_string())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let ok = (0..PIXELS).map(|i| (i % 256).to_string()).collect::<Vec<_>>().join(" ");
         assert_eq!(row(&ok).unwrap()[300], 44);
-        assert_eq!(
-            row("1 2 3").unwrap_err(),
-            RowProblem::PixelCount { found: 3 }
-        );
-        assert_eq!(
-            row("1 2x 3").unwrap_err(),
-            RowProblem::NonNumericPixel {
-                index: 1,
-                token: "2x".into()
-            }
-        );
-        assert_eq!(
-            row("1 256").unwrap_err(),
-            RowProblem::PixelOutOfRange {
-                index: 1,
-                value: 256
-            }
-        );
-        assert_eq!(
-            row("-1").unwrap_err(),
-            RowProblem::NonNumericPixel {
-                index: 0,
-                token: "-1".into()
-            }
-        );
+        assert_eq!(row("1 2 3").unwrap_err(), RowProblem::PixelCount { found: 3 });
+        assert_eq!(row("1 2x 3").unwrap_err(), RowProblem::NonNumericPixel { index: 1, token: "2x".into() });
+        assert_eq!(row("1 256").unwrap_err(), RowProblem::PixelOutOfRange { index: 1, value: 256 });
+        assert_eq!(row("-1").unwrap_err(), RowProblem::NonNumericPixel { index: 0, token: "-1".into() });
     }
 }

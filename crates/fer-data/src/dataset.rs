@@ -147,9 +147,6 @@ mod tests {
         assert_eq!(train.image(1)[0], 3);
         assert_eq!(d.class_counts()[Emotion::Happy.id()], 1);
         assert_eq!(d.unlabelled(), 1);
-        assert_eq!(
-            d.select_splits(&["PrivateTest"]).unwrap_err(),
-            ["Training", "PublicTest"]
-        );
+        assert_eq!(d.select_splits(&["PrivateTest"]).unwrap_err(), ["Training", "PublicTest"]);
     }
 }

@@ -11,9 +11,7 @@ pub enum RowProblem {
     NonNumericPixel { index: usize, token: String },
     #[error("pixel {index} is {value}, outside 0-255")]
     PixelOutOfRange { index: usize, value: u64 },
-    #[error(
-        "label {value} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)"
-    )]
+    #[error("label {value} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)")]
     LabelOutOfRange { value: String },
     #[error("label {token:?} is not a number")]
     NonNumericLabel { token: String },
@@ -60,24 +58,14 @@ pub enum DataError {
     #[error("{path}: line 1: {problem}")]
     Header { path: PathBuf, problem: String },
     #[error("{path}: line {line}: {problem}")]
-    Row {
-        path: PathBuf,
-        line: usize,
-        problem: RowProblem,
-    },
+    Row { path: PathBuf, line: usize, problem: RowProblem },
     #[error("{path}: unreadable or corrupt image: {reason}")]
     Image { path: PathBuf, reason: String },
     #[error("{path}: unknown class folder {name:?} (expected one of: {valid})")]
-    UnknownClassFolder {
-        path: PathBuf,
-        name: String,
-        valid: String,
-    },
+    UnknownClassFolder { path: PathBuf, name: String, valid: String },
     #[error("{path}: no .jpg, .jpeg or .png faces found under class folders")]
     NoImages { path: PathBuf },
-    #[error(
-        "{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a folder of class folders"
-    )]
+    #[error("{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a folder of class folders")]
     UnknownFormat { path: PathBuf },
     #[error("{path}: {problem}")]
     Write { path: PathBuf, problem: String },
@@ -86,10 +74,6 @@ pub enum DataError {
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if source.kind() == std::io::ErrorKind::NotFound {
-            DataError::NotFound { path }
-        } else {
-            DataError::Io { path, source }
-        }
+        if source.kind() == std::io::ErrorKind::NotFound { DataError::NotFound { path } } else { DataError::Io { path, source } }
     }
 }

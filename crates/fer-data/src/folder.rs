@@ -9,11 +9,7 @@ use rayon::prelude::*;
 use crate::{DataError, Dataset, Emotion, PIXELS, SIDE, canonical_split_name};
 
 fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-        ["jpg", "jpeg", "png"]
-            .iter()
-            .any(|x| e.eq_ignore_ascii_case(x))
-    })
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -29,38 +25,23 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 }
 
 fn dir_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Canonical split order: the FER2013 splits first, others by name.
 fn split_rank(name: &str) -> (usize, String) {
-    let rank = ["Training", "PublicTest", "PrivateTest"]
-        .iter()
-        .position(|s| *s == name)
-        .unwrap_or(3);
+    let rank = ["Training", "PublicTest", "PrivateTest"].iter().position(|s| *s == name).unwrap_or(3);
     (rank, name.to_string())
 }
 
 /// Decodes one face file into 48x48 grayscale. Returns whether it had to be converted.
 pub fn decode_face(path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
-    let is_gray48 = matches!(image, image::DynamicImage::ImageLuma8(_))
-        && image.width() as usize == SIDE
-        && image.height() as usize == SIDE;
+    let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image { path: path.into(), reason: e.to_string() })?;
+    let is_gray48 = matches!(image, image::DynamicImage::ImageLuma8(_)) && image.width() as usize == SIDE && image.height() as usize == SIDE;
     let mut gray = image.into_luma8();
     if gray.width() as usize != SIDE || gray.height() as usize != SIDE {
-        gray = image::imageops::resize(
-            &gray,
-            SIDE as u32,
-            SIDE as u32,
-            image::imageops::FilterType::Triangle,
-        );
+        gray = image::imageops::resize(&gray, SIDE as u32, SIDE as u32, image::imageops::FilterType::Triangle);
     }
     out.copy_from_slice(gray.as_raw());
     Ok(!is_gray48)
@@ -93,11 +74,7 @@ fn scan_split(
                 *skipped.entry("unknown class folder".into()).or_insert(0) += 1;
                 continue;
             }
-            return Err(DataError::UnknownClassFolder {
-                path: class_dir,
-                name,
-                valid: Emotion::valid_names(),
-            });
+            return Err(DataError::UnknownClassFolder { path: class_dir, name, valid: Emotion::valid_names() });
         };
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&class_dir).map_err(|e| DataError::io(&class_dir, e))? {
@@ -106,11 +83,7 @@ fn scan_split(
                 names.push(path);
             }
         }
-        files.extend(names.into_iter().map(|path| FaceFile {
-            split: split.to_string(),
-            label,
-            path,
-        }));
+        files.extend(names.into_iter().map(|path| FaceFile { split: split.to_string(), label, path }));
     }
     Ok(())
 }
@@ -125,9 +98,7 @@ pub(crate) fn load(root: &Path, skip_invalid: bool) -> Result<Scanned, DataError
     let mut skipped = BTreeMap::new();
     if children.iter().any(|c| is_class_name(&dir_name(c))) {
         // root is one split: its name (train/, val/) says which.
-        let split = canonical_split_name(&dir_name(
-            &root.canonicalize().unwrap_or_else(|_| root.into()),
-        ));
+        let split = canonical_split_name(&dir_name(&root.canonicalize().unwrap_or_else(|_| root.into())));
         scan_split(root, &split, skip_invalid, &mut files, &mut skipped)?;
     } else {
         for split_dir in &children {
@@ -140,18 +111,12 @@ pub(crate) fn load(root: &Path, skip_invalid: bool) -> Result<Scanned, DataError
     }
     // Within a split, order by file name (so a tree fer wrote reloads in its original row order).
     files.sort_by(|a, b| {
-        split_rank(&a.split)
-            .cmp(&split_rank(&b.split))
-            .then_with(|| a.path.file_name().cmp(&b.path.file_name()))
-            .then_with(|| a.path.cmp(&b.path))
+        split_rank(&a.split).cmp(&split_rank(&b.split)).then_with(|| a.path.file_name().cmp(&b.path.file_name())).then_with(|| a.path.cmp(&b.path))
     });
 
     let mut pixels = vec![0u8; files.len() * PIXELS];
-    let outcomes: Vec<Result<bool, DataError>> = files
-        .par_iter()
-        .zip(pixels.par_chunks_mut(PIXELS))
-        .map(|(file, out)| decode_face(&file.path, out))
-        .collect();
+    let outcomes: Vec<Result<bool, DataError>> =
+        files.par_iter().zip(pixels.par_chunks_mut(PIXELS)).map(|(file, out)| decode_face(&file.path, out)).collect();
 
     let mut dataset = Dataset::new();
     dataset.reserve(files.len());
@@ -160,26 +125,14 @@ pub(crate) fn load(root: &Path, skip_invalid: bool) -> Result<Scanned, DataError
         match outcome {
             Ok(was_converted) => {
                 converted += was_converted as usize;
-                dataset.push(
-                    &pixels[i * PIXELS..(i + 1) * PIXELS],
-                    Some(file.label),
-                    &file.split,
-                );
+                dataset.push(&pixels[i * PIXELS..(i + 1) * PIXELS], Some(file.label), &file.split);
             }
-            Err(_) if skip_invalid => {
-                *skipped
-                    .entry("unreadable or corrupt image".into())
-                    .or_insert(0) += 1
-            }
+            Err(_) if skip_invalid => *skipped.entry("unreadable or corrupt image".into()).or_insert(0) += 1,
             Err(e) => return Err(e),
         }
     }
     if dataset.is_empty() {
         return Err(DataError::NoImages { path: root.into() });
     }
-    Ok(Scanned {
-        dataset,
-        converted,
-        skipped,
-    })
+    Ok(Scanned { dataset, converted, skipped })
 }

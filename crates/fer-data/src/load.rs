@@ -55,19 +55,12 @@ pub struct LoadReport {
 }
 
 /// Loads FER2013 from a CSV (`.csv`, `.csv.gz`; layout from the header) or an image-folder tree.
-pub fn load(
-    path: impl AsRef<Path>,
-    options: &LoadOptions,
-) -> Result<(Dataset, LoadReport), DataError> {
+pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
     let path = path.as_ref();
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if meta.is_dir() {
         let scanned = folder::load(path, options.skip_invalid)?;
-        let report = LoadReport {
-            format: Format::ImageFolder,
-            converted: scanned.converted,
-            skipped: scanned.skipped,
-        };
+        let report = LoadReport { format: Format::ImageFolder, converted: scanned.converted, skipped: scanned.skipped };
         return Ok((scanned.dataset, report));
     }
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
@@ -76,12 +69,7 @@ pub fn load(
     }
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut text = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut text)
-            .map_err(|source| DataError::Gzip {
-                path: path.into(),
-                source,
-            })?;
+        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut text).map_err(|source| DataError::Gzip { path: path.into(), source })?;
         text
     } else {
         let name = path.to_string_lossy().to_ascii_lowercase();
@@ -91,11 +79,7 @@ pub fn load(
         raw
     };
     let parsed = csv::parse(path, &bytes, options.skip_invalid)?;
-    let report = LoadReport {
-        format: parsed.format,
-        converted: 0,
-        skipped: parsed.skipped,
-    };
+    let report = LoadReport { format: parsed.format, converted: 0, skipped: parsed.skipped };
     Ok((parsed.dataset, report))
 }
 
@@ -103,9 +87,7 @@ pub fn load(
 fn looks_like_csv(bytes: &[u8]) -> bool {
     let head = &bytes[..bytes.len().min(64)];
     let head = String::from_utf8_lossy(head).to_ascii_lowercase();
-    ["emotion", "label", "id,"]
-        .iter()
-        .any(|h| head.trim_start_matches('\u{feff}').starts_with(h))
+    ["emotion", "label", "id,"].iter().any(|h| head.trim_start_matches('\u{feff}').starts_with(h))
 }
 
 /// Default sizes of the embedded synthetic data set: Training and PublicTest faces per class.
@@ -115,17 +97,9 @@ pub const SYNTHETIC_DEFAULT: (usize, usize, u64) = (300, 60, 0);
 /// `synthetic:TRAIN,VAL,SEED` for the embedded synthetic faces (TRAIN and VAL per class).
 pub fn open(spec: &str, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
     if let Some(rest) = spec.strip_prefix("synthetic") {
-        let (train, val, seed) =
-            parse_synthetic(rest).ok_or_else(|| DataError::UnknownFormat { path: spec.into() })?;
+        let (train, val, seed) = parse_synthetic(rest).ok_or_else(|| DataError::UnknownFormat { path: spec.into() })?;
         let dataset = crate::synth::default_dataset(train, val, seed);
-        return Ok((
-            dataset,
-            LoadReport {
-                format: Format::Synthetic,
-                converted: 0,
-                skipped: BTreeMap::new(),
-            },
-        ));
+        return Ok((dataset, LoadReport { format: Format::Synthetic, converted: 0, skipped: BTreeMap::new() }));
     }
     load(spec, options)
 }

@@ -17,19 +17,13 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Rng {
-            state: [next(), next(), next(), next()],
-        }
+        Rng { state: [next(), next(), next(), next()] }
     }
 
     /// An independent stream for item `index` of a run (e.g. one face of one step), so that
     /// parallel workers draw reproducible numbers whatever the scheduling.
     pub fn fork(&self, index: u64) -> Rng {
-        Rng::seed(
-            self.state[0]
-                ^ self.state[3].rotate_left(17)
-                ^ index.wrapping_mul(0xD134_2543_DE82_EF95),
-        )
+        Rng::seed(self.state[0] ^ self.state[3].rotate_left(17) ^ index.wrapping_mul(0xD134_2543_DE82_EF95))
     }
 
     pub fn state(&self) -> [u64; 4] {

@@ -25,59 +25,14 @@ struct Expression {
 }
 
 fn expression(label: Emotion) -> Expression {
-    let base = Expression {
-        brow_tilt: 0.0,
-        brow_raise: 0.0,
-        eye_open: 1.0,
-        mouth_curve: 0.0,
-        mouth_width: 6.0,
-        mouth_open: 0.0,
-        mouth_skew: 0.0,
-    };
+    let base = Expression { brow_tilt: 0.0, brow_raise: 0.0, eye_open: 1.0, mouth_curve: 0.0, mouth_width: 6.0, mouth_open: 0.0, mouth_skew: 0.0 };
     match label {
-        Emotion::Angry => Expression {
-            brow_tilt: -3.0,
-            brow_raise: -1.0,
-            eye_open: 0.6,
-            mouth_curve: -1.0,
-            mouth_width: 4.5,
-            ..base
-        },
-        Emotion::Disgust => Expression {
-            brow_tilt: -1.5,
-            eye_open: 0.45,
-            mouth_skew: 2.5,
-            mouth_width: 5.5,
-            ..base
-        },
-        Emotion::Fear => Expression {
-            brow_tilt: 2.5,
-            brow_raise: 2.0,
-            eye_open: 1.6,
-            mouth_curve: -1.0,
-            mouth_width: 6.0,
-            mouth_open: 2.0,
-            ..base
-        },
-        Emotion::Happy => Expression {
-            mouth_curve: 3.5,
-            mouth_width: 7.5,
-            eye_open: 0.85,
-            ..base
-        },
-        Emotion::Sad => Expression {
-            brow_tilt: 3.0,
-            mouth_curve: -3.0,
-            eye_open: 0.8,
-            ..base
-        },
-        Emotion::Surprise => Expression {
-            brow_raise: 4.0,
-            eye_open: 1.7,
-            mouth_width: 3.5,
-            mouth_open: 4.5,
-            ..base
-        },
+        Emotion::Angry => Expression { brow_tilt: -3.0, brow_raise: -1.0, eye_open: 0.6, mouth_curve: -1.0, mouth_width: 4.5, ..base },
+        Emotion::Disgust => Expression { brow_tilt: -1.5, eye_open: 0.45, mouth_skew: 2.5, mouth_width: 5.5, ..base },
+        Emotion::Fear => Expression { brow_tilt: 2.5, brow_raise: 2.0, eye_open: 1.6, mouth_curve: -1.0, mouth_width: 6.0, mouth_open: 2.0, ..base },
+        Emotion::Happy => Expression { mouth_curve: 3.5, mouth_width: 7.5, eye_open: 0.85, ..base },
+        Emotion::Sad => Expression { brow_tilt: 3.0, mouth_curve: -3.0, eye_open: 0.8, ..base },
+        Emotion::Surprise => Expression { brow_raise: 4.0, eye_open: 1.7, mouth_width: 3.5, mouth_open: 4.5, ..base },
         Emotion::Neutral => base,
     }
 }
@@ -175,10 +130,7 @@ pub fn dataset(split: &str, per_class: usize, seed: u64) -> Dataset {
 /// PublicTest and PrivateTest splits of `val_per_class` faces per class each.
 pub fn default_dataset(train_per_class: usize, val_per_class: usize, seed: u64) -> Dataset {
     let mut all = dataset("Training", train_per_class, seed);
-    for (split, salt) in [
-        ("PublicTest", 0x5EED_0F0F_A1A1_7777u64),
-        ("PrivateTest", 0x7E57_7E57_0000_1111),
-    ] {
+    for (split, salt) in [("PublicTest", 0x5EED_0F0F_A1A1_7777u64), ("PrivateTest", 0x7E57_7E57_0000_1111)] {
         let part = dataset(split, val_per_class, seed ^ salt);
         for i in 0..part.len() {
             all.push(part.image(i), part.label(i), part.split(i));
@@ -212,12 +164,7 @@ mod tests {
                 diff[i] += (h[i] as f64 - s[i] as f64) / 1000.0;
             }
         }
-        let row_energy = |r: usize| {
-            diff[r * SIDE..(r + 1) * SIDE]
-                .iter()
-                .map(|d| d.abs())
-                .sum::<f64>()
-        };
+        let row_energy = |r: usize| diff[r * SIDE..(r + 1) * SIDE].iter().map(|d| d.abs()).sum::<f64>();
         let mouth: f64 = (28..40).map(row_energy).sum();
         let top: f64 = (0..9).map(row_energy).sum();
         assert!(mouth > 3.0 * top, "mouth {mouth} vs top {top}");

@@ -5,31 +5,19 @@ use std::path::Path;
 use crate::{DataError, Dataset, SIDE};
 
 fn write_err(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::Write {
-        path: path.into(),
-        problem: e.to_string(),
-    }
+    DataError::Write { path: path.into(), problem: e.to_string() }
 }
 
 /// Writes the original `emotion,pixels,Usage` layout; gzip-compressed when `path` ends in `.gz`.
 /// Every face must have a label (fer2013.csv has no way to say "unlabelled").
 pub fn write_fer2013_csv(dataset: &Dataset, path: &Path) -> Result<(), DataError> {
     if let Some(i) = dataset.labels().iter().position(Option::is_none) {
-        return Err(write_err(
-            path,
-            format!("face {i} has no label; fer2013.csv needs one for every face"),
-        ));
+        return Err(write_err(path, format!("face {i} has no label; fer2013.csv needs one for every face")));
     }
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
     let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-    let mut out: Box<dyn Write> = if gz {
-        Box::new(flate2::write::GzEncoder::new(
-            BufWriter::new(file),
-            flate2::Compression::fast(),
-        ))
-    } else {
-        Box::new(BufWriter::new(file))
-    };
+    let mut out: Box<dyn Write> =
+        if gz { Box::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast())) } else { Box::new(BufWriter::new(file)) };
     let mut line = String::with_capacity(10_000);
     let io = |e: std::io::Error| DataError::io(path, e);
     out.write_all(b"emotion,pixels,Usage\n").map_err(io)?;
@@ -65,14 +53,7 @@ fn push_u8(line: &mut String, v: u8) {
 
 /// Writes one 48x48 grayscale face as PNG.
 pub fn write_png(path: &Path, pixels: &[u8]) -> Result<(), DataError> {
-    image::save_buffer(
-        path,
-        pixels,
-        SIDE as u32,
-        SIDE as u32,
-        image::ExtendedColorType::L8,
-    )
-    .map_err(|e| write_err(path, e))
+    image::save_buffer(path, pixels, SIDE as u32, SIDE as u32, image::ExtendedColorType::L8).map_err(|e| write_err(path, e))
 }
 
 /// Writes `<dir>/<split>/<class>/<index>.png`. Indices are the faces' positions in `dataset`,

@@ -9,33 +9,12 @@ fn face() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn params() -> impl Strategy<Value = AffineParams> {
-    (
-        -45.0..45.0f64,
-        -8.0..8.0f64,
-        -8.0..8.0f64,
-        -30.0..30.0f64,
-        0.7..1.3f64,
-        0.7..1.3f64,
-        any::<bool>(),
-    )
-        .prop_map(
-            |(theta, tx, ty, shear, zx, zy, flip_horizontal)| AffineParams {
-                theta,
-                tx,
-                ty,
-                shear,
-                zx,
-                zy,
-                flip_horizontal,
-            },
-        )
+    (-45.0..45.0f64, -8.0..8.0f64, -8.0..8.0f64, -30.0..30.0f64, 0.7..1.3f64, 0.7..1.3f64, any::<bool>())
+        .prop_map(|(theta, tx, ty, shear, zx, zy, flip_horizontal)| AffineParams { theta, tx, ty, shear, zx, zy, flip_horizontal })
 }
 
 fn fill() -> impl Strategy<Value = FillMode> {
-    prop_oneof![
-        Just(FillMode::Nearest),
-        (0.0..255.0f32).prop_map(FillMode::Constant)
-    ]
+    prop_oneof![Just(FillMode::Nearest), (0.0..255.0f32).prop_map(FillMode::Constant)]
 }
 
 proptest! {
@@ -119,25 +98,13 @@ fn sampled_ranges_follow_keras() {
 #[test]
 fn matches_keras_apply_affine_transform() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity");
-    let cases =
-        std::fs::read_to_string(dir.join("cases.json")).expect("fixtures/keras-parity/cases.json");
+    let cases = std::fs::read_to_string(dir.join("cases.json")).expect("fixtures/keras-parity/cases.json");
     let cases: Vec<serde_json::Value> = serde_json::from_str(&cases).unwrap();
-    let input = image::open(dir.join("input.png"))
-        .unwrap()
-        .into_luma8()
-        .into_raw();
+    let input = image::open(dir.join("input.png")).unwrap().into_luma8().into_raw();
     assert!(cases.len() >= 8);
     for case in cases {
         let f = |k: &str| case[k].as_f64().unwrap();
-        let p = AffineParams {
-            theta: f("theta"),
-            tx: f("tx"),
-            ty: f("ty"),
-            shear: f("shear"),
-            zx: f("zx"),
-            zy: f("zy"),
-            flip_horizontal: false,
-        };
+        let p = AffineParams { theta: f("theta"), tx: f("tx"), ty: f("ty"), shear: f("shear"), zx: f("zx"), zy: f("zy"), flip_horizontal: false };
         let fill = match case["fill_mode"].as_str().unwrap() {
             "nearest" => FillMode::Nearest,
             _ => FillMode::Constant(f("cval") as f32),
@@ -145,16 +112,9 @@ fn matches_keras_apply_affine_transform() {
         let name = case["file"].as_str().unwrap();
         let expected = image::open(dir.join(name)).unwrap().into_luma8().into_raw();
         let ours = apply_affine(&input, &p, fill);
-        let off: Vec<i32> = ours
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| *a as i32 - *b as i32)
-            .collect();
+        let off: Vec<i32> = ours.iter().zip(&expected).map(|(a, b)| *a as i32 - *b as i32).collect();
         let max = off.iter().map(|d| d.abs()).max().unwrap();
         let differing = off.iter().filter(|d| **d != 0).count();
-        assert!(
-            max <= 1 && differing <= PIXELS / 100,
-            "{name}: max diff {max}, {differing} pixels differ"
-        );
+        assert!(max <= 1 && differing <= PIXELS / 100, "{name}: max diff {max}, {differing} pixels differ");
     }
 }

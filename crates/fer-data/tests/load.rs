@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use fer_data::{DataError, Dataset, Emotion, Format, LoadOptions, PIXELS, RowProblem, load, synth};
 
 fn pixels_text(seed: u8) -> String {
-    (0..PIXELS)
-        .map(|i| ((i as u32 * 7 + seed as u32) % 256).to_string())
-        .collect::<Vec<_>>()
-        .join(" ")
+    (0..PIXELS).map(|i| ((i as u32 * 7 + seed as u32) % 256).to_string()).collect::<Vec<_>>().join(" ")
 }
 
 fn write(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
@@ -37,11 +34,7 @@ fn skipping() -> LoadOptions {
 #[test]
 fn loads_the_original_csv_with_splits() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = fer_csv(&[
-        ("3", pixels_text(1), "Training"),
-        ("0", pixels_text(2), "PublicTest"),
-        ("6", pixels_text(3), "PrivateTest"),
-    ]);
+    let csv = fer_csv(&[("3", pixels_text(1), "Training"), ("0", pixels_text(2), "PublicTest"), ("6", pixels_text(3), "PrivateTest")]);
     let path = write(dir.path(), "fer2013.csv", csv.as_bytes());
     let (d, report) = load(&path, &strict()).unwrap();
     assert_eq!(report.format, Format::Fer2013Csv);
@@ -55,35 +48,20 @@ fn loads_the_original_csv_with_splits() {
 #[test]
 fn loads_gzip_crlf_quotes_and_course_csvs() {
     let dir = tempfile::tempdir().unwrap();
-    let csv =
-        fer_csv(&[("1", format!("\"{}\"", pixels_text(5)), "Training")]).replace('\n', "\r\n");
+    let csv = fer_csv(&[("1", format!("\"{}\"", pixels_text(5)), "Training")]).replace('\n', "\r\n");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(csv.as_bytes()).unwrap();
     let path = write(dir.path(), "fer2013.csv.gz", &gz.finish().unwrap());
     let (d, _) = load(&path, &strict()).unwrap();
     assert_eq!((d.len(), d.label(0)), (1, Some(Emotion::Disgust)));
 
-    let train = write(
-        dir.path(),
-        "train.csv",
-        format!("label,feature\n5,{}\n", pixels_text(0)).as_bytes(),
-    );
+    let train = write(dir.path(), "train.csv", format!("label,feature\n5,{}\n", pixels_text(0)).as_bytes());
     let (d, r) = load(&train, &strict()).unwrap();
-    assert_eq!(
-        (r.format, d.label(0), d.split(0)),
-        (Format::CourseTrainCsv, Some(Emotion::Surprise), "Training")
-    );
+    assert_eq!((r.format, d.label(0), d.split(0)), (Format::CourseTrainCsv, Some(Emotion::Surprise), "Training"));
 
-    let test = write(
-        dir.path(),
-        "test.csv",
-        format!("id,feature\n0,{}\n1,{}\n", pixels_text(0), pixels_text(1)).as_bytes(),
-    );
+    let test = write(dir.path(), "test.csv", format!("id,feature\n0,{}\n1,{}\n", pixels_text(0), pixels_text(1)).as_bytes());
     let (d, r) = load(&test, &strict()).unwrap();
-    assert_eq!(
-        (r.format, d.len(), d.unlabelled()),
-        (Format::CourseTestCsv, 2, 2)
-    );
+    assert_eq!((r.format, d.len(), d.unlabelled()), (Format::CourseTestCsv, 2, 2));
 }
 
 fn row_error(csv: &str) -> (usize, RowProblem, String) {
@@ -102,73 +80,31 @@ fn row_error(csv: &str) -> (usize, RowProblem, String) {
 fn bad_rows_name_the_line_and_the_problem() {
     let good = pixels_text(0);
     let short = (0..2303).map(|_| "1").collect::<Vec<_>>().join(" ");
-    let (line, p, text) = row_error(&fer_csv(&[
-        ("0", good.clone(), "Training"),
-        ("0", short, "Training"),
-    ]));
+    let (line, p, text) = row_error(&fer_csv(&[("0", good.clone(), "Training"), ("0", short, "Training")]));
     assert_eq!((line, p), (3, RowProblem::PixelCount { found: 2303 }));
     assert!(text.contains("line 3") && text.contains("2304"), "{text}");
 
     let bad_pixel = good.replacen("7 ", "7a ", 1);
-    assert!(matches!(
-        row_error(&fer_csv(&[("0", bad_pixel, "Training")])),
-        (2, RowProblem::NonNumericPixel { index: 1, .. }, _)
-    ));
+    assert!(matches!(row_error(&fer_csv(&[("0", bad_pixel, "Training")])), (2, RowProblem::NonNumericPixel { index: 1, .. }, _)));
 
     let big = good.replacen("0 ", "300 ", 1);
-    assert_eq!(
-        row_error(&fer_csv(&[("0", big, "Training")])).1,
-        RowProblem::PixelOutOfRange {
-            index: 0,
-            value: 300
-        }
-    );
-    assert_eq!(
-        row_error(&fer_csv(&[("9", good.clone(), "Training")])).1,
-        RowProblem::LabelOutOfRange { value: "9".into() }
-    );
-    assert_eq!(
-        row_error(&fer_csv(&[("x", good.clone(), "Training")])).1,
-        RowProblem::NonNumericLabel { token: "x".into() }
-    );
-    assert_eq!(
-        row_error(&fer_csv(&[("1", good.clone(), "Validation")])).1,
-        RowProblem::UnknownUsage {
-            token: "Validation".into()
-        }
-    );
-    assert_eq!(
-        row_error("emotion,pixels,Usage\n1,2\n").1,
-        RowProblem::FieldCount {
-            expected: 3,
-            found: 2
-        }
-    );
+    assert_eq!(row_error(&fer_csv(&[("0", big, "Training")])).1, RowProblem::PixelOutOfRange { index: 0, value: 300 });
+    assert_eq!(row_error(&fer_csv(&[("9", good.clone(), "Training")])).1, RowProblem::LabelOutOfRange { value: "9".into() });
+    assert_eq!(row_error(&fer_csv(&[("x", good.clone(), "Training")])).1, RowProblem::NonNumericLabel { token: "x".into() });
+    assert_eq!(row_error(&fer_csv(&[("1", good.clone(), "Validation")])).1, RowProblem::UnknownUsage { token: "Validation".into() });
+    assert_eq!(row_error("emotion,pixels,Usage\n1,2\n").1, RowProblem::FieldCount { expected: 3, found: 2 });
 }
 
 #[test]
 fn bad_files_name_the_file_and_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let header = |content: &str| {
-        load(write(dir.path(), "h.csv", content.as_bytes()), &strict())
-            .unwrap_err()
-            .to_string()
-    };
+    let header = |content: &str| load(write(dir.path(), "h.csv", content.as_bytes()), &strict()).unwrap_err().to_string();
     let e = header("emotion;pixels;Usage\n");
-    assert!(
-        e.contains("h.csv") && e.contains("line 1") && e.contains("delimiter"),
-        "{e}"
-    );
+    assert!(e.contains("h.csv") && e.contains("line 1") && e.contains("delimiter"), "{e}");
     let e = header("label,pixelz\n1,2\n");
-    assert!(
-        e.contains("missing or misnamed columns") && e.contains("label,pixelz"),
-        "{e}"
-    );
+    assert!(e.contains("missing or misnamed columns") && e.contains("label,pixelz"), "{e}");
 
-    assert!(matches!(
-        load(write(dir.path(), "empty.csv", b""), &strict()),
-        Err(DataError::Empty { .. })
-    ));
+    assert!(matches!(load(write(dir.path(), "empty.csv", b""), &strict()), Err(DataError::Empty { .. })));
     let mut latin1 = b"emotion,pixels,Usage\n0,1 2,Training\n0,".to_vec();
     latin1.push(0xE9);
     match load(write(dir.path(), "latin1.csv", &latin1), &strict()) {
@@ -177,24 +113,13 @@ fn bad_files_name_the_file_and_the_problem() {
     }
 
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(fer_csv(&[("0", pixels_text(0), "Training")]).as_bytes())
-        .unwrap();
+    gz.write_all(fer_csv(&[("0", pixels_text(0), "Training")]).as_bytes()).unwrap();
     let bytes = gz.finish().unwrap();
-    let e = load(
-        write(dir.path(), "cut.csv.gz", &bytes[..bytes.len() / 2]),
-        &strict(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(e, DataError::Gzip { .. }) && e.to_string().contains("cut.csv.gz"),
-        "{e}"
-    );
+    let e = load(write(dir.path(), "cut.csv.gz", &bytes[..bytes.len() / 2]), &strict()).unwrap_err();
+    assert!(matches!(e, DataError::Gzip { .. }) && e.to_string().contains("cut.csv.gz"), "{e}");
 
     let e = load(dir.path().join("nowhere.csv"), &strict()).unwrap_err();
-    assert!(
-        matches!(e, DataError::NotFound { .. }) && e.to_string().contains("nowhere.csv"),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::NotFound { .. }) && e.to_string().contains("nowhere.csv"), "{e}");
 }
 
 #[test]
@@ -226,11 +151,7 @@ fn tree_with(dir: &Path) -> Dataset {
 fn image_folders_load_with_splits_and_case_insensitive_classes() {
     let dir = tempfile::tempdir().unwrap();
     let original = tree_with(dir.path());
-    std::fs::rename(
-        dir.path().join("Training/happy"),
-        dir.path().join("Training/HAPPY"),
-    )
-    .unwrap();
+    std::fs::rename(dir.path().join("Training/happy"), dir.path().join("Training/HAPPY")).unwrap();
     let (d, r) = load(dir.path(), &strict()).unwrap();
     assert_eq!((r.format, r.converted), (Format::ImageFolder, 0));
     assert_eq!(d, original);
@@ -245,12 +166,8 @@ fn colour_and_odd_sized_images_are_converted_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let class = dir.path().join("val/happy");
     std::fs::create_dir_all(&class).unwrap();
-    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 100, 50]))
-        .save(class.join("a.png"))
-        .unwrap();
-    image::GrayImage::from_pixel(48, 48, image::Luma([7]))
-        .save(class.join("b.png"))
-        .unwrap();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([200, 100, 50])).save(class.join("a.png")).unwrap();
+    image::GrayImage::from_pixel(48, 48, image::Luma([7])).save(class.join("b.png")).unwrap();
     let (d, r) = load(dir.path(), &strict()).unwrap();
     assert_eq!((d.len(), r.converted), (2, 1));
     assert_eq!(d.split(0), "PublicTest");
@@ -264,24 +181,15 @@ fn bad_trees_name_the_path() {
     std::fs::create_dir_all(dir.path().join("Training/joy")).unwrap();
     let e = load(dir.path(), &strict()).unwrap_err();
     assert!(matches!(e, DataError::UnknownClassFolder { .. }), "{e}");
-    assert!(
-        e.to_string().contains("joy") && e.to_string().contains("angry"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("joy") && e.to_string().contains("angry"), "{e}");
     std::fs::remove_dir(dir.path().join("Training/joy")).unwrap();
 
     let corrupt = dir.path().join("Training/sad/zz.jpg");
     std::fs::write(&corrupt, b"not a jpeg").unwrap();
     let e = load(dir.path(), &strict()).unwrap_err();
-    assert!(
-        matches!(e, DataError::Image { .. }) && e.to_string().contains("zz.jpg"),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::Image { .. }) && e.to_string().contains("zz.jpg"), "{e}");
     let (d, r) = load(dir.path(), &skipping()).unwrap();
-    assert_eq!(
-        (d.len(), r.skipped.get("unreadable or corrupt image")),
-        (28, Some(&1))
-    );
+    assert_eq!((d.len(), r.skipped.get("unreadable or corrupt image")), (28, Some(&1)));
 }
 
 #[test]

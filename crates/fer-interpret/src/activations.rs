@@ -15,11 +15,7 @@ pub trait NamedActivations {
 
     /// Runs the model on `input` (`[batch, channels, h, w]`) and returns the logits
     /// (`[batch, classes]`).
-    fn forward_tapped(
-        &self,
-        input: Tensor<4>,
-        tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>,
-    ) -> Tensor<2>;
+    fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2>;
 
     /// The output of `layer` alone. The default runs the whole tapped pass; models override it
     /// to skip the layers after `layer` (gradient ascent calls it every step).
@@ -31,10 +27,7 @@ pub trait NamedActivations {
             }
             x
         });
-        captured.ok_or_else(|| TapError::UnknownLayer {
-            name: layer.into(),
-            valid: self.layer_names().join(", "),
-        })
+        captured.ok_or_else(|| TapError::UnknownLayer { name: layer.into(), valid: self.layer_names().join(", ") })
     }
 }
 
@@ -45,40 +38,23 @@ pub enum TapError {
     UnknownLayer { name: String, valid: String },
     #[error("unknown class {name:?}; valid classes: {valid}")]
     UnknownClass { name: String, valid: String },
-    #[error(
-        "layer {layer:?} has {channels} filters (0..{channels}); filter {filter} is out of range"
-    )]
-    FilterOutOfRange {
-        layer: String,
-        filter: usize,
-        channels: usize,
-    },
+    #[error("layer {layer:?} has {channels} filters (0..{channels}); filter {filter} is out of range")]
+    FilterOutOfRange { layer: String, filter: usize, channels: usize },
 }
 
 impl TapError {
     pub fn unknown_layer(model: &dyn NamedActivations, name: &str) -> Self {
-        TapError::UnknownLayer {
-            name: name.into(),
-            valid: model.layer_names().join(", "),
-        }
+        TapError::UnknownLayer { name: name.into(), valid: model.layer_names().join(", ") }
     }
 }
 
 /// Checks `layer` exists in `model`.
 pub fn check_layer(model: &dyn NamedActivations, layer: &str) -> Result<(), TapError> {
-    if model.layer_names().iter().any(|n| n == layer) {
-        Ok(())
-    } else {
-        Err(TapError::unknown_layer(model, layer))
-    }
+    if model.layer_names().iter().any(|n| n == layer) { Ok(()) } else { Err(TapError::unknown_layer(model, layer)) }
 }
 
 /// Runs `model` on `input` and returns the logits and the output of `layer`.
-pub fn capture(
-    model: &dyn NamedActivations,
-    input: Tensor<4>,
-    layer: &str,
-) -> Result<(Tensor<2>, Tensor<4>), TapError> {
+pub fn capture(model: &dyn NamedActivations, input: Tensor<4>, layer: &str) -> Result<(Tensor<2>, Tensor<4>), TapError> {
     check_layer(model, layer)?;
     let mut captured = None;
     let logits = model.forward_tapped(input, &mut |name, x| {

@@ -28,16 +28,7 @@ pub struct AscentConfig {
 
 impl Default for AscentConfig {
     fn default() -> Self {
-        AscentConfig {
-            steps: 20,
-            step_size: 0.02,
-            noise: 0.08,
-            l2_decay: 0.0,
-            blur_every: 0,
-            jitter: 0,
-            tv_weight: 0.0,
-            seed: 0,
-        }
+        AscentConfig { steps: 20, step_size: 0.02, noise: 0.08, l2_decay: 0.0, blur_every: 0, jitter: 0, tv_weight: 0.0, seed: 0 }
     }
 }
 
@@ -52,25 +43,15 @@ pub struct AscentResult {
 }
 
 /// Per-image mean activation of its own filter at `layer` ([n]).
-fn objective(
-    model: &dyn NamedActivations,
-    x: Tensor<4>,
-    layer: &str,
-    mask: &Tensor<4>,
-) -> Result<Tensor<1>, TapError> {
+fn objective(model: &dyn NamedActivations, x: Tensor<4>, layer: &str, mask: &Tensor<4>) -> Result<Tensor<1>, TapError> {
     let act = model.forward_to(x, layer)?;
     let [n, _, _, _] = act.dims();
-    Ok((act * mask.clone())
-        .sum_dim(1)
-        .flatten::<2>(1, 3)
-        .mean_dim(1)
-        .reshape([n]))
+    Ok((act * mask.clone()).sum_dim(1).flatten::<2>(1, 3).mean_dim(1).reshape([n]))
 }
 
 fn total_variation(x: Tensor<4>) -> Tensor<1> {
     let [n, c, h, w] = x.dims();
-    let dh =
-        x.clone().slice([0..n, 0..c, 1..h, 0..w]) - x.clone().slice([0..n, 0..c, 0..h - 1, 0..w]);
+    let dh = x.clone().slice([0..n, 0..c, 1..h, 0..w]) - x.clone().slice([0..n, 0..c, 0..h - 1, 0..w]);
     let dw = x.clone().slice([0..n, 0..c, 0..h, 1..w]) - x.slice([0..n, 0..c, 0..h, 0..w - 1]);
     dh.powi_scalar(2).sum() + dw.powi_scalar(2).sum()
 }
@@ -100,11 +81,7 @@ pub fn gradient_ascent(
     let probe = model.forward_to(Tensor::<4>::zeros([1, c, h, w], device), layer)?;
     let channels = probe.dims()[1];
     if let Some(&filter) = filters.iter().find(|&&f| f >= channels) {
-        return Err(TapError::FilterOutOfRange {
-            layer: layer.into(),
-            filter,
-            channels,
-        });
+        return Err(TapError::FilterOutOfRange { layer: layer.into(), filter, channels });
     }
     let mut one_hot = vec![0.0f32; n * channels];
     for (i, &f) in filters.iter().enumerate() {
@@ -113,51 +90,26 @@ pub fn gradient_ascent(
     let mask = Tensor::<4>::from_data(TensorData::new(one_hot, [n, channels, 1, 1]), device);
 
     device.seed(config.seed);
-    let mut x = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(-1.0, 1.0), device)
-        * config.noise
-        + 0.5;
+    let mut x = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(-1.0, 1.0), device) * config.noise + 0.5;
     let mut trace = Vec::with_capacity(config.steps + 1);
     let mut shifts = fer_shift_stream(config.seed);
     for step in 0..config.steps {
         let xs = x.detach().require_grad();
         let input = if config.jitter > 0 {
-            let (dy, dx) = (
-                shifts() % (2 * config.jitter + 1),
-                shifts() % (2 * config.jitter + 1),
-            );
-            xs.clone().roll(
-                &[
-                    dy as i64 - config.jitter as i64,
-                    dx as i64 - config.jitter as i64,
-                ],
-                &[2, 3],
-            )
+            let (dy, dx) = (shifts() % (2 * config.jitter + 1), shifts() % (2 * config.jitter + 1));
+            xs.clone().roll(&[dy as i64 - config.jitter as i64, dx as i64 - config.jitter as i64], &[2, 3])
         } else {
             xs.clone()
         };
         let values = objective(model, input, layer, &mask)?;
-        trace.push(
-            values
-                .clone()
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .unwrap_or_default(),
-        );
+        trace.push(values.clone().into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default());
         let mut total = values.sum();
         if config.tv_weight > 0.0 {
             total = total - total_variation(xs.clone()) * config.tv_weight;
         }
         let grads = total.backward();
         let g = xs.grad(&grads).unwrap_or_else(|| xs.zeros_like()).detach();
-        let rms = g
-            .clone()
-            .powi_scalar(2)
-            .flatten::<2>(1, 3)
-            .mean_dim(1)
-            .sqrt()
-            .reshape([n, 1, 1, 1])
-            + 1e-8;
+        let rms = g.clone().powi_scalar(2).flatten::<2>(1, 3).mean_dim(1).sqrt().reshape([n, 1, 1, 1]) + 1e-8;
         x = xs.detach() + g / rms * config.step_size;
         if config.l2_decay > 0.0 {
             x = x * (1.0 - config.l2_decay);
@@ -167,17 +119,9 @@ pub fn gradient_ascent(
         }
     }
     let last = objective(model, x.clone().detach(), layer, &mask)?;
-    let activations = last
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
+    let activations = last.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
     trace.push(activations.clone());
-    Ok(AscentResult {
-        images: x.detach(),
-        activations,
-        trace,
-    })
+    Ok(AscentResult { images: x.detach(), activations, trace })
 }
 
 /// A small deterministic integer stream for jitter offsets.

@@ -33,31 +33,17 @@ fn target_scores(logits: Tensor<2>, targets: &[usize], score: Score) -> (Tensor<
 
 /// Gradient of each sample's target-class score with respect to its input pixels (signed; take
 /// `.abs()` for the classic saliency map). `input` is `[batch, channels, h, w]`.
-pub fn saliency(
-    model: &dyn NamedActivations,
-    input: Tensor<4>,
-    targets: &[usize],
-    score: Score,
-) -> Tensor<4> {
+pub fn saliency(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize], score: Score) -> Tensor<4> {
     let x = input.detach().require_grad();
     let logits = model.forward_tapped(x.clone(), &mut |_, a| a);
     let (total, _) = target_scores(logits, targets, score);
     let grads = total.backward();
-    x.grad(&grads)
-        .map(|g| g.to_device(&x.device()))
-        .unwrap_or_else(|| x.zeros_like().detach())
+    x.grad(&grads).map(|g| g.to_device(&x.device())).unwrap_or_else(|| x.zeros_like().detach())
 }
 
 /// SmoothGrad: saliency averaged over `samples` copies of the input with Gaussian noise of
 /// standard deviation `sigma` (in input units; 0.1-0.2 of the input range is usual).
-pub fn smoothgrad(
-    model: &dyn NamedActivations,
-    input: Tensor<4>,
-    targets: &[usize],
-    score: Score,
-    samples: usize,
-    sigma: f64,
-) -> Tensor<4> {
+pub fn smoothgrad(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize], score: Score, samples: usize, sigma: f64) -> Tensor<4> {
     let mut total = input.zeros_like().detach();
     for _ in 0..samples.max(1) {
         let noise = input.random_like(Distribution::Normal(0.0, sigma));
@@ -68,12 +54,7 @@ pub fn smoothgrad(
 
 /// Grad-CAM at `layer`: the layer's maps weighted by the spatial mean of the score's gradient,
 /// rectified, upsampled (bilinear) to the input size and scaled to [0, 1] per sample.
-pub fn grad_cam(
-    model: &dyn NamedActivations,
-    input: Tensor<4>,
-    targets: &[usize],
-    layer: &str,
-) -> Result<Tensor<4>, TapError> {
+pub fn grad_cam(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize], layer: &str) -> Result<Tensor<4>, TapError> {
     check_layer(model, layer)?;
     let [_, _, h, w] = input.dims();
     let mut leaf: Option<Tensor<4>> = None;
@@ -89,16 +70,11 @@ pub fn grad_cam(
     let activation = leaf.ok_or_else(|| TapError::unknown_layer(model, layer))?;
     let (total, _) = target_scores(logits, targets, Score::Logit);
     let grads = total.backward();
-    let gradient = activation
-        .grad(&grads)
-        .unwrap_or_else(|| activation.zeros_like().detach());
+    let gradient = activation.grad(&grads).unwrap_or_else(|| activation.zeros_like().detach());
     let activation = activation.detach();
     let weights = gradient.mean_dim(3).mean_dim(2); // [b, c, 1, 1]
     let cam = (activation * weights).sum_dim(1).clamp_min(0.0); // [b, 1, lh, lw]
-    let cam = interpolate(
-        cam,
-        InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]),
-    );
+    let cam = interpolate(cam, InterpolateOptions::new(InterpolateMode::Bilinear).with_output_size([h, w]));
     let max = cam.clone().max_dim(3).max_dim(2).clamp_min(1e-12);
     Ok(cam / max)
 }
@@ -140,34 +116,10 @@ pub fn integrated_gradients(
     let score_of = |x: Tensor<4>| -> Vec<f32> {
         let logits = model.forward_tapped(x, &mut |_, a| a);
         let (_, per_sample) = target_scores(logits, targets, score);
-        per_sample
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default()
+        per_sample.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
     };
-    let differences: Vec<f32> = score_of(input)
-        .iter()
-        .zip(score_of(baseline))
-        .map(|(a, b)| a - b)
-        .collect();
-    let sums: Vec<f32> = attributions
-        .clone()
-        .flatten::<2>(1, 3)
-        .sum_dim(1)
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    let relative_errors = sums
-        .iter()
-        .zip(&differences)
-        .map(|(s, d)| (s - d).abs() / d.abs().max(1e-12))
-        .collect();
-    IntegratedGradients {
-        attributions,
-        attribution_sums: sums,
-        score_differences: differences,
-        relative_errors,
-    }
+    let differences: Vec<f32> = score_of(input).iter().zip(score_of(baseline)).map(|(a, b)| a - b).collect();
+    let sums: Vec<f32> = attributions.clone().flatten::<2>(1, 3).sum_dim(1).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let relative_errors = sums.iter().zip(&differences).map(|(s, d)| (s - d).abs() / d.abs().max(1e-12)).collect();
+    IntegratedGradients { attributions, attribution_sums: sums, score_differences: differences, relative_errors }
 }

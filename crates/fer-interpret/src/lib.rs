@@ -19,9 +19,7 @@ pub mod image {
 
 pub use activations::{NamedActivations, TapError, capture, check_layer};
 pub use ascent::{AscentConfig, AscentResult, gradient_ascent};
-pub use attribution::{
-    IntegratedGradients, Score, grad_cam, integrated_gradients, saliency, smoothgrad,
-};
+pub use attribution::{IntegratedGradients, Score, grad_cam, integrated_gradients, saliency, smoothgrad};
 
 /// Resolves a class name (case-insensitive) or index to a logit index.
 pub fn class_index(model: &dyn NamedActivations, name: &str) -> Result<usize, TapError> {
@@ -31,11 +29,5 @@ pub fn class_index(model: &dyn NamedActivations, name: &str) -> Result<usize, Ta
     {
         return Ok(i);
     }
-    names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(name))
-        .ok_or_else(|| TapError::UnknownClass {
-            name: name.into(),
-            valid: names.join(", "),
-        })
+    names.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| TapError::UnknownClass { name: name.into(), valid: names.join(", ") })
 }

@@ -55,9 +55,7 @@ impl ConvShape {
     }
     /// Images per GEMM.
     fn group(&self) -> usize {
-        MIN_COLUMNS
-            .div_ceil(self.plane().max(1))
-            .clamp(1, self.n.max(1))
+        MIN_COLUMNS.div_ceil(self.plane().max(1)).clamp(1, self.n.max(1))
     }
 }
 
@@ -89,23 +87,12 @@ fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(
-        c.len() >= (m - 1) * c_row_stride + n,
-        "sgemm: destination too small"
-    );
-    let threads = if parallel {
-        gemm::Parallelism::Rayon(0)
-    } else {
-        gemm::Parallelism::None
-    };
+    assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
+    let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
     // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
     let span = |(s, rs, cs): (&[f32], isize, isize), rows: usize, cols: usize| {
-        assert!(
-            (rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs)
-                < s.len() as isize
-                || rows * cols == 0
-        );
+        assert!((rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) < s.len() as isize || rows * cols == 0);
     };
     span(a, m, k);
     span(b, k, n);
@@ -137,9 +124,7 @@ fn sgemm(
 /// [`im2col`] of one image with its channels split across the cores (batch-1 latency).
 fn im2col_parallel(x: &[f32], s: &ConvShape, col: &mut [f32]) {
     let rows = s.kh * s.kw * s.plane();
-    col.par_chunks_mut(rows.max(1))
-        .enumerate()
-        .for_each(|(c, rows)| im2col_channels(x, s, 1, c..c + 1, rows, c));
+    col.par_chunks_mut(rows.max(1)).enumerate().for_each(|(c, rows)| im2col_channels(x, s, 1, c..c + 1, rows, c));
 }
 
 /// Fills `col` (`patch` rows x `images * plane` columns) from `images` consecutive images.
@@ -148,14 +133,7 @@ fn im2col(x: &[f32], s: &ConvShape, images: usize, col: &mut [f32]) {
 }
 
 /// The rows of input channels `channels` only; `col` starts at channel `first`'s first row.
-fn im2col_channels(
-    x: &[f32],
-    s: &ConvShape,
-    images: usize,
-    channels: std::ops::Range<usize>,
-    col: &mut [f32],
-    first: usize,
-) {
+fn im2col_channels(x: &[f32], s: &ConvShape, images: usize, channels: std::ops::Range<usize>, col: &mut [f32], first: usize) {
     let (oh, ow, plane) = (s.out_h(), s.out_w(), s.plane());
     let width = images * plane;
     for g in 0..images {
@@ -206,8 +184,7 @@ fn col2im(col: &[f32], s: &ConvShape, images: usize, dx: &mut [f32]) {
                         if iy < s.pad_h || iy - s.pad_h >= s.h {
                             continue;
                         }
-                        let dst = &mut channel[(iy - s.pad_h) * s.w + x0 + j - s.pad_w
-                            ..(iy - s.pad_h) * s.w + x1 + j - s.pad_w];
+                        let dst = &mut channel[(iy - s.pad_h) * s.w + x0 + j - s.pad_w..(iy - s.pad_h) * s.w + x1 + j - s.pad_w];
                         for (d, v) in dst.iter_mut().zip(&src[oy * ow + x0..oy * ow + x1]) {
                             *d += v;
                         }
@@ -219,16 +196,8 @@ fn col2im(col: &[f32], s: &ConvShape, images: usize, dx: &mut [f32]) {
 }
 
 fn check(s: &ConvShape, x: usize, w: usize) {
-    assert_eq!(
-        x,
-        s.input_len(),
-        "conv2d: input length does not match {s:?}"
-    );
-    assert_eq!(
-        w,
-        s.weight_len(),
-        "conv2d: weight length does not match {s:?}"
-    );
+    assert_eq!(x, s.input_len(), "conv2d: input length does not match {s:?}");
+    assert_eq!(w, s.weight_len(), "conv2d: weight length does not match {s:?}");
 }
 
 /// `y = conv(x, w) + b`, NCHW.
@@ -239,14 +208,7 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f3
 /// `conv(x, w) · scale + shift` per output channel, then LeakyReLU with `slope` when given, all
 /// as the output is written (inference folds BatchNorm into `scale` and `shift`, so a whole conv
 /// block is one call and the weights are never rescaled).
-pub fn forward_activated(
-    x: &[f32],
-    w: &[f32],
-    scale: Option<&[f32]>,
-    shift: Option<&[f32]>,
-    s: &ConvShape,
-    slope: Option<f32>,
-) -> Vec<f32> {
+pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Option<&[f32]>, s: &ConvShape, slope: Option<f32>) -> Vec<f32> {
     check(s, x.len(), w.len());
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let mut y = scratch(s.output_len());
@@ -259,64 +221,40 @@ pub fn forward_activated(
             _ => v,
         }
     };
-    y.par_chunks_mut(group * s.cout * plane)
-        .enumerate()
-        .for_each(|(gi, out)| {
-            let first = gi * group;
-            let images = out.len() / (s.cout * plane);
-            let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
-            let width = images * plane;
-            let mut col = scratch(patch * width);
-            if images == 1 && parallel_gemm {
-                // A lone image (batch 1): split im2col by input channel and the product by output
-                // channel across the cores; the product already has the output's [cout, plane] layout.
-                im2col_parallel(input, s, &mut col);
-                let rows = s.cout.div_ceil(rayon::current_num_threads()).max(1);
-                out.par_chunks_mut(rows * plane)
-                    .enumerate()
-                    .for_each(|(part, out)| {
-                        let first = part * rows;
-                        let count = out.len() / plane;
-                        sgemm(
-                            count,
-                            width,
-                            patch,
-                            (&w[first * patch..], patch as isize, 1),
-                            (&col, width as isize, 1),
-                            out,
-                            width,
-                            false,
-                            false,
-                        );
-                        for (r, row) in out.chunks_mut(plane).enumerate() {
-                            row.iter_mut().for_each(|v| *v = finish(*v, first + r));
-                        }
-                    });
-                return;
-            }
-            im2col(input, s, images, &mut col);
-            let mut prod = scratch(s.cout * width);
-            sgemm(
-                s.cout,
-                width,
-                patch,
-                (w, patch as isize, 1),
-                (&col, width as isize, 1),
-                &mut prod,
-                width,
-                false,
-                parallel_gemm,
-            );
-            for g in 0..images {
-                for co in 0..s.cout {
-                    let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
-                    let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
-                    for (d, &v) in dst.iter_mut().zip(src) {
-                        *d = finish(v, co);
-                    }
+    y.par_chunks_mut(group * s.cout * plane).enumerate().for_each(|(gi, out)| {
+        let first = gi * group;
+        let images = out.len() / (s.cout * plane);
+        let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
+        let width = images * plane;
+        let mut col = scratch(patch * width);
+        if images == 1 && parallel_gemm {
+            // A lone image (batch 1): split im2col by input channel and the product by output
+            // channel across the cores; the product already has the output's [cout, plane] layout.
+            im2col_parallel(input, s, &mut col);
+            let rows = s.cout.div_ceil(rayon::current_num_threads()).max(1);
+            out.par_chunks_mut(rows * plane).enumerate().for_each(|(part, out)| {
+                let first = part * rows;
+                let count = out.len() / plane;
+                sgemm(count, width, patch, (&w[first * patch..], patch as isize, 1), (&col, width as isize, 1), out, width, false, false);
+                for (r, row) in out.chunks_mut(plane).enumerate() {
+                    row.iter_mut().for_each(|v| *v = finish(*v, first + r));
+                }
+            });
+            return;
+        }
+        im2col(input, s, images, &mut col);
+        let mut prod = scratch(s.cout * width);
+        sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
+        for g in 0..images {
+            for co in 0..s.cout {
+                let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
+                let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    *d = finish(v, co);
                 }
             }
-        });
+        }
+    });
     y
 }
 
@@ -336,30 +274,14 @@ pub struct Gradients {
     pub db: Option<Vec<f32>>,
 }
 
-pub fn backward(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    s: &ConvShape,
-    want_dx: bool,
-    want_dw: bool,
-    want_db: bool,
-) -> Gradients {
+pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, want_dw: bool, want_db: bool) -> Gradients {
     check(s, x.len(), w.len());
-    assert_eq!(
-        dy.len(),
-        s.output_len(),
-        "conv2d backward: output gradient length does not match {s:?}"
-    );
+    assert_eq!(dy.len(), s.output_len(), "conv2d backward: output gradient length does not match {s:?}");
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let image_len = s.cin * s.h * s.w;
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
-    let mut dx = if want_dx {
-        vec![0.0f32; s.input_len()]
-    } else {
-        Vec::new()
-    };
+    let mut dx = if want_dx { vec![0.0f32; s.input_len()] } else { Vec::new() };
     let work = |gi: usize, dx_group: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32]| {
         let first = gi * group;
         let images = group.min(s.n - first);
@@ -368,8 +290,7 @@ pub fn backward(
         let mut g = scratch(s.cout * width);
         for i in 0..images {
             for co in 0..s.cout {
-                let src = &dy
-                    [((first + i) * s.cout + co) * plane..((first + i) * s.cout + co + 1) * plane];
+                let src = &dy[((first + i) * s.cout + co) * plane..((first + i) * s.cout + co + 1) * plane];
                 g[co * width + i * plane..co * width + (i + 1) * plane].copy_from_slice(src);
             }
         }
@@ -380,39 +301,14 @@ pub fn backward(
         }
         if want_dw {
             let mut col = scratch(patch * width);
-            im2col(
-                &x[first * image_len..(first + images) * image_len],
-                s,
-                images,
-                &mut col,
-            );
+            im2col(&x[first * image_len..(first + images) * image_len], s, images, &mut col);
             // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
-            sgemm(
-                s.cout,
-                patch,
-                width,
-                (&g, width as isize, 1),
-                (&col, 1, width as isize),
-                dw,
-                patch,
-                true,
-                parallel_gemm,
-            );
+            sgemm(s.cout, patch, width, (&g, width as isize, 1), (&col, 1, width as isize), dw, patch, true, parallel_gemm);
         }
         if let Some(dx_group) = dx_group {
             let mut col = scratch(patch * width);
             // dcol[patch, width] = wᵀ[patch, cout] · g[cout, width]
-            sgemm(
-                patch,
-                width,
-                s.cout,
-                (w, 1, patch as isize),
-                (&g, width as isize, 1),
-                &mut col,
-                width,
-                false,
-                parallel_gemm,
-            );
+            sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm);
             col2im(&col, s, images, dx_group);
         }
     };
@@ -424,10 +320,7 @@ pub fn backward(
     // Each part owns its run of images of `dx` (when wanted) and its own (dw, db) partial.
     let mut dx_parts: Vec<Option<&mut [f32]>> = (0..parts).map(|_| None).collect();
     if want_dx {
-        for (slot, chunk) in dx_parts
-            .iter_mut()
-            .zip(dx.chunks_mut((groups_per_part * group * image_len).max(1)))
-        {
+        for (slot, chunk) in dx_parts.iter_mut().zip(dx.chunks_mut((groups_per_part * group * image_len).max(1))) {
             *slot = Some(chunk);
         }
     }
@@ -439,9 +332,9 @@ pub fn backward(
             let mut db = vec![0.0f32; if want_db { s.cout } else { 0 }];
             let part_groups = p * groups_per_part..((p + 1) * groups_per_part).min(groups);
             match dx_part {
-                Some(dx_part) => part_groups
-                    .zip(dx_part.chunks_mut(group * image_len))
-                    .for_each(|(gi, dx_group)| work(gi, Some(dx_group), &mut dw, &mut db)),
+                Some(dx_part) => {
+                    part_groups.zip(dx_part.chunks_mut(group * image_len)).for_each(|(gi, dx_group)| work(gi, Some(dx_group), &mut dw, &mut db))
+                }
                 None => part_groups.for_each(|gi| work(gi, None, &mut dw, &mut db)),
             }
             (dw, db)
@@ -449,9 +342,5 @@ pub fn backward(
         .unzip();
     let dw = sum_in_order(if want_dw { s.weight_len() } else { 0 }, &dws);
     let db = sum_in_order(if want_db { s.cout } else { 0 }, &dbs);
-    Gradients {
-        dx: want_dx.then_some(dx),
-        dw: want_dw.then_some(dw),
-        db: want_db.then_some(db),
-    }
+    Gradients { dx: want_dx.then_some(dx), dw: want_dw.then_some(dw), db: want_db.then_some(db) }
 }

@@ -17,13 +17,7 @@ use crate::pointwise;
 #[backend_extension(Flex, Autodiff)]
 #[allow(clippy::too_many_arguments)]
 pub trait FerKernels: burn::backend::Backend {
-    fn fer_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        pad_h: usize,
-        pad_w: usize,
-    ) -> FloatTensor<Self>;
+    fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
     /// Convolution, BatchNorm with the given `mean` and `var`, and LeakyReLU in one pass over the
     /// output. Inference only: no gradient.
     fn fer_conv_block(
@@ -89,14 +83,7 @@ pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_bn_stats(x.into_dispatch()))
 }
 
-pub fn batch_norm<const D: usize>(
-    x: Tensor<D>,
-    gamma: Tensor<1>,
-    beta: Tensor<1>,
-    stats: Tensor<2>,
-    epsilon: f32,
-    slope: Option<f32>,
-) -> Tensor<D> {
+pub fn batch_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32, slope: Option<f32>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm(
         x.into_dispatch(),
         gamma.into_dispatch(),
@@ -108,18 +95,11 @@ pub fn batch_norm<const D: usize>(
 }
 
 pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_leaky_relu(
-        x.into_dispatch(),
-        slope,
-    ))
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_leaky_relu(x.into_dispatch(), slope))
 }
 
 pub fn dropout<const D: usize>(x: Tensor<D>, seed: u64, prob: f32) -> Tensor<D> {
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dropout(
-        x.into_dispatch(),
-        seed,
-        prob,
-    ))
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dropout(x.into_dispatch(), seed, prob))
 }
 
 pub fn max_pool2x2(x: Tensor<4>) -> Tensor<4> {
@@ -140,12 +120,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize;
 fn contiguous(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) if t.is_contiguous() => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(
-            t.to_contiguous()
-                .as_slice::<f32>()
-                .map(<[f32]>::to_vec)
-                .unwrap_or_default(),
-        ),
+        _ => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default()),
     }
 }
 
@@ -156,21 +131,8 @@ fn tensor(values: Vec<f32>, dims: &[usize]) -> FlexTensor {
 fn shape_of(x: &FlexTensor, w: &FlexTensor, pad_h: usize, pad_w: usize) -> ConvShape {
     let xd = x.layout().shape().to_vec();
     let wd = w.layout().shape().to_vec();
-    assert!(
-        xd.len() == 4 && wd.len() == 4 && xd[1] == wd[1],
-        "fer conv2d: input {xd:?} and weight {wd:?} do not fit"
-    );
-    ConvShape {
-        n: xd[0],
-        cin: xd[1],
-        h: xd[2],
-        w: xd[3],
-        cout: wd[0],
-        kh: wd[2],
-        kw: wd[3],
-        pad_h,
-        pad_w,
-    }
+    assert!(xd.len() == 4 && wd.len() == 4 && xd[1] == wd[1], "fer conv2d: input {xd:?} and weight {wd:?} do not fit");
+    ConvShape { n: xd[0], cin: xd[1], h: xd[2], w: xd[3], cout: wd[0], kh: wd[2], kw: wd[3], pad_h, pad_w }
 }
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
@@ -179,11 +141,7 @@ fn dims(t: &FlexTensor) -> Vec<usize> {
 
 /// `(n, channels, plane)` of an `[n, c, ...]` tensor.
 fn ncp(d: &[usize]) -> (usize, usize, usize) {
-    (
-        d[0],
-        d.get(1).copied().unwrap_or(1),
-        d.iter().skip(2).product(),
-    )
+    (d[0], d.get(1).copied().unwrap_or(1), d.iter().skip(2).product())
 }
 
 fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
@@ -214,14 +172,7 @@ impl FerKernels for Flex {
             epsilon,
             Some(&contiguous(&bias)),
         );
-        let y = conv::forward_activated(
-            &contiguous(&x),
-            &contiguous(&weight),
-            Some(&scale),
-            Some(&shift),
-            &s,
-            Some(slope),
-        );
+        let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope));
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 
@@ -232,32 +183,11 @@ impl FerKernels for Flex {
         tensor(mean, &[2, c])
     }
 
-    fn fer_batch_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        stats: FlexTensor,
-        epsilon: f32,
-        slope: Option<f32>,
-    ) -> FlexTensor {
+    fn fer_batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32, slope: Option<f32>) -> FlexTensor {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
-        tensor(
-            pointwise::batch_norm(
-                &contiguous(&x),
-                n,
-                c,
-                plane,
-                &mean,
-                &var,
-                &contiguous(&gamma),
-                &contiguous(&beta),
-                epsilon,
-                slope,
-            ),
-            &d,
-        )
+        tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope), &d)
     }
 
     fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
@@ -276,20 +206,9 @@ impl FerKernels for Flex {
         tensor(y, &[d[0], d[1], d[2] / 2, d[3] / 2])
     }
 
-    fn fer_conv2d(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        pad_h: usize,
-        pad_w: usize,
-    ) -> FlexTensor {
+    fn fer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let y = conv::forward(
-            &contiguous(&x),
-            &contiguous(&weight),
-            Some(&contiguous(&bias)),
-            &s,
-        );
+        let y = conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s);
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 }
@@ -300,25 +219,12 @@ struct Conv2dBackward;
 impl Backward<Flex, 3> for Conv2dBackward {
     type State = (FlexTensor, FlexTensor, usize, usize);
 
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
         let (x, weight, pad_h, pad_w) = ops.state;
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let g = conv::backward(
-            &contiguous(&x),
-            &contiguous(&weight),
-            &contiguous(&dy),
-            &s,
-            node_x.is_some(),
-            node_w.is_some(),
-            node_b.is_some(),
-        );
+        let g = conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, node_x.is_some(), node_w.is_some(), node_b.is_some());
         if let (Some(node), Some(dx)) = (node_x, g.dx) {
             grads.register::<Flex>(node.id, tensor(dx, &[s.n, s.cin, s.h, s.w]));
         }
@@ -365,11 +271,7 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
     fn fer_bn_stats(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // Statistics are constants to everything downstream (fer_batch_norm differentiates
         // through them itself), so this node never receives a gradient.
-        match StatsBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
+        match StatsBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish((), Flex::fer_bn_stats(x.into_primitive())),
             OpsKind::UnTracked(prep) => prep.finish(Flex::fer_bn_stats(x.into_primitive())),
         }
@@ -384,93 +286,41 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
         slope: Option<f32>,
     ) -> FloatTensor<Self> {
         let stats = stats.into_primitive();
-        match BatchNormBackward
-            .prepare::<C>([x.node(), gamma.node(), beta.node()])
-            .compute_bound()
-            .stateful()
-        {
+        match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (x, gamma, beta) = (
-                    x.into_primitive(),
-                    gamma.into_primitive(),
-                    beta.into_primitive(),
-                );
-                let y = Flex::fer_batch_norm(
-                    x.clone(),
-                    gamma.clone(),
-                    beta.clone(),
-                    stats.clone(),
-                    epsilon,
-                    slope,
-                );
+                let (x, gamma, beta) = (x.into_primitive(), gamma.into_primitive(), beta.into_primitive());
+                let y = Flex::fer_batch_norm(x.clone(), gamma.clone(), beta.clone(), stats.clone(), epsilon, slope);
                 prep.finish((x, gamma, beta, stats, epsilon, slope), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_batch_norm(
-                x.into_primitive(),
-                gamma.into_primitive(),
-                beta.into_primitive(),
-                stats,
-                epsilon,
-                slope,
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fer_batch_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats, epsilon, slope))
+            }
         }
     }
 
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self> {
         // The output has the input's sign (slope > 0), so it is what the backward pass keeps.
-        unary::<C>(
-            x,
-            |x| Flex::fer_leaky_relu(x, slope),
-            leaky_relu_grad,
-            false,
-            slope,
-            0,
-        )
+        unary::<C>(x, |x| Flex::fer_leaky_relu(x, slope), leaky_relu_grad, false, slope, 0)
     }
 
     fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self> {
-        unary::<C>(
-            x,
-            |x| Flex::fer_dropout(x, seed, prob),
-            dropout_grad,
-            false,
-            prob,
-            seed,
-        )
+        unary::<C>(x, |x| Flex::fer_dropout(x, seed, prob), dropout_grad, false, prob, seed)
     }
 
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         unary::<C>(x, Flex::fer_max_pool2x2, max_pool_grad, true, 0.0, 0)
     }
 
-    fn fer_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        pad_h: usize,
-        pad_w: usize,
-    ) -> FloatTensor<Self> {
-        match Conv2dBackward
-            .prepare::<C>([x.node(), weight.node(), bias.node()])
-            .compute_bound()
-            .stateful()
-        {
+    fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {
+        match Conv2dBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (x, weight, bias) = (
-                    x.into_primitive(),
-                    weight.into_primitive(),
-                    bias.into_primitive(),
-                );
+                let (x, weight, bias) = (x.into_primitive(), weight.into_primitive(), bias.into_primitive());
                 let y = Flex::fer_conv2d(x.clone(), weight.clone(), bias, pad_h, pad_w);
                 prep.finish((x, weight, pad_h, pad_w), y)
             }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_conv2d(
-                x.into_primitive(),
-                weight.into_primitive(),
-                bias.into_primitive(),
-                pad_h,
-                pad_w,
-            )),
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), pad_h, pad_w))
+            }
         }
     }
 }
@@ -481,12 +331,7 @@ struct StatsBackward;
 impl Backward<Flex, 1> for StatsBackward {
     type State = ();
 
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let _ = grads.consume::<Flex>(&ops.node);
     }
 }
@@ -496,21 +341,9 @@ struct BatchNormBackward;
 
 impl Backward<Flex, 3> for BatchNormBackward {
     /// Input, gamma, beta, statistics, epsilon and the fused LeakyReLU's slope (if any).
-    type State = (
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        FlexTensor,
-        f32,
-        Option<f32>,
-    );
+    type State = (FlexTensor, FlexTensor, FlexTensor, FlexTensor, f32, Option<f32>);
 
-    fn backward(
-        self,
-        ops: Ops<Self::State, 3>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_gamma, node_beta] = ops.parents;
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
         let (x, gamma, beta, stats, epsilon, slope) = ops.state;
@@ -552,12 +385,7 @@ struct UnaryBackward {
 impl Backward<Flex, 1> for UnaryBackward {
     type State = (FlexTensor, f32, u64);
 
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x] = ops.parents;
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
         let (saved, scalar, seed) = ops.state;
@@ -575,11 +403,7 @@ fn unary<C: CheckpointStrategy>(
     scalar: f32,
     seed: u64,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    match (UnaryBackward { grad })
-        .prepare::<C>([x.node()])
-        .compute_bound()
-        .stateful()
-    {
+    match (UnaryBackward { grad }).prepare::<C>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let x = x.into_primitive();
             if save_input {
@@ -596,10 +420,7 @@ fn unary<C: CheckpointStrategy>(
 }
 
 fn leaky_relu_grad(x: &FlexTensor, dy: &FlexTensor, slope: f32, _: u64) -> FlexTensor {
-    tensor(
-        pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope),
-        &dims(dy),
-    )
+    tensor(pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope), &dims(dy))
 }
 
 fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTensor {
@@ -608,8 +429,5 @@ fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTe
 
 fn max_pool_grad(x: &FlexTensor, dy: &FlexTensor, _: f32, _: u64) -> FlexTensor {
     let d = dims(x);
-    tensor(
-        pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]),
-        &d,
-    )
+    tensor(pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]), &d)
 }

@@ -35,29 +35,14 @@ pub fn fast_path_enabled() -> bool {
 
 /// Whether fer's kernels will run for a tensor on this device with this dtype.
 pub fn uses_fast_path(device: &burn::tensor::Device, dtype: DType) -> bool {
-    fast_path_enabled()
-        && dtype == DType::F32
-        && matches!(
-            device.as_dispatch().clone().inner(),
-            DispatchDevice::Flex(_)
-        )
+    fast_path_enabled() && dtype == DType::F32 && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
 }
 
 /// 2-D convolution with stride 1 and dilation 1, `padding = [rows, columns]` on each side:
 /// `x [n, cin, h, w]`, `weight [cout, cin, kh, kw]`, `bias [cout]`.
-pub fn conv2d(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Option<Tensor<1>>,
-    padding: [usize; 2],
-) -> Tensor<4> {
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, padding: [usize; 2]) -> Tensor<4> {
     if !fast_for(&x) || weight.dtype() != DType::F32 {
-        return burn_conv2d(
-            x,
-            weight,
-            bias,
-            ConvOptions::new([1, 1], padding, [1, 1], 1),
-        );
+        return burn_conv2d(x, weight, bias, ConvOptions::new([1, 1], padding, [1, 1], 1));
     }
     let bias = bias.unwrap_or_else(|| Tensor::zeros([weight.dims()[0]], &weight.device()));
     flex::conv2d(x, weight, bias, padding)
@@ -84,21 +69,8 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         return batch_norm_train(bn, None, x);
     }
     let channels = x.dims()[1];
-    let stats = Tensor::cat(
-        vec![
-            bn.running_mean.value().reshape([1, channels]),
-            bn.running_var.value().reshape([1, channels]),
-        ],
-        0,
-    );
-    flex::batch_norm(
-        x,
-        bn.gamma.val(),
-        bn.beta.val(),
-        stats,
-        bn.epsilon as f32,
-        None,
-    )
+    let stats = Tensor::cat(vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])], 0);
+    flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, None)
 }
 
 /// BatchNorm then LeakyReLU as one kernel each way while training on the fast path (the
@@ -106,11 +78,7 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 /// input back where that does not apply, for the caller to run the layers one by one.
 // `Err` hands the caller its own input back (no copy); its size is a burn tensor's.
 #[allow(clippy::result_large_err)]
-pub fn batch_norm_leaky_train<const D: usize>(
-    bn: &BatchNorm,
-    act: &LeakyRelu,
-    x: Tensor<D>,
-) -> Result<Tensor<D>, Tensor<D>> {
+pub fn batch_norm_leaky_train<const D: usize>(bn: &BatchNorm, act: &LeakyRelu, x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
     if !fast_for(&x) || !trains(bn, &x) || act.negative_slope < 0.0 {
         return Err(x);
     }
@@ -127,28 +95,11 @@ fn batch_norm_train<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tenso
     let var = batch.slice([1..2, 0..channels]).reshape([channels]);
     let device = x.device();
     let momentum = bn.momentum;
-    let running_mean = bn
-        .running_mean
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(mean.mul_scalar(momentum));
-    let running_var = bn
-        .running_var
-        .value_sync()
-        .to_device(&device)
-        .mul_scalar(1.0 - momentum)
-        .add(var.mul_scalar(momentum));
+    let running_mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(mean.mul_scalar(momentum));
+    let running_var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
-    flex::batch_norm(
-        x,
-        bn.gamma.val(),
-        bn.beta.val(),
-        stats,
-        bn.epsilon as f32,
-        slope,
-    )
+    flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, slope)
 }
 
 /// A burn `LeakyRelu` layer's forward pass. fer's kernel runs where there will be a backward pass
@@ -164,22 +115,12 @@ pub fn leaky_relu<const D: usize>(act: &LeakyRelu, x: Tensor<D>) -> Tensor<D> {
 /// A burn `Dropout` layer's forward pass. The mask's seed is drawn from burn's random generator
 /// on the tensor's device, so `Device::seed` makes runs (and resumed runs) repeat exactly.
 pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
-    if !fast_for(&x)
-        || !layer.training.is_enabled()
-        || !x.device().is_autodiff()
-        || layer.prob == 0.0
-    {
+    if !fast_for(&x) || !layer.training.is_enabled() || !x.device().is_autodiff() || layer.prob == 0.0 {
         return layer.forward(x);
     }
-    let draws =
-        Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &x.device().inner()).into_data();
-    let draws = draws
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default();
-    let seed = draws
-        .iter()
-        .fold(0u64, |acc, v| (acc << 32) ^ u64::from(v.to_bits()));
+    let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &x.device().inner()).into_data();
+    let draws = draws.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let seed = draws.iter().fold(0u64, |acc, v| (acc << 32) ^ u64::from(v.to_bits()));
     flex::dropout(x, seed, layer.prob as f32)
 }
 
@@ -217,33 +158,15 @@ pub fn tune_allocator() {
 /// `Err` gives the input back where it does not apply (gradient devices, other backends, fast path
 /// off), and the caller runs the layers one by one.
 #[allow(clippy::result_large_err)]
-pub fn conv_block_inference(
-    conv: &Conv2d,
-    bn: &BatchNorm,
-    act: &LeakyRelu,
-    x: Tensor<4>,
-) -> Result<Tensor<4>, Tensor<4>> {
+pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
     if !fast_for(&x) || x.device().is_autodiff() || act.negative_slope < 0.0 {
         return Err(x);
     }
     let weight = conv.weight.val();
     let [cout, _, kh, kw] = weight.dims();
-    let bias = conv
-        .bias
-        .as_ref()
-        .map_or_else(|| Tensor::zeros([cout], &weight.device()), |b| b.val());
+    let bias = conv.bias.as_ref().map_or_else(|| Tensor::zeros([cout], &weight.device()), |b| b.val());
     let stats = [bn.running_mean.value(), bn.running_var.value()];
-    Ok(flex::conv_block(
-        x,
-        weight,
-        bias,
-        bn.gamma.val(),
-        bn.beta.val(),
-        stats,
-        bn.epsilon as f32,
-        [kh / 2, kw / 2],
-        act.negative_slope as f32,
-    ))
+    Ok(flex::conv_block(x, weight, bias, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, [kh / 2, kw / 2], act.negative_slope as f32))
 }
 
 /// The widest vector instructions the GEMM kernels will use on this CPU, detected at run time
@@ -254,8 +177,7 @@ pub fn simd_level() -> &'static str {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return "avx512f";
         }
-        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
-        {
+        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2") {
             return "avx2+fma";
         }
     }

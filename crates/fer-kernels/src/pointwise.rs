@@ -22,10 +22,7 @@ pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, 
             let planes = || (0..n).map(|i| &x[(i * c + ch) * plane..(i * c + ch + 1) * plane]);
             let mean = planes().map(|p| lane_sum(p, |v| v) as f64).sum::<f64>() / count;
             let m = mean as f32;
-            let var = planes()
-                .map(|p| lane_sum(p, |v| (v - m) * (v - m)) as f64)
-                .sum::<f64>()
-                / count;
+            let var = planes().map(|p| lane_sum(p, |v| (v - m) * (v - m)) as f64).sum::<f64>() / count;
             (mean as f32, var as f32)
         })
         .collect();
@@ -71,22 +68,9 @@ fn lane_sum2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32
 /// BatchNorm as a per-channel affine map `x · scale + shift`, with `bias` (a preceding
 /// convolution's) folded in when given. Forward and backward passes and the fused inference
 /// block all use it, so they agree on every rounding.
-pub fn batch_norm_affine(
-    mean: &[f32],
-    var: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    bias: Option<&[f32]>,
-) -> (Vec<f32>, Vec<f32>) {
-    let scale: Vec<f32> = gamma
-        .iter()
-        .zip(var)
-        .map(|(&g, &v)| g / (v + eps).sqrt())
-        .collect();
-    let shift = (0..scale.len())
-        .map(|c| (bias.map_or(0.0, |b| b[c]) - mean[c]) * scale[c] + beta[c])
-        .collect();
+pub fn batch_norm_affine(mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, bias: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+    let scale: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
+    let shift = (0..scale.len()).map(|c| (bias.map_or(0.0, |b| b[c]) - mean[c]) * scale[c] + beta[c]).collect();
     (scale, shift)
 }
 
@@ -108,18 +92,14 @@ pub fn batch_norm(
     let negative = slope.unwrap_or(1.0);
     let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
     let mut y = scratch(n * c * plane);
-    y.par_chunks_mut(plane.max(1))
-        .zip(x.par_chunks(plane.max(1)))
-        .enumerate()
-        .with_min_len(CHUNK / plane.max(1) + 1)
-        .for_each(|(i, (out, inp))| {
-            let ch = i % c;
-            let (s, b) = (scale[ch], shift[ch]);
-            for (o, &v) in out.iter_mut().zip(inp) {
-                let z = v * s + b;
-                *o = if z < 0.0 { z * negative } else { z };
-            }
-        });
+    y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, (out, inp))| {
+        let ch = i % c;
+        let (s, b) = (scale[ch], shift[ch]);
+        for (o, &v) in out.iter_mut().zip(inp) {
+            let z = v * s + b;
+            *o = if z < 0.0 { z * negative } else { z };
+        }
+    });
     y
 }
 
@@ -144,11 +124,7 @@ pub fn batch_norm_backward(
     // d(activation)/dz, with z computed exactly as the forward pass did.
     let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
     let act = |xv: f32, ch: usize| {
-        if slope.is_some() && xv * scale[ch] + shift[ch] < 0.0 {
-            negative
-        } else {
-            1.0
-        }
+        if slope.is_some() && xv * scale[ch] + shift[ch] < 0.0 { negative } else { 1.0 }
     };
     let count = (n * plane).max(1) as f64;
     let inv_std: Vec<f32> = (0..c).map(|ch| 1.0 / (var[ch] + eps).sqrt()).collect();
@@ -170,31 +146,26 @@ pub fn batch_norm_backward(
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
     let mut dx = scratch(x.len());
-    dx.par_chunks_mut(plane.max(1))
-        .enumerate()
-        .with_min_len(CHUNK / plane.max(1) + 1)
-        .for_each(|(i, out)| {
-            let ch = i % c;
-            let (m, is, g) = (mean[ch], inv_std[ch], gamma[ch]);
-            let (mean_dy, mean_dyx) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
-            let r = i * plane..(i + 1) * plane;
-            for ((o, &xv), &d) in out.iter_mut().zip(&x[r.clone()]).zip(&dy[r]) {
-                let xhat = (xv - m) * is;
-                *o = g * is * (d * act(xv, ch) - mean_dy - xhat * mean_dyx);
-            }
-        });
+    dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, out)| {
+        let ch = i % c;
+        let (m, is, g) = (mean[ch], inv_std[ch], gamma[ch]);
+        let (mean_dy, mean_dyx) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
+        let r = i * plane..(i + 1) * plane;
+        for ((o, &xv), &d) in out.iter_mut().zip(&x[r.clone()]).zip(&dy[r]) {
+            let xhat = (xv - m) * is;
+            *o = g * is * (d * act(xv, ch) - mean_dy - xhat * mean_dyx);
+        }
+    });
     (dx, dgamma, dbeta)
 }
 
 pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
     let mut y = scratch(x.len());
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, i)| {
-            for (o, &v) in o.iter_mut().zip(i) {
-                *o = if v < 0.0 { v * slope } else { v };
-            }
-        });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
+        for (o, &v) in o.iter_mut().zip(i) {
+            *o = if v < 0.0 { v * slope } else { v };
+        }
+    });
     y
 }
 
@@ -202,13 +173,11 @@ pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
 /// the sign of the input for a positive slope, so either may be passed).
 pub fn leaky_relu_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     let mut dx = scratch(x.len());
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(o, (i, g))| {
-            for ((o, &v), &d) in o.iter_mut().zip(i).zip(g) {
-                *o = if v < 0.0 { d * slope } else { d };
-            }
-        });
+    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (i, g))| {
+        for ((o, &v), &d) in o.iter_mut().zip(i).zip(g) {
+            *o = if v < 0.0 { d * slope } else { d };
+        }
+    });
     dx
 }
 
@@ -230,21 +199,16 @@ pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
     let keep = 1.0 - prob;
     let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
     let mut y = scratch(x.len());
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .enumerate()
-        .for_each(|(k, (o, i))| {
-            let base = (k * CHUNK) as u64;
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-            {
-                // SAFETY: the CPU has the features this copy was compiled for.
-                unsafe { dropout_chunk_avx512(o, i, seed, base, keep, scale) };
-                return;
-            }
-            dropout_chunk(o, i, seed, base, keep, scale);
-        });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(k, (o, i))| {
+        let base = (k * CHUNK) as u64;
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512dq") {
+            // SAFETY: the CPU has the features this copy was compiled for.
+            unsafe { dropout_chunk_avx512(o, i, seed, base, keep, scale) };
+            return;
+        }
+        dropout_chunk(o, i, seed, base, keep, scale);
+    });
     y
 }
 
@@ -253,24 +217,13 @@ pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
 #[inline(always)]
 fn dropout_chunk(out: &mut [f32], x: &[f32], seed: u64, base: u64, keep: f32, scale: f32) {
     for (j, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        *o = if dropout_keeps(seed, base + j as u64, keep) {
-            v * scale
-        } else {
-            0.0
-        };
+        *o = if dropout_keeps(seed, base + j as u64, keep) { v * scale } else { 0.0 };
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn dropout_chunk_avx512(
-    out: &mut [f32],
-    x: &[f32],
-    seed: u64,
-    base: u64,
-    keep: f32,
-    scale: f32,
-) {
+unsafe fn dropout_chunk_avx512(out: &mut [f32], x: &[f32], seed: u64, base: u64, keep: f32, scale: f32) {
     dropout_chunk(out, x, seed, base, keep, scale)
 }
 
@@ -279,55 +232,39 @@ unsafe fn dropout_chunk_avx512(
 pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     let (oh, ow) = (h / 2, w / 2);
     let mut y = scratch(planes * oh * ow);
-    y.par_chunks_mut((oh * ow).max(1))
-        .enumerate()
-        .for_each(|(p, out)| {
-            let inp = &x[p * h * w..(p + 1) * h * w];
-            for oy in 0..oh {
-                let (r0, r1) = (
-                    &inp[2 * oy * w..2 * oy * w + w],
-                    &inp[(2 * oy + 1) * w..(2 * oy + 1) * w + w],
-                );
-                for ox in 0..ow {
-                    let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
-                    out[oy * ow + ox] = a.max(b).max(c.max(d));
-                }
+    y.par_chunks_mut((oh * ow).max(1)).enumerate().for_each(|(p, out)| {
+        let inp = &x[p * h * w..(p + 1) * h * w];
+        for oy in 0..oh {
+            let (r0, r1) = (&inp[2 * oy * w..2 * oy * w + w], &inp[(2 * oy + 1) * w..(2 * oy + 1) * w + w]);
+            for ox in 0..ow {
+                let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                out[oy * ow + ox] = a.max(b).max(c.max(d));
             }
-        });
+        }
+    });
     y
 }
 
 /// Routes each output gradient to the position [`max_pool2x2`] took its maximum from.
 pub fn max_pool2x2_backward(x: &[f32], dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
-    assert_eq!(
-        x.len(),
-        planes * h * w,
-        "max_pool2x2_backward: input length"
-    );
+    assert_eq!(x.len(), planes * h * w, "max_pool2x2_backward: input length");
     let (oh, ow) = (h / 2, w / 2);
     let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut((h * w).max(1))
-        .enumerate()
-        .for_each(|(p, out)| {
-            let inp = &x[p * h * w..(p + 1) * h * w];
-            let g = &dy[p * oh * ow..(p + 1) * oh * ow];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let cands = [
-                        (2 * oy) * w + 2 * ox,
-                        (2 * oy) * w + 2 * ox + 1,
-                        (2 * oy + 1) * w + 2 * ox,
-                        (2 * oy + 1) * w + 2 * ox + 1,
-                    ];
-                    let mut best = cands[0];
-                    for &k in &cands[1..] {
-                        if inp[k] > inp[best] {
-                            best = k;
-                        }
+    dx.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, out)| {
+        let inp = &x[p * h * w..(p + 1) * h * w];
+        let g = &dy[p * oh * ow..(p + 1) * oh * ow];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let cands = [(2 * oy) * w + 2 * ox, (2 * oy) * w + 2 * ox + 1, (2 * oy + 1) * w + 2 * ox, (2 * oy + 1) * w + 2 * ox + 1];
+                let mut best = cands[0];
+                for &k in &cands[1..] {
+                    if inp[k] > inp[best] {
+                        best = k;
                     }
-                    out[best] += g[oy * ow + ox];
                 }
+                out[best] += g[oy * ow + ox];
             }
-        });
+        }
+    });
     dx
 }

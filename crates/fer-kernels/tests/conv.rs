@@ -18,15 +18,9 @@ fn reference_forward(x: &[f32], w: &[f32], b: &[f32], s: &ConvShape) -> Vec<f32>
                     for c in 0..s.cin {
                         for i in 0..s.kh {
                             for j in 0..s.kw {
-                                let (iy, ix) = (
-                                    (oy + i) as isize - s.pad_h as isize,
-                                    (ox + j) as isize - s.pad_w as isize,
-                                );
-                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w
-                                {
-                                    acc += x
-                                        [((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize]
-                                        as f64
+                                let (iy, ix) = ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
+                                    acc += x[((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize] as f64
                                         * w[((co * s.cin + c) * s.kh + i) * s.kw + j] as f64;
                                 }
                             }
@@ -41,18 +35,9 @@ fn reference_forward(x: &[f32], w: &[f32], b: &[f32], s: &ConvShape) -> Vec<f32>
 }
 
 /// Gradients of sum(y ⊙ dy) by the same loops: dx, dw, db.
-fn reference_backward(
-    x: &[f32],
-    w: &[f32],
-    dy: &[f32],
-    s: &ConvShape,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn reference_backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (oh, ow) = (s.out_h(), s.out_w());
-    let (mut dx, mut dw, mut db) = (
-        vec![0.0f64; x.len()],
-        vec![0.0f64; w.len()],
-        vec![0.0f64; s.cout],
-    );
+    let (mut dx, mut dw, mut db) = (vec![0.0f64; x.len()], vec![0.0f64; w.len()], vec![0.0f64; s.cout]);
     for n in 0..s.n {
         for co in 0..s.cout {
             for oy in 0..oh {
@@ -62,14 +47,9 @@ fn reference_backward(
                     for c in 0..s.cin {
                         for i in 0..s.kh {
                             for j in 0..s.kw {
-                                let (iy, ix) = (
-                                    (oy + i) as isize - s.pad_h as isize,
-                                    (ox + j) as isize - s.pad_w as isize,
-                                );
-                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w
-                                {
-                                    let xi =
-                                        ((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize;
+                                let (iy, ix) = ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
+                                if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
+                                    let xi = ((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize;
                                     let wi = ((co * s.cin + c) * s.kh + i) * s.kw + j;
                                     dx[xi] += g * w[wi] as f64;
                                     dw[wi] += g * x[xi] as f64;
@@ -86,14 +66,10 @@ fn reference_backward(
 }
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -102,41 +78,15 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
 fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{name}[{i}]: got {g}, want {w}"
-        );
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{name}[{i}]: got {g}, want {w}");
     }
 }
 
 fn shapes() -> impl Strategy<Value = ConvShape> {
-    (
-        1usize..5,
-        1usize..4,
-        1usize..9,
-        1usize..9,
-        1usize..5,
-        1usize..4,
-        1usize..4,
-    )
-        .prop_flat_map(|(n, cin, h, w, cout, kh, kw)| {
-            (Just((n, cin, h, w, cout, kh, kw)), 0..kh, 0..kw)
-        })
-        .prop_filter(
-            "output must not be empty",
-            |((_, _, h, w, _, kh, kw), ph, pw)| h + 2 * ph >= *kh && w + 2 * pw >= *kw,
-        )
-        .prop_map(|((n, cin, h, w, cout, kh, kw), pad_h, pad_w)| ConvShape {
-            n,
-            cin,
-            h,
-            w,
-            cout,
-            kh,
-            kw,
-            pad_h,
-            pad_w,
-        })
+    (1usize..5, 1usize..4, 1usize..9, 1usize..9, 1usize..5, 1usize..4, 1usize..4)
+        .prop_flat_map(|(n, cin, h, w, cout, kh, kw)| (Just((n, cin, h, w, cout, kh, kw)), 0..kh, 0..kw))
+        .prop_filter("output must not be empty", |((_, _, h, w, _, kh, kw), ph, pw)| h + 2 * ph >= *kh && w + 2 * pw >= *kw)
+        .prop_map(|((n, cin, h, w, cout, kh, kw), pad_h, pad_w)| ConvShape { n, cin, h, w, cout, kh, kw, pad_h, pad_w })
 }
 
 proptest! {
@@ -162,29 +112,9 @@ proptest! {
 #[test]
 fn groups_of_small_maps_and_partial_last_group_are_exact() {
     // 6x6 maps are batched 15 images per GEMM; 37 images leave a partial last group.
-    let s = ConvShape {
-        n: 37,
-        cin: 3,
-        h: 6,
-        w: 6,
-        cout: 5,
-        kh: 3,
-        kw: 3,
-        pad_h: 1,
-        pad_w: 1,
-    };
-    let (x, w, b, dy) = (
-        values(s.input_len(), 7),
-        values(s.weight_len(), 8),
-        values(s.cout, 9),
-        values(s.output_len(), 10),
-    );
-    assert_close(
-        "y",
-        &conv::forward(&x, &w, Some(&b), &s),
-        &reference_forward(&x, &w, &b, &s),
-        1e-5,
-    );
+    let s = ConvShape { n: 37, cin: 3, h: 6, w: 6, cout: 5, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
+    let (x, w, b, dy) = (values(s.input_len(), 7), values(s.weight_len(), 8), values(s.cout, 9), values(s.output_len(), 10));
+    assert_close("y", &conv::forward(&x, &w, Some(&b), &s), &reference_forward(&x, &w, &b, &s), 1e-5);
     let g = conv::backward(&x, &w, &dy, &s, true, true, true);
     let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
     assert_close("dx", &g.dx.unwrap_or_default(), &dx, 1e-5);
@@ -193,10 +123,7 @@ fn groups_of_small_maps_and_partial_last_group_are_exact() {
 }
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
 /// The report CNN's layer shapes (smaller batch): fer's kernels against burn's conv2d on flex.
@@ -205,47 +132,22 @@ fn matches_burn_conv2d_forward_and_gradients_on_flex() {
     let device = Device::flex().autodiff();
     for (cin, cout, side, k) in [(1, 8, 48, 5), (8, 16, 24, 3), (16, 32, 6, 3)] {
         let pad = k / 2;
-        let x = Tensor::<4>::random(
-            [4, cin, side, side],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
+        let x = Tensor::<4>::random([4, cin, side, side], Distribution::Uniform(-1.0, 1.0), &device);
         let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Uniform(-0.3, 0.3), &device);
         let b = Tensor::<1>::random([cout], Distribution::Uniform(-0.3, 0.3), &device);
-        let seed_grad = Tensor::<4>::random(
-            [4, cout, side, side],
-            Distribution::Uniform(-1.0, 1.0),
-            &device,
-        );
+        let seed_grad = Tensor::<4>::random([4, cout, side, side], Distribution::Uniform(-1.0, 1.0), &device);
         let run = |fast: bool| {
-            let (x, w, b) = (
-                x.clone().require_grad(),
-                w.clone().require_grad(),
-                b.clone().require_grad(),
-            );
+            let (x, w, b) = (x.clone().require_grad(), w.clone().require_grad(), b.clone().require_grad());
             let y = if fast {
                 fer_kernels::conv2d(x.clone(), w.clone(), Some(b.clone()), [pad, pad])
             } else {
-                burn_conv2d(
-                    x.clone(),
-                    w.clone(),
-                    Some(b.clone()),
-                    ConvOptions::new([1, 1], [pad, pad], [1, 1], 1),
-                )
+                burn_conv2d(x.clone(), w.clone(), Some(b.clone()), ConvOptions::new([1, 1], [pad, pad], [1, 1], 1))
             };
             let grads = (y.clone() * seed_grad.clone()).sum().backward();
             let g = |t: &Tensor<4>| to_vec(t.grad(&grads).expect("gradient"));
-            (
-                to_vec(y),
-                g(&x),
-                g(&w),
-                to_vec(b.grad(&grads).expect("bias gradient")),
-            )
+            (to_vec(y), g(&x), g(&w), to_vec(b.grad(&grads).expect("bias gradient")))
         };
-        assert!(fer_kernels::uses_fast_path(
-            &device,
-            burn::tensor::DType::F32
-        ));
+        assert!(fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32));
         let (fast, plain) = (run(true), run(false));
         let what = format!("cin {cin} cout {cout} side {side} k {k}");
         assert_close(&format!("y, {what}"), &fast.0, &plain.0, 1e-4);
@@ -257,36 +159,13 @@ fn matches_burn_conv2d_forward_and_gradients_on_flex() {
 
 #[test]
 fn backward_is_bitwise_reproducible_however_rayon_schedules_it() {
-    let s = ConvShape {
-        n: 64,
-        cin: 8,
-        h: 12,
-        w: 12,
-        cout: 16,
-        kh: 3,
-        kw: 3,
-        pad_h: 1,
-        pad_w: 1,
-    };
-    let (x, w, dy) = (
-        values(s.input_len(), 1),
-        values(s.weight_len(), 2),
-        values(s.output_len(), 3),
-    );
+    let s = ConvShape { n: 64, cin: 8, h: 12, w: 12, cout: 16, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
+    let (x, w, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.output_len(), 3));
     let first = conv::backward(&x, &w, &dy, &s, true, true, true);
     for _ in 0..10 {
         let again = conv::backward(&x, &w, &dy, &s, true, true, true);
-        assert_eq!(
-            again.dw, first.dw,
-            "weight gradient changed between identical calls"
-        );
-        assert_eq!(
-            again.db, first.db,
-            "bias gradient changed between identical calls"
-        );
-        assert_eq!(
-            again.dx, first.dx,
-            "input gradient changed between identical calls"
-        );
+        assert_eq!(again.dw, first.dw, "weight gradient changed between identical calls");
+        assert_eq!(again.db, first.db, "bias gradient changed between identical calls");
+        assert_eq!(again.dx, first.dx, "input gradient changed between identical calls");
     }
 }

@@ -2,10 +2,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, LeakyReluConfig, Linear,
-    LinearConfig, PaddingConfig2d,
-};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::{Device, Tensor};
 
 use crate::ModelError;
@@ -69,11 +66,7 @@ pub struct Cnn {
 impl CnnConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         let n = self.conv_channels.len();
-        if n == 0
-            || self.kernel_sizes.len() != n
-            || self.pool.len() != n
-            || self.conv_dropout.len() != n
-        {
+        if n == 0 || self.kernel_sizes.len() != n || self.pool.len() != n || self.conv_dropout.len() != n {
             return Err(ModelError::InvalidConfig(format!(
                 "cnn: conv_channels, kernel_sizes, pool and conv_dropout need one entry per block (found {}, {}, {}, {})",
                 n,
@@ -83,28 +76,20 @@ impl CnnConfig {
             )));
         }
         if let Some(k) = self.kernel_sizes.iter().find(|&&k| k % 2 == 0) {
-            return Err(ModelError::InvalidConfig(format!(
-                "cnn: kernel size {k} is even; \"same\" padding needs odd kernels"
-            )));
+            return Err(ModelError::InvalidConfig(format!("cnn: kernel size {k} is even; \"same\" padding needs odd kernels")));
         }
         if self.dense_units.len() != self.dense_dropout.len() {
-            return Err(ModelError::InvalidConfig(
-                "cnn: dense_units and dense_dropout differ in length".into(),
-            ));
+            return Err(ModelError::InvalidConfig("cnn: dense_units and dense_dropout differ in length".into()));
         }
         if self.output_side() == 0 {
-            return Err(ModelError::InvalidConfig(
-                "cnn: too many pooling blocks for the input size".into(),
-            ));
+            return Err(ModelError::InvalidConfig("cnn: too many pooling blocks for the input size".into()));
         }
         Ok(())
     }
 
     /// Side of the last block's feature maps.
     pub fn output_side(&self) -> usize {
-        self.pool
-            .iter()
-            .fold(self.input_side, |side, &p| if p { side / 2 } else { side })
+        self.pool.iter().fold(self.input_side, |side, &p| if p { side / 2 } else { side })
     }
 
     pub fn flatten_size(&self) -> usize {
@@ -118,15 +103,10 @@ impl CnnConfig {
                 let out = self.conv_channels[i];
                 let k = self.kernel_sizes[i];
                 let block = ConvBlock {
-                    conv: Conv2dConfig::new([in_channels, out], [k, k])
-                        .with_padding(PaddingConfig2d::Same)
-                        .init(device),
+                    conv: Conv2dConfig::new([in_channels, out], [k, k]).with_padding(PaddingConfig2d::Same).init(device),
                     bn: BatchNormConfig::new(out).init(device),
-                    act: LeakyReluConfig::new()
-                        .with_negative_slope(self.leaky_slope)
-                        .init(),
-                    pool: self.pool[i]
-                        .then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
+                    act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
+                    pool: self.pool[i].then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
                     dropout: DropoutConfig::new(self.conv_dropout[i]).init(),
                 };
                 in_channels = out;
@@ -142,20 +122,14 @@ impl CnnConfig {
                 let block = DenseBlock {
                     dense: LinearConfig::new(in_features, units).init(device),
                     bn: Some(BatchNormConfig::new(units).init(device)),
-                    act: LeakyReluConfig::new()
-                        .with_negative_slope(self.leaky_slope)
-                        .init(),
+                    act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
                     dropout: DropoutConfig::new(p).init(),
                 };
                 in_features = units;
                 block
             })
             .collect();
-        Cnn {
-            blocks,
-            dense,
-            logits: LinearConfig::new(in_features, self.num_classes).init(device),
-        }
+        Cnn { blocks, dense, logits: LinearConfig::new(in_features, self.num_classes).init(device) }
     }
 }
 
@@ -164,24 +138,14 @@ impl ConvBlock {
     /// Padding is "same" for the odd kernels the config allows, as `Conv2dConfig` was given.
     pub fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, kh, kw] = self.conv.weight.dims();
-        fer_kernels::conv2d(
-            x,
-            self.conv.weight.val(),
-            self.conv.bias.as_ref().map(|b| b.val()),
-            [kh / 2, kw / 2],
-        )
+        fer_kernels::conv2d(x, self.conv.weight.val(), self.conv.bias.as_ref().map(|b| b.val()), [kh / 2, kw / 2])
     }
 }
 
 impl ConvBlock {
     /// Conv → BatchNorm → LeakyReLU → [max-pool] → dropout, tapping each output under `prefix`.
     /// `None` once the tap's stop layer has been reached.
-    pub(crate) fn forward_tapped(
-        &self,
-        prefix: &str,
-        x: Tensor<4>,
-        tap: &mut Tap<'_>,
-    ) -> Option<Tensor<4>> {
+    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<4>> {
         let name = |layer: &str| format!("{prefix}.{layer}");
         let x = self.conv_bn_act(x, tap, &name)?;
         let x = match &self.pool {
@@ -193,27 +157,14 @@ impl ConvBlock {
 
     /// Conv → BatchNorm → LeakyReLU; as fused kernels (the whole block for inference, BatchNorm
     /// with LeakyReLU for training) when nothing taps the layers in between.
-    fn conv_bn_act(
-        &self,
-        x: Tensor<4>,
-        tap: &mut Tap<'_>,
-        name: &dyn Fn(&str) -> String,
-    ) -> Option<Tensor<4>> {
+    fn conv_bn_act(&self, x: Tensor<4>, tap: &mut Tap<'_>, name: &dyn Fn(&str) -> String) -> Option<Tensor<4>> {
         let fuse = tap.is_plain();
-        let x = match if fuse {
-            fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x)
-        } else {
-            Err(x)
-        } {
+        let x = match if fuse { fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x) } else { Err(x) } {
             Ok(y) => return Some(y),
             Err(x) => x,
         };
         let x = tap.map(&name("conv"), self.conv_forward(x))?;
-        let x = match if fuse {
-            fer_kernels::batch_norm_leaky_train(&self.bn, &self.act, x)
-        } else {
-            Err(x)
-        } {
+        let x = match if fuse { fer_kernels::batch_norm_leaky_train(&self.bn, &self.act, x) } else { Err(x) } {
             Ok(y) => return Some(y),
             Err(x) => x,
         };
@@ -225,41 +176,23 @@ impl ConvBlock {
 impl DenseBlock {
     /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
     /// `None` once the tap's stop layer has been reached.
-    pub(crate) fn forward_tapped(
-        &self,
-        prefix: &str,
-        x: Tensor<2>,
-        tap: &mut Tap<'_>,
-    ) -> Option<Tensor<2>> {
+    pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
         let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
         let x = self.bn_act(x, tap, prefix)?;
-        tap.dense(
-            &format!("{prefix}.dropout"),
-            fer_kernels::dropout(&self.dropout, x),
-        )
+        tap.dense(&format!("{prefix}.dropout"), fer_kernels::dropout(&self.dropout, x))
     }
 
     /// [BatchNorm] → LeakyReLU; one fused kernel for training when nothing taps the layers.
     fn bn_act(&self, x: Tensor<2>, tap: &mut Tap<'_>, prefix: &str) -> Option<Tensor<2>> {
         let Some(bn) = &self.bn else {
-            return tap.dense(
-                &format!("{prefix}.act"),
-                fer_kernels::leaky_relu(&self.act, x),
-            );
+            return tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x));
         };
-        let x = match if tap.is_plain() {
-            fer_kernels::batch_norm_leaky_train(bn, &self.act, x)
-        } else {
-            Err(x)
-        } {
+        let x = match if tap.is_plain() { fer_kernels::batch_norm_leaky_train(bn, &self.act, x) } else { Err(x) } {
             Ok(y) => return Some(y),
             Err(x) => x,
         };
         let x = tap.dense(&format!("{prefix}.bn"), fer_kernels::batch_norm(bn, x))?;
-        tap.dense(
-            &format!("{prefix}.act"),
-            fer_kernels::leaky_relu(&self.act, x),
-        )
+        tap.dense(&format!("{prefix}.act"), fer_kernels::leaky_relu(&self.act, x))
     }
 }
 

@@ -16,9 +16,7 @@ impl ModelConfig {
         match name.to_ascii_lowercase().as_str() {
             "cnn" => Ok(ModelConfig::Cnn(CnnConfig::new())),
             "dnn" => Ok(ModelConfig::Dnn(DnnConfig::new())),
-            other => Err(ModelError::InvalidConfig(format!(
-                "unknown model {other:?}; valid models: cnn, dnn"
-            ))),
+            other => Err(ModelError::InvalidConfig(format!("unknown model {other:?}; valid models: cnn, dnn"))),
         }
     }
 

@@ -36,9 +36,7 @@ pub struct Dnn {
 impl DnnConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         if self.units.len() != self.dropout.len() {
-            return Err(ModelError::InvalidConfig(
-                "dnn: units and dropout need one entry per block".into(),
-            ));
+            return Err(ModelError::InvalidConfig("dnn: units and dropout need one entry per block".into()));
         }
         Ok(())
     }
@@ -52,22 +50,15 @@ impl DnnConfig {
             .map(|(&units, &p)| {
                 let block = DenseBlock {
                     dense: LinearConfig::new(in_features, units).init(device),
-                    bn: self
-                        .batch_norm
-                        .then(|| BatchNormConfig::new(units).init(device)),
-                    act: LeakyReluConfig::new()
-                        .with_negative_slope(self.leaky_slope)
-                        .init(),
+                    bn: self.batch_norm.then(|| BatchNormConfig::new(units).init(device)),
+                    act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
                     dropout: DropoutConfig::new(p).init(),
                 };
                 in_features = units;
                 block
             })
             .collect();
-        Dnn {
-            blocks,
-            logits: LinearConfig::new(in_features, self.num_classes).init(device),
-        }
+        Dnn { blocks, logits: LinearConfig::new(in_features, self.num_classes).init(device) }
     }
 }
 

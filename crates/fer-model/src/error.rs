@@ -12,14 +12,8 @@ pub enum ModelError {
     },
     #[error("{path}: not a fer model file (it does not start with the fer model header)")]
     NotAModel { path: PathBuf },
-    #[error(
-        "{path}: the file is truncated ({found} bytes of weights, the header promises {expected})"
-    )]
-    Truncated {
-        path: PathBuf,
-        expected: u64,
-        found: u64,
-    },
+    #[error("{path}: the file is truncated ({found} bytes of weights, the header promises {expected})")]
+    Truncated { path: PathBuf, expected: u64, found: u64 },
     #[error("{path}: the model config is unreadable: {reason}")]
     BadConfig { path: PathBuf, reason: String },
     #[error("{path}: the weights do not fit the architecture in its config: {reason}")]

@@ -21,14 +21,8 @@ const HEADER: usize = 8 + 4 + 4 + 8;
 /// Writes `bytes` to `path` so that a crash at any instant leaves either the old file or the
 /// new one: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     {
         let mut file = std::fs::File::create(&tmp)?;
@@ -44,14 +38,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// The model as one byte buffer (see the module docs for the layout).
 pub fn model_bytes(model: &FerModel) -> Result<Vec<u8>, ModelError> {
-    let store_err = |reason: String| ModelError::Store {
-        path: "<memory>".into(),
-        reason,
-    };
+    let store_err = |reason: String| ModelError::Store { path: "<memory>".into(), reason };
     let mut store = BurnpackStore::from_bytes(None);
-    model
-        .save_into(&mut store)
-        .map_err(|e| store_err(e.to_string()))?;
+    model.save_into(&mut store).map_err(|e| store_err(e.to_string()))?;
     let weights = store.get_bytes().map_err(|e| store_err(e.to_string()))?;
     let config = serde_json::to_vec(model.config()).map_err(|e| store_err(e.to_string()))?;
     let mut out = Vec::with_capacity(HEADER + config.len() + weights.len());
@@ -67,76 +56,43 @@ pub fn model_bytes(model: &FerModel) -> Result<Vec<u8>, ModelError> {
 /// Saves weights and config to one file, atomically.
 pub fn save_model(model: &FerModel, path: &Path) -> Result<(), ModelError> {
     let bytes = model_bytes(model).map_err(|e| match e {
-        ModelError::Store { reason, .. } => ModelError::Store {
-            path: path.into(),
-            reason,
-        },
+        ModelError::Store { reason, .. } => ModelError::Store { path: path.into(), reason },
         other => other,
     })?;
-    write_atomic(path, &bytes).map_err(|source| ModelError::Io {
-        path: path.into(),
-        source,
-    })
+    write_atomic(path, &bytes).map_err(|source| ModelError::Io { path: path.into(), source })
 }
 
 /// Reads the config and weights of a model file.
 pub fn load_model(path: &Path, device: &Device) -> Result<FerModel, ModelError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => ModelError::NotFound { path: path.into() },
-        _ => ModelError::Io {
-            path: path.into(),
-            source,
-        },
+        _ => ModelError::Io { path: path.into(), source },
     })?;
     model_from_bytes(&bytes, path, device)
 }
 
 /// Parses a model held in memory; `path` only names it in errors.
-pub fn model_from_bytes(
-    bytes: &[u8],
-    path: &Path,
-    device: &Device,
-) -> Result<FerModel, ModelError> {
+pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<FerModel, ModelError> {
     if bytes.len() < HEADER || &bytes[..8] != MAGIC {
         return Err(ModelError::NotAModel { path: path.into() });
     }
     let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
     let version = u32_at(8);
     if version != VERSION {
-        return Err(ModelError::BadConfig {
-            path: path.into(),
-            reason: format!("file format version {version}, this fer reads {VERSION}"),
-        });
+        return Err(ModelError::BadConfig { path: path.into(), reason: format!("file format version {version}, this fer reads {VERSION}") });
     }
     let config_len = u32_at(12) as usize;
     let weights_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
     let available = bytes.len().saturating_sub(HEADER + config_len) as u64;
     if bytes.len() < HEADER + config_len || available != weights_len {
-        return Err(ModelError::Truncated {
-            path: path.into(),
-            expected: weights_len,
-            found: available,
-        });
+        return Err(ModelError::Truncated { path: path.into(), expected: weights_len, found: available });
     }
-    let config: ModelConfig =
-        serde_json::from_slice(&bytes[HEADER..HEADER + config_len]).map_err(|e| {
-            ModelError::BadConfig {
-                path: path.into(),
-                reason: e.to_string(),
-            }
-        })?;
-    let mut model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig {
-        path: path.into(),
-        reason: e.to_string(),
-    })?;
+    let config: ModelConfig = serde_json::from_slice(&bytes[HEADER..HEADER + config_len])
+        .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
+    let mut model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
     let weights = Bytes::from_bytes_vec(bytes[HEADER + config_len..].to_vec());
     let mut store = BurnpackStore::from_bytes(Some(weights));
-    let result = model
-        .load_from(&mut store)
-        .map_err(|e| ModelError::Mismatch {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+    let result = model.load_from(&mut store).map_err(|e| ModelError::Mismatch { path: path.into(), reason: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(ModelError::Mismatch {
             path: path.into(),
@@ -157,12 +113,6 @@ pub fn export_safetensors(model: &FerModel, path: &Path) -> Result<(), ModelErro
     let mut store = SafetensorsStore::from_file(path)
         .skip_enum_variants(true)
         .overwrite(true)
-        .metadata(
-            "fer.model_config",
-            serde_json::to_string(model.config()).unwrap_or_default(),
-        );
-    model.save_into(&mut store).map_err(|e| ModelError::Store {
-        path: path.into(),
-        reason: e.to_string(),
-    })
+        .metadata("fer.model_config", serde_json::to_string(model.config()).unwrap_or_default());
+    model.save_into(&mut store).map_err(|e| ModelError::Store { path: path.into(), reason: e.to_string() })
 }

@@ -16,9 +16,7 @@ pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
 pub use config::ModelConfig;
 pub use dnn::{Dnn, DnnConfig};
 pub use error::ModelError;
-pub use file::{
-    export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic,
-};
+pub use file::{export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic};
 pub use model::{FerModel, Net, input_from_pixels};
 pub use summary::{LayerSummary, Summary};
 
@@ -26,6 +24,4 @@ pub use summary::{LayerSummary, Summary};
 pub const INPUT_SCALE: f32 = 255.0;
 
 /// Class names in logit order (FER2013 ids).
-pub const CLASS_NAMES: [&str; 7] = [
-    "Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral",
-];
+pub const CLASS_NAMES: [&str; 7] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];

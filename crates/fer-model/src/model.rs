@@ -17,11 +17,7 @@ pub(crate) struct Tap<'a> {
 
 impl<'a> Tap<'a> {
     fn new(callback: Option<TapFn<'a>>, stop_after: Option<&'a str>) -> Self {
-        Tap {
-            callback,
-            stop_after,
-            stopped: None,
-        }
+        Tap { callback, stop_after, stopped: None }
     }
 
     /// The layer's output to continue with, or `None` when this is the stop layer.
@@ -47,8 +43,7 @@ impl<'a> Tap<'a> {
             return Some(x);
         }
         let [batch, units] = x.dims();
-        self.map(name, x.reshape([batch, units, 1, 1]))
-            .map(|x| x.reshape([batch, units]))
+        self.map(name, x.reshape([batch, units, 1, 1])).map(|x| x.reshape([batch, units]))
     }
 }
 
@@ -85,10 +80,7 @@ impl FerModel {
             ModelConfig::Cnn(c) => Net::Cnn(c.init(device)),
             ModelConfig::Dnn(c) => Net::Dnn(c.init(device)),
         };
-        let model = FerModel {
-            net,
-            config: config.clone(),
-        };
+        let model = FerModel { net, config: config.clone() };
         model.visit(&mut Materialize);
         Ok(model)
     }
@@ -107,8 +99,7 @@ impl FerModel {
 
     /// Logits `[batch, classes]` for input `[batch, 1, 48, 48]` scaled to [0, 1].
     pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
-        self.forward_with(input, &mut Tap::new(None, None))
-            .expect("no stop layer was set")
+        self.forward_with(input, &mut Tap::new(None, None)).expect("no stop layer was set")
     }
 
     fn forward_with(&self, input: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
@@ -119,13 +110,8 @@ impl FerModel {
     }
 
     /// Forward pass that hands every named layer's output to `tap` (see [`NamedActivations`]).
-    pub fn forward_tapped(
-        &self,
-        input: Tensor<4>,
-        tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>,
-    ) -> Tensor<2> {
-        self.forward_with(input, &mut Tap::new(Some(tap), None))
-            .expect("no stop layer was set")
+    pub fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
+        self.forward_with(input, &mut Tap::new(Some(tap), None)).expect("no stop layer was set")
     }
 
     /// The output of `layer`, computing only the layers up to it (`None` for an unknown name).
@@ -145,11 +131,7 @@ impl FerModel {
         let mut shapes = Vec::new();
         self.forward_tapped(input, &mut |name, x| {
             let dims = x.dims();
-            let shape = if name.starts_with("block") {
-                dims[1..].to_vec()
-            } else {
-                vec![dims[1]]
-            };
+            let shape = if name.starts_with("block") { dims[1..].to_vec() } else { vec![dims[1]] };
             shapes.push((name.to_string(), shape));
             x
         });
@@ -166,21 +148,12 @@ impl NamedActivations for FerModel {
         CLASS_NAMES.iter().map(|s| s.to_string()).collect()
     }
 
-    fn forward_tapped(
-        &self,
-        input: Tensor<4>,
-        tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>,
-    ) -> Tensor<2> {
+    fn forward_tapped(&self, input: Tensor<4>, tap: &mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>) -> Tensor<2> {
         FerModel::forward_tapped(self, input, tap)
     }
 
-    fn forward_to(
-        &self,
-        input: Tensor<4>,
-        layer: &str,
-    ) -> Result<Tensor<4>, fer_interpret::TapError> {
-        FerModel::forward_to(self, input, layer)
-            .ok_or_else(|| fer_interpret::TapError::unknown_layer(self, layer))
+    fn forward_to(&self, input: Tensor<4>, layer: &str) -> Result<Tensor<4>, fer_interpret::TapError> {
+        FerModel::forward_to(self, input, layer).ok_or_else(|| fer_interpret::TapError::unknown_layer(self, layer))
     }
 }
 

@@ -87,13 +87,7 @@ impl Summary {
                     [c, h, w] => vec![*h, *w, *c],
                     other => other.to_vec(),
                 };
-                LayerSummary {
-                    kind: kind_of(&name).to_string(),
-                    name,
-                    output_shape,
-                    params: p,
-                    non_trainable: nt,
-                }
+                LayerSummary { kind: kind_of(&name).to_string(), name, output_shape, params: p, non_trainable: nt }
             })
             .collect();
         let total_params = model.num_params();
@@ -130,38 +124,16 @@ impl fmt::Display for Summary {
         let rule = "-".repeat(72);
         writeln!(f, "Model: \"{}\"", self.model)?;
         writeln!(f, "{}", "=".repeat(72))?;
-        writeln!(
-            f,
-            "{:<16} {:<20} {:<22} {:>10}",
-            "Layer", "Type", "Output Shape", "Param #"
-        )?;
+        writeln!(f, "{:<16} {:<20} {:<22} {:>10}", "Layer", "Type", "Output Shape", "Param #")?;
         writeln!(f, "{rule}")?;
         for l in &self.layers {
-            let shape = format!(
-                "(None, {})",
-                l.output_shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            writeln!(
-                f,
-                "{:<16} {:<20} {:<22} {:>10}",
-                l.name,
-                l.kind,
-                shape,
-                thousands(l.params)
-            )?;
+            let shape = format!("(None, {})", l.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            writeln!(f, "{:<16} {:<20} {:<22} {:>10}", l.name, l.kind, shape, thousands(l.params))?;
         }
         writeln!(f, "{}", "=".repeat(72))?;
         writeln!(f, "Total params: {}", thousands(self.total_params))?;
         writeln!(f, "Trainable params: {}", thousands(self.trainable_params))?;
-        writeln!(
-            f,
-            "Non-trainable params: {}",
-            thousands(self.non_trainable_params)
-        )?;
+        writeln!(f, "Non-trainable params: {}", thousands(self.non_trainable_params))?;
         write!(f, "{rule}")
     }
 }

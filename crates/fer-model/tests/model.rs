@@ -1,9 +1,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Distribution, Tensor};
 use fer_interpret::{NamedActivations, capture};
-use fer_model::{
-    CnnConfig, DnnConfig, FerModel, ModelConfig, ModelError, Summary, load_model, save_model,
-};
+use fer_model::{CnnConfig, DnnConfig, FerModel, ModelConfig, ModelError, Summary, load_model, save_model};
 
 fn cnn(device: &Device) -> FerModel {
     FerModel::new(&ModelConfig::Cnn(CnnConfig::new()), device).unwrap()
@@ -17,30 +15,17 @@ fn dnn(device: &Device) -> FerModel {
 fn parameter_counts_match_the_report() {
     let device = Device::flex();
     let s = Summary::of(&cnn(&device));
-    assert_eq!(
-        (s.total_params, s.trainable_params, s.non_trainable_params),
-        (4_087_879, 4_084_295, 3_584)
-    );
+    assert_eq!((s.total_params, s.trainable_params, s.non_trainable_params), (4_087_879, 4_084_295, 3_584));
     assert_eq!(s.layers.iter().map(|l| l.params).sum::<usize>(), 4_087_879);
     let d = Summary::of(&dnn(&device));
-    assert_eq!(
-        (d.total_params, d.trainable_params, d.non_trainable_params),
-        (4_099_847, 4_099_847, 0)
-    );
+    assert_eq!((d.total_params, d.trainable_params, d.non_trainable_params), (4_099_847, 4_099_847, 0));
 }
 
 #[test]
 fn output_shapes_follow_the_report_table() {
     let device = Device::flex();
     let s = Summary::of(&cnn(&device));
-    let shape = |name: &str| {
-        s.layers
-            .iter()
-            .find(|l| l.name == name)
-            .unwrap()
-            .output_shape
-            .clone()
-    };
+    let shape = |name: &str| s.layers.iter().find(|l| l.name == name).unwrap().output_shape.clone();
     assert_eq!(shape("block1.act"), [48, 48, 64]);
     assert_eq!(shape("block2.pool"), [24, 24, 64]);
     assert_eq!(shape("block3.conv"), [24, 24, 128]);
@@ -50,10 +35,7 @@ fn output_shapes_follow_the_report_table() {
     assert_eq!(shape("fc1.act"), [512]);
     assert_eq!(shape("fc2.act"), [256]);
     assert_eq!(shape("logits"), [7]);
-    assert!(
-        s.layers.iter().all(|l| l.name != "block1.pool"),
-        "block 1 has no pooling"
-    );
+    assert!(s.layers.iter().all(|l| l.name != "block1.pool"), "block 1 has no pooling");
 }
 
 #[test]
@@ -61,8 +43,7 @@ fn logits_have_the_right_shape_at_batch_1_and_128() {
     let device = Device::flex();
     for model in [cnn(&device), dnn(&device)] {
         for batch in [1, 128] {
-            let x =
-                Tensor::<4>::random([batch, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+            let x = Tensor::<4>::random([batch, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
             assert_eq!(model.forward(x).dims(), [batch, 7]);
         }
     }
@@ -73,48 +54,26 @@ fn eval_is_deterministic_and_training_is_not() {
     let device = Device::flex().autodiff();
     let model = cnn(&device);
     let x = Tensor::<4>::random([4, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
-    let a = model
-        .forward(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let b = model
-        .forward(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let a = model.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let b = model.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
     assert_ne!(a, b, "dropout should make two training passes differ");
 
     let eval = model.valid();
     let plain = Device::flex();
     let x = x.without_autodiff().to_device(&plain);
-    let c = eval
-        .forward(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let d = eval
-        .forward(x.clone())
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let c = eval.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
+    let d = eval.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(c, d);
     // Eval uses the BN running statistics (which the two training passes moved off 0/1).
     let (_, conv) = capture(&eval, x.clone(), "block1.conv").unwrap();
     let (_, bn) = capture(&eval, x, "block1.bn").unwrap();
-    let fer_model::Net::Cnn(net) = &eval.net else {
-        unreachable!()
-    };
+    let fer_model::Net::Cnn(net) = &eval.net else { unreachable!() };
     let layer = &net.blocks[0].bn;
     let per_channel = |t: Tensor<1>| t.reshape([1, 64, 1, 1]);
     let mean = per_channel(layer.running_mean.value());
     let var = per_channel(layer.running_var.value());
-    assert!(
-        mean.clone().abs().sum().into_scalar::<f32>() > 0.0,
-        "training passes update the running mean"
-    );
-    let expected = (conv - mean) / (var + 1e-5).sqrt() * per_channel(layer.gamma.val())
-        + per_channel(layer.beta.val());
+    assert!(mean.clone().abs().sum().into_scalar::<f32>() > 0.0, "training passes update the running mean");
+    let expected = (conv - mean) / (var + 1e-5).sqrt() * per_channel(layer.gamma.val()) + per_channel(layer.beta.val());
     let diff = (expected - bn).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-4, "{diff}");
 }
@@ -128,16 +87,9 @@ fn save_and_load_round_trip_is_bit_identical() {
         save_model(&model, &path).unwrap();
         let loaded = load_model(&path, &device).unwrap();
         let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
-        let a = model
-            .forward(x.clone())
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let a = model.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
         let b = loaded.forward(x).into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(
-            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 }
 
@@ -146,10 +98,7 @@ fn bad_model_files_give_clear_errors() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.fer");
-    assert!(matches!(
-        load_model(&missing, &device),
-        Err(ModelError::NotFound { .. })
-    ));
+    assert!(matches!(load_model(&missing, &device), Err(ModelError::NotFound { .. })));
 
     let path = dir.path().join("cnn.fer");
     save_model(&dnn(&device), &path).unwrap();
@@ -162,10 +111,7 @@ fn bad_model_files_give_clear_errors() {
 
     let junk = dir.path().join("junk.fer");
     std::fs::write(&junk, b"hello world, not a model at all").unwrap();
-    assert!(matches!(
-        load_model(&junk, &device),
-        Err(ModelError::NotAModel { .. })
-    ));
+    assert!(matches!(load_model(&junk, &device), Err(ModelError::NotAModel { .. })));
 
     // A DNN's weights under a CNN's config: another architecture.
     let cnn_bytes = fer_model::model_bytes(&cnn(&device)).unwrap();
@@ -184,29 +130,13 @@ fn every_tap_resolves_with_the_summary_shape() {
     let device = Device::flex();
     for model in [cnn(&device), dnn(&device)] {
         let summary = Summary::of(&model);
-        assert_eq!(
-            model.layer_names(),
-            summary
-                .layers
-                .iter()
-                .map(|l| l.name.clone())
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(model.layer_names(), summary.layers.iter().map(|l| l.name.clone()).collect::<Vec<_>>());
         let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
         for layer in &summary.layers {
             let (_, act) = capture(&model, x.clone(), &layer.name).unwrap();
             let [b, c, h, w] = act.dims();
-            let keras = if h == 1 && w == 1 && !layer.name.starts_with("block") {
-                vec![c]
-            } else {
-                vec![h, w, c]
-            };
-            assert_eq!(
-                (b, keras),
-                (2, layer.output_shape.clone()),
-                "{}",
-                layer.name
-            );
+            let keras = if h == 1 && w == 1 && !layer.name.starts_with("block") { vec![c] } else { vec![h, w, c] };
+            assert_eq!((b, keras), (2, layer.output_shape.clone()), "{}", layer.name);
         }
     }
 }
@@ -219,10 +149,7 @@ fn logits_tap_equals_the_forward_output() {
     let (logits, tapped) = capture(&model, x.clone(), "logits").unwrap();
     assert_eq!(tapped.reshape([3, 7]).into_data(), logits.into_data());
     let err = capture(&model, x, "block9.conv").unwrap_err().to_string();
-    assert!(
-        err.contains("block9.conv") && err.contains("block5.act"),
-        "{err}"
-    );
+    assert!(err.contains("block9.conv") && err.contains("block5.act"), "{err}");
 }
 
 #[test]
@@ -235,25 +162,14 @@ fn summary_tables_snapshot() {
 #[test]
 fn configs_are_parameters() {
     let device = Device::flex();
-    let small = CnnConfig::new()
-        .with_conv_channels(vec![8, 8, 16, 16, 16])
-        .with_dense_units(vec![32, 16]);
+    let small = CnnConfig::new().with_conv_channels(vec![8, 8, 16, 16, 16]).with_dense_units(vec![32, 16]);
     let model = FerModel::new(&ModelConfig::Cnn(small), &device).unwrap();
     assert!(model.num_params() < 100_000);
-    let bn_dnn = FerModel::new(
-        &ModelConfig::Dnn(DnnConfig::new().with_batch_norm(true)),
-        &device,
-    )
-    .unwrap();
+    let bn_dnn = FerModel::new(&ModelConfig::Dnn(DnnConfig::new().with_batch_norm(true)), &device).unwrap();
     assert!(bn_dnn.layer_names().contains(&"fc1.bn".to_string()));
     let bad = CnnConfig::new().with_pool(vec![true]);
     assert!(FerModel::new(&ModelConfig::Cnn(bad), &device).is_err());
-    assert!(
-        ModelConfig::by_name("resnet")
-            .unwrap_err()
-            .to_string()
-            .contains("cnn, dnn")
-    );
+    assert!(ModelConfig::by_name("resnet").unwrap_err().to_string().contains("cnn, dnn"));
 }
 
 #[test]

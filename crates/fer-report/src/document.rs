@@ -24,10 +24,7 @@ pub struct Document {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// `**bold**` and `` `code` `` in paragraph text, as HTML.
@@ -51,10 +48,7 @@ fn inline_html(s: &str) -> String {
 
 impl Document {
     pub fn new(title: impl Into<String>) -> Self {
-        Document {
-            title: title.into(),
-            blocks: Vec::new(),
-        }
+        Document { title: title.into(), blocks: Vec::new() }
     }
 
     pub fn push(&mut self, block: Block) -> &mut Self {
@@ -67,10 +61,7 @@ impl Document {
         for block in &self.blocks {
             md.push('\n');
             match block {
-                Block::Heading(level, text) => md.push_str(&format!(
-                    "{} {text}\n",
-                    "#".repeat((*level as usize).clamp(2, 6))
-                )),
+                Block::Heading(level, text) => md.push_str(&format!("{} {text}\n", "#".repeat((*level as usize).clamp(2, 6)))),
                 Block::Paragraph(text) => md.push_str(&format!("{text}\n")),
                 Block::Table { header, rows } => {
                     md.push_str(&format!("| {} |\n", header.join(" | ")));
@@ -79,9 +70,7 @@ impl Document {
                         md.push_str(&format!("| {} |\n", row.join(" | ")));
                     }
                 }
-                Block::Figure { path, caption } => {
-                    md.push_str(&format!("![{caption}]({path})\n\n*{caption}*\n"))
-                }
+                Block::Figure { path, caption } => md.push_str(&format!("![{caption}]({path})\n\n*{caption}*\n")),
                 Block::Code(text) => md.push_str(&format!("```text\n{}\n```\n", text.trim_end())),
             }
         }
@@ -128,9 +117,7 @@ impl Document {
                     escape(caption),
                     escape(caption)
                 )),
-                Block::Code(text) => {
-                    html.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end())))
-                }
+                Block::Code(text) => html.push_str(&format!("<pre>{}</pre>\n", escape(text.trim_end()))),
             }
         }
         html.push_str("</body>\n</html>\n");
@@ -147,22 +134,12 @@ mod tests {
         let mut d = Document::new("T <1>");
         d.push(Block::Heading(2, "Q1".into()))
             .push(Block::Paragraph("acc **0.67** with `fer`".into()))
-            .push(Block::Table {
-                header: vec!["a".into(), "b".into()],
-                rows: vec![vec!["1".into(), "2".into()]],
-            })
-            .push(Block::Figure {
-                path: "f.png".into(),
-                caption: "cap".into(),
-            })
+            .push(Block::Table { header: vec!["a".into(), "b".into()], rows: vec![vec!["1".into(), "2".into()]] })
+            .push(Block::Figure { path: "f.png".into(), caption: "cap".into() })
             .push(Block::Code("x < y".into()));
         insta::assert_snapshot!("document_markdown", d.to_markdown());
         let html = d.to_html();
-        assert!(
-            html.contains("<h1>T &lt;1&gt;</h1>")
-                && html.contains("<strong>0.67</strong>")
-                && html.contains("<code>fer</code>")
-        );
+        assert!(html.contains("<h1>T &lt;1&gt;</h1>") && html.contains("<strong>0.67</strong>") && html.contains("<code>fer</code>"));
         assert!(html.contains("<img src=\"f.png\"") && html.contains("<pre>x &lt; y</pre>"));
     }
 }

@@ -15,11 +15,7 @@ pub fn viridis(t: f32) -> [u8; 3] {
         [4.776_385, -13.745_145, -65.353_03],
         [-5.435_456, 4.645_852_6, 26.312_435],
     ];
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
     let mut rgb = [0u8; 3];
     for (ch, out) in rgb.iter_mut().enumerate() {
         let v = C.iter().rev().fold(0.0f32, |acc, c| acc * t + c[ch]);
@@ -30,33 +26,20 @@ pub fn viridis(t: f32) -> [u8; 3] {
 
 /// Scales `values` to [0, 1] by their min and max (a constant map becomes all zeros).
 pub fn normalize(values: &[f32]) -> Vec<f32> {
-    let (lo, hi) = values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(*v), hi.max(*v))
-        });
+    let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let span = hi - lo;
-    values
-        .iter()
-        .map(|v| if span > 0.0 { (v - lo) / span } else { 0.0 })
-        .collect()
+    values.iter().map(|v| if span > 0.0 { (v - lo) / span } else { 0.0 }).collect()
 }
 
 /// A map (row-major, `width` x `height`) as a viridis heat image, min-max normalised.
 pub fn heatmap(values: &[f32], width: u32, height: u32) -> RgbImage {
     let t = normalize(values);
-    RgbImage::from_fn(width, height, |x, y| {
-        Rgb(viridis(t[(y * width + x) as usize]))
-    })
+    RgbImage::from_fn(width, height, |x, y| Rgb(viridis(t[(y * width + x) as usize])))
 }
 
 /// A grayscale image from [0, 1] values (or min-max normalised when `normalise`).
 pub fn gray(values: &[f32], width: u32, height: u32, normalise: bool) -> RgbImage {
-    let t = if normalise {
-        normalize(values)
-    } else {
-        values.iter().map(|v| v.clamp(0.0, 1.0)).collect()
-    };
+    let t = if normalise { normalize(values) } else { values.iter().map(|v| v.clamp(0.0, 1.0)).collect() };
     RgbImage::from_fn(width, height, |x, y| {
         let v = (t[(y * width + x) as usize] * 255.0).round() as u8;
         Rgb([v, v, v])
@@ -76,9 +59,7 @@ pub fn overlay(face: &GrayImage, map: &[f32], alpha: f32) -> RgbImage {
 /// Nearest-neighbour enlargement by an integer factor, so 48x48 maps stay crisp.
 pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
     let f = factor.max(1);
-    RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| {
-        *img.get_pixel(x / f, y / f)
-    })
+    RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| *img.get_pixel(x / f, y / f))
 }
 
 const GLYPHS: &[(char, &str)] = &[
@@ -159,30 +140,16 @@ pub fn text_width(text: &str, scale: u32) -> u32 {
 }
 
 /// Tiles equally sized images in `columns`, each with an optional label above it.
-pub fn grid(
-    tiles: &[RgbImage],
-    labels: &[String],
-    columns: usize,
-    gap: u32,
-    label_scale: u32,
-) -> RgbImage {
+pub fn grid(tiles: &[RgbImage], labels: &[String], columns: usize, gap: u32, label_scale: u32) -> RgbImage {
     let Some(first) = tiles.first() else {
         return RgbImage::new(1, 1);
     };
     let (tw, th) = (first.width(), first.height());
     let columns = columns.max(1).min(tiles.len());
     let rows = tiles.len().div_ceil(columns);
-    let label_h = if labels.is_empty() {
-        0
-    } else {
-        5 * label_scale + 2 * label_scale
-    };
+    let label_h = if labels.is_empty() { 0 } else { 5 * label_scale + 2 * label_scale };
     let (cell_w, cell_h) = (tw + gap, th + gap + label_h);
-    let mut out = RgbImage::from_pixel(
-        columns as u32 * cell_w + gap,
-        rows as u32 * cell_h + gap,
-        Rgb([255, 255, 255]),
-    );
+    let mut out = RgbImage::from_pixel(columns as u32 * cell_w + gap, rows as u32 * cell_h + gap, Rgb([255, 255, 255]));
     for (i, tile) in tiles.iter().enumerate() {
         let (col, row) = ((i % columns) as u32, (i / columns) as u32);
         let (x0, y0) = (gap + col * cell_w, gap + row * cell_h);
@@ -201,43 +168,19 @@ mod tests {
     #[test]
     fn viridis_matches_matplotlib_at_known_points() {
         // matplotlib's viridis: 0 -> #440154, 0.5 -> #21918c, 1 -> #fde725.
-        let close = |a: [u8; 3], b: [u8; 3]| {
-            a.iter()
-                .zip(b)
-                .all(|(x, y)| (*x as i32 - y as i32).abs() <= 4)
-        };
-        assert!(
-            close(viridis(0.0), [0x44, 0x01, 0x54]),
-            "{:?}",
-            viridis(0.0)
-        );
-        assert!(
-            close(viridis(0.5), [0x21, 0x91, 0x8c]),
-            "{:?}",
-            viridis(0.5)
-        );
-        assert!(
-            close(viridis(1.0), [0xfd, 0xe7, 0x25]),
-            "{:?}",
-            viridis(1.0)
-        );
+        let close = |a: [u8; 3], b: [u8; 3]| a.iter().zip(b).all(|(x, y)| (*x as i32 - y as i32).abs() <= 4);
+        assert!(close(viridis(0.0), [0x44, 0x01, 0x54]), "{:?}", viridis(0.0));
+        assert!(close(viridis(0.5), [0x21, 0x91, 0x8c]), "{:?}", viridis(0.5));
+        assert!(close(viridis(1.0), [0xfd, 0xe7, 0x25]), "{:?}", viridis(1.0));
         // Perceptually ordered: luminance rises monotonically.
         let lum = |c: [u8; 3]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
-        assert!(
-            (0..100).all(|i| lum(viridis(i as f32 / 100.0)) < lum(viridis((i + 1) as f32 / 100.0)))
-        );
+        assert!((0..100).all(|i| lum(viridis(i as f32 / 100.0)) < lum(viridis((i + 1) as f32 / 100.0))));
     }
 
     #[test]
     fn grid_places_tiles_and_labels() {
         let tile = RgbImage::from_pixel(4, 4, Rgb([10, 20, 30]));
-        let g = grid(
-            &[tile.clone(), tile.clone(), tile],
-            &["A".into(), "B".into(), "C".into()],
-            2,
-            1,
-            1,
-        );
+        let g = grid(&[tile.clone(), tile.clone(), tile], &["A".into(), "B".into(), "C".into()], 2, 1, 1);
         assert_eq!((g.width(), g.height()), (11, 2 * (4 + 1 + 7) + 1));
         assert_eq!(g.get_pixel(1, 8).0, [10, 20, 30]);
         assert_eq!(g.get_pixel(2, 1).0, [0, 0, 0], "the A's top bar");

@@ -6,7 +6,5 @@ pub mod charts;
 pub mod document;
 pub mod draw;
 
-pub use charts::{
-    Series, attribution_panel, channel_grid, confusion_chart, line_chart, probability_chart, titled,
-};
+pub use charts::{Series, attribution_panel, channel_grid, confusion_chart, line_chart, probability_chart, titled};
 pub use document::{Block, Document};

@@ -47,20 +47,9 @@ impl BatchPlan {
     /// With `steps_per_epoch`, an epoch draws `steps x batch_size` faces from successive
     /// reshuffles of the data (Keras' `fit_generator` over a `flow`); without, it is one shuffled
     /// pass with a smaller last batch.
-    pub fn new(
-        faces: usize,
-        batch_size: usize,
-        steps_per_epoch: Option<usize>,
-        seed: u64,
-    ) -> BatchPlan {
+    pub fn new(faces: usize, batch_size: usize, steps_per_epoch: Option<usize>, seed: u64) -> BatchPlan {
         let steps = steps_per_epoch.unwrap_or(faces.div_ceil(batch_size));
-        BatchPlan {
-            faces,
-            batch_size,
-            steps,
-            seed,
-            one_pass: steps_per_epoch.is_none(),
-        }
+        BatchPlan { faces, batch_size, steps, seed, one_pass: steps_per_epoch.is_none() }
     }
 
     pub fn steps(&self) -> usize {
@@ -68,11 +57,7 @@ impl BatchPlan {
     }
 
     pub fn epoch_order(&self, epoch: usize) -> Vec<usize> {
-        let wanted = (self.steps * self.batch_size).min(if self.one_pass {
-            self.faces
-        } else {
-            usize::MAX
-        });
+        let wanted = (self.steps * self.batch_size).min(if self.one_pass { self.faces } else { usize::MAX });
         let mut rng = Rng::seed(mix(self.seed, 1, epoch as u64, 0));
         let mut order = Vec::with_capacity(wanted);
         while order.len() < wanted && self.faces > 0 {
@@ -93,60 +78,32 @@ impl BatchPlan {
 }
 
 /// Prepares one batch: each face augmented with its own generator, seeded by its position.
-pub fn make_batch(
-    data: &Dataset,
-    indices: &[usize],
-    augment: &AugmentConfig,
-    seed: u64,
-    epoch: usize,
-    step: usize,
-) -> Batch {
+pub fn make_batch(data: &Dataset, indices: &[usize], augment: &AugmentConfig, seed: u64, epoch: usize, step: usize) -> Batch {
     let mut images = vec![0.0f32; indices.len() * PIXELS];
-    images
-        .par_chunks_mut(PIXELS)
-        .zip(indices.par_iter())
-        .enumerate()
-        .for_each(|(k, (out, &i))| {
-            if augment.is_none() {
-                for (o, p) in out.iter_mut().zip(data.image(i)) {
-                    *o = *p as f32;
-                }
-            } else {
-                let mut rng = Rng::seed(mix(seed, 2 + epoch as u64, step as u64, k as u64));
-                augment.augment_f32(data.image(i), &mut rng, out);
+    images.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(k, (out, &i))| {
+        if augment.is_none() {
+            for (o, p) in out.iter_mut().zip(data.image(i)) {
+                *o = *p as f32;
             }
-            for v in out.iter_mut() {
-                *v /= fer_model::INPUT_SCALE;
-            }
-        });
-    let labels = indices
-        .iter()
-        .map(|&i| data.label(i).map_or(0, |l| l.id() as i64))
-        .collect();
+        } else {
+            let mut rng = Rng::seed(mix(seed, 2 + epoch as u64, step as u64, k as u64));
+            augment.augment_f32(data.image(i), &mut rng, out);
+        }
+        for v in out.iter_mut() {
+            *v /= fer_model::INPUT_SCALE;
+        }
+    });
+    let labels = indices.iter().map(|&i| data.label(i).map_or(0, |l| l.id() as i64)).collect();
     Batch { images, labels }
 }
 
 /// Batches of `epoch` from `start_step` on, prepared on a background thread two steps ahead.
-pub(crate) fn prefetch(
-    data: Arc<Dataset>,
-    plan: BatchPlan,
-    augment: AugmentConfig,
-    seed: u64,
-    epoch: usize,
-    start_step: usize,
-) -> Receiver<Batch> {
+pub(crate) fn prefetch(data: Arc<Dataset>, plan: BatchPlan, augment: AugmentConfig, seed: u64, epoch: usize, start_step: usize) -> Receiver<Batch> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
         let order = plan.epoch_order(epoch);
         for step in start_step..plan.steps() {
-            let batch = make_batch(
-                &data,
-                plan.step_indices(&order, step),
-                &augment,
-                seed,
-                epoch,
-                step,
-            );
+            let batch = make_batch(&data, plan.step_indices(&order, step), &augment, seed, epoch, step);
             if tx.send(batch).is_err() {
                 return;
             }

@@ -66,20 +66,12 @@ pub(crate) fn save_checkpoint(
     ema: Option<&Ema>,
 ) -> Result<(), TrainError> {
     let path = checkpoint_path(run_dir);
-    let bad = |reason: String| TrainError::BadCheckpoint {
-        path: path.clone(),
-        reason,
-    };
+    let bad = |reason: String| TrainError::BadCheckpoint { path: path.clone(), reason };
     let state_json = serde_json::to_vec(state).map_err(|e| bad(e.to_string()))?;
     let model_bytes = fer_model::model_bytes(model)?;
     let optim_bytes = optim.into_bytes().map_err(|e| bad(e.to_string()))?;
     let ema_bytes = ema.map(Ema::to_bytes).unwrap_or_default();
-    let parts = [
-        &state_json[..],
-        &model_bytes[..],
-        &optim_bytes[..],
-        &ema_bytes[..],
-    ];
+    let parts = [&state_json[..], &model_bytes[..], &optim_bytes[..], &ema_bytes[..]];
     let mut out = Vec::with_capacity(40 + parts.iter().map(|p| p.len()).sum::<usize>());
     out.extend_from_slice(MAGIC);
     for part in parts {
@@ -95,10 +87,7 @@ pub(crate) fn save_checkpoint(
 pub fn load_checkpoint(run_dir: &Path, device: &Device) -> Result<Checkpoint, TrainError> {
     let path = checkpoint_path(run_dir);
     let bytes = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
-    let bad = |reason: &str| TrainError::BadCheckpoint {
-        path: path.clone(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| TrainError::BadCheckpoint { path: path.clone(), reason: reason.into() };
     let parts = match bytes.get(..8) {
         Some(m) if m == MAGIC_V1 => 3,
         Some(m) if m == MAGIC => 4,
@@ -108,12 +97,8 @@ pub fn load_checkpoint(run_dir: &Path, device: &Device) -> Result<Checkpoint, Tr
     if bytes.len() < header {
         return Err(bad("truncated"));
     }
-    let lens: Vec<u64> = (0..parts)
-        .map(|i| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default()))
-        .collect();
-    let total = lens
-        .iter()
-        .try_fold(header as u64, |acc, &l| acc.checked_add(l));
+    let lens: Vec<u64> = (0..parts).map(|i| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default())).collect();
+    let total = lens.iter().try_fold(header as u64, |acc, &l| acc.checked_add(l));
     if total != Some(bytes.len() as u64) {
         return Err(bad("truncated, or its header does not match its length"));
     }
@@ -123,11 +108,8 @@ pub fn load_checkpoint(run_dir: &Path, device: &Device) -> Result<Checkpoint, Tr
         at += l as usize;
         part
     });
-    let (state_bytes, model_bytes, optim_bytes) = (
-        sections.next().unwrap_or_default(),
-        sections.next().unwrap_or_default(),
-        sections.next().unwrap_or_default(),
-    );
+    let (state_bytes, model_bytes, optim_bytes) =
+        (sections.next().unwrap_or_default(), sections.next().unwrap_or_default(), sections.next().unwrap_or_default());
     let ema_bytes = sections.next().unwrap_or_default();
     let state: TrainState = serde_json::from_slice(state_bytes).map_err(|e| bad(&e.to_string()))?;
     let model = fer_model::model_from_bytes(model_bytes, &path, device)?;
@@ -135,28 +117,13 @@ pub fn load_checkpoint(run_dir: &Path, device: &Device) -> Result<Checkpoint, Tr
         None
     } else {
         let expected = flatten(&model).len();
-        Some(
-            Ema::from_bytes(ema_bytes, expected)
-                .ok_or_else(|| bad("the weight average does not fit the model"))?,
-        )
+        Some(Ema::from_bytes(ema_bytes, expected).ok_or_else(|| bad("the weight average does not fit the model"))?)
     };
-    Ok(Checkpoint {
-        state,
-        model,
-        optimizer: optim_bytes.to_vec(),
-        ema,
-    })
+    Ok(Checkpoint { state, model, optimizer: optim_bytes.to_vec(), ema })
 }
 
-pub(crate) fn restore_optimizer(
-    optim: ModuleOptimizer,
-    bytes: Vec<u8>,
-    path: &Path,
-) -> Result<ModuleOptimizer, TrainError> {
+pub(crate) fn restore_optimizer(optim: ModuleOptimizer, bytes: Vec<u8>, path: &Path) -> Result<ModuleOptimizer, TrainError> {
     optim
         .from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::BadCheckpoint {
-            path: path.into(),
-            reason: format!("optimizer state: {e}"),
-        })
+        .map_err(|e| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {e}") })
 }

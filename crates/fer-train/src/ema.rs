@@ -22,8 +22,7 @@ struct Flatten<'a>(&'a mut Vec<f32>);
 impl ModuleVisitor for Flatten<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let data = param.val().into_data().convert::<f32>();
-        self.0
-            .extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
+        self.0.extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
     }
 }
 
@@ -41,11 +40,7 @@ impl ModuleMapper for Unflatten<'_> {
         let end = (self.at + n).min(self.values.len());
         let slice = &self.values[self.at..end];
         self.at = end;
-        let tensor = if slice.len() == n {
-            Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device())
-        } else {
-            tensor
-        };
+        let tensor = if slice.len() == n { Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device()) } else { tensor };
         Param::from_mapped_value(id, tensor, mapper)
     }
 }
@@ -60,11 +55,7 @@ pub fn flatten(model: &FerModel) -> Vec<f32> {
 impl Ema {
     /// Starts the average at the model's current weights.
     pub fn new(decay: f64, model: &FerModel) -> Ema {
-        Ema {
-            decay,
-            weights: flatten(model),
-            updates: 0,
-        }
+        Ema { decay, weights: flatten(model), updates: 0 }
     }
 
     /// The decay used for the next update: the configured one, but shorter while few updates
@@ -102,10 +93,7 @@ impl Ema {
 
     /// `template` (any model of the same architecture) carrying the averaged weights.
     pub fn apply(&self, template: FerModel) -> FerModel {
-        template.map(&mut Unflatten {
-            values: &self.weights,
-            at: 0,
-        })
+        template.map(&mut Unflatten { values: &self.weights, at: 0 })
     }
 
     /// `decay`, update count, then the weights, little-endian.
@@ -127,15 +115,8 @@ impl Ema {
         }
         let decay = f64::from_le_bytes(bytes[0..8].try_into().ok()?);
         let updates = u64::from_le_bytes(bytes[8..16].try_into().ok()?);
-        let weights = bytes[16..]
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Some(Ema {
-            decay,
-            weights,
-            updates,
-        })
+        let weights = bytes[16..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        Some(Ema { decay, weights, updates })
     }
 }
 
@@ -145,22 +126,14 @@ mod tests {
 
     #[test]
     fn update_matches_a_hand_computation() {
-        let mut ema = Ema {
-            decay: 0.9,
-            weights: vec![1.0, -2.0],
-            updates: 100,
-        };
+        let mut ema = Ema { decay: 0.9, weights: vec![1.0, -2.0], updates: 100 };
         ema.update_from(&[3.0, 2.0]);
         // d = min(0.9, 101/110) = 0.9: 0.9*1 + 0.1*3 = 1.2; 0.9*-2 + 0.1*2 = -1.6.
         assert!((ema.weights[0] - 1.2).abs() < 1e-6 && (ema.weights[1] + 1.6).abs() < 1e-6);
         assert_eq!(ema.updates(), 101);
 
         // Warm-up: the first update uses d = 1/10, so the new weights dominate.
-        let mut fresh = Ema {
-            decay: 0.999,
-            weights: vec![0.0],
-            updates: 0,
-        };
+        let mut fresh = Ema { decay: 0.999, weights: vec![0.0], updates: 0 };
         assert!((fresh.effective_decay() - 0.1).abs() < 1e-12);
         fresh.update_from(&[10.0]);
         assert!((fresh.weights[0] - 9.0).abs() < 1e-5);
@@ -168,11 +141,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_reject_wrong_sizes() {
-        let ema = Ema {
-            decay: 0.998,
-            weights: vec![0.5, -1.25, 3.0],
-            updates: 7,
-        };
+        let ema = Ema { decay: 0.998, weights: vec![0.5, -1.25, 3.0], updates: 7 };
         let bytes = ema.to_bytes();
         assert_eq!(Ema::from_bytes(&bytes, 3), Some(ema));
         assert_eq!(Ema::from_bytes(&bytes, 4), None);

@@ -20,22 +20,12 @@ pub enum TrainError {
     BadCheckpoint { path: PathBuf, reason: String },
     #[error("{path}: not a run folder: {reason}")]
     BadRun { path: PathBuf, reason: String },
-    #[error(
-        "training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last good checkpoint is kept in {run}"
-    )]
-    NonFiniteLoss {
-        epoch: usize,
-        step: usize,
-        loss: f32,
-        run: PathBuf,
-    },
+    #[error("training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last good checkpoint is kept in {run}")]
+    NonFiniteLoss { epoch: usize, step: usize, loss: f32, run: PathBuf },
 }
 
 impl TrainError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io {
-            path: path.into(),
-            source,
-        }
+        TrainError::Io { path: path.into(), source }
     }
 }

@@ -45,9 +45,7 @@ impl Tta {
             "none" => Ok(Tta::None),
             "flip" => Ok(Tta::Flip),
             "crops" => Ok(Tta::Crops),
-            other => Err(crate::TrainError::InvalidOption(format!(
-                "unknown test-time augmentation {other:?}; valid: none, flip, crops"
-            ))),
+            other => Err(crate::TrainError::InvalidOption(format!("unknown test-time augmentation {other:?}; valid: none, flip, crops"))),
         }
     }
 
@@ -69,12 +67,7 @@ impl Tta {
         let mut views = Vec::new();
         for flip_horizontal in [false, true] {
             for &(tx, ty) in shifts {
-                views.push(AffineParams {
-                    tx,
-                    ty,
-                    flip_horizontal,
-                    ..AffineParams::default()
-                });
+                views.push(AffineParams { tx, ty, flip_horizontal, ..AffineParams::default() });
             }
         }
         views
@@ -83,23 +76,12 @@ impl Tta {
 
 /// Softmax probabilities for every face, averaged over `models` (an ensemble of one or more).
 /// Models must be in inference mode (not on an autodiff device).
-pub fn predict_probabilities(
-    models: &[FerModel],
-    data: &Dataset,
-    device: &Device,
-    batch_size: usize,
-) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_probabilities(models: &[FerModel], data: &Dataset, device: &Device, batch_size: usize) -> Vec<[f32; NUM_CLASSES]> {
     predict_probabilities_tta(models, data, device, batch_size, Tta::None)
 }
 
 /// [`predict_probabilities`], also averaged over the views of `tta`.
-pub fn predict_probabilities_tta(
-    models: &[FerModel],
-    data: &Dataset,
-    device: &Device,
-    batch_size: usize,
-    tta: Tta,
-) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_probabilities_tta(models: &[FerModel], data: &Dataset, device: &Device, batch_size: usize, tta: Tta) -> Vec<[f32; NUM_CLASSES]> {
     let mut out = vec![[0.0f32; NUM_CLASSES]; data.len()];
     let views = tta.views();
     let scale = 1.0 / (models.len().max(1) * views.len()) as f32;
@@ -111,10 +93,7 @@ pub fn predict_probabilities_tta(
                 fer_model::input_from_pixels(pixels, end - start, SIDE, device)
             } else {
                 // Integer shifts and mirroring land on pixel centres: the u8 values are exact.
-                let moved: Vec<u8> = pixels
-                    .chunks_exact(PIXELS)
-                    .flat_map(|face| apply_affine(face, view, FillMode::Nearest))
-                    .collect();
+                let moved: Vec<u8> = pixels.chunks_exact(PIXELS).flat_map(|face| apply_affine(face, view, FillMode::Nearest)).collect();
                 fer_model::input_from_pixels(&moved, end - start, SIDE, device)
             };
             add_probabilities(models, input, &mut out[start..end], scale);
@@ -123,12 +102,7 @@ pub fn predict_probabilities_tta(
     out
 }
 
-fn add_probabilities(
-    models: &[FerModel],
-    input: burn::tensor::Tensor<4>,
-    out: &mut [[f32; NUM_CLASSES]],
-    scale: f32,
-) {
+fn add_probabilities(models: &[FerModel], input: burn::tensor::Tensor<4>, out: &mut [[f32; NUM_CLASSES]], scale: f32) {
     for model in models {
         let probs = softmax(model.forward(input.clone()), 1).into_data();
         let probs: Vec<f32> = probs.convert::<f32>().try_into_vec().unwrap_or_default();
@@ -167,27 +141,13 @@ impl Evaluation {
                 let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
                 let precision = ratio(confusion[c][c], predicted);
                 let recall = ratio(confusion[c][c], support);
-                let f1 = if precision + recall == 0.0 {
-                    0.0
-                } else {
-                    2.0 * precision * recall / (precision + recall)
-                };
-                ClassMetrics {
-                    class: e.name().into(),
-                    precision,
-                    recall,
-                    f1,
-                    support,
-                }
+                let f1 = if precision + recall == 0.0 { 0.0 } else { 2.0 * precision * recall / (precision + recall) };
+                ClassMetrics { class: e.name().into(), precision, recall, f1, support }
             })
             .collect();
         Evaluation {
             count,
-            accuracy: if count == 0 {
-                0.0
-            } else {
-                correct as f64 / count as f64
-            },
+            accuracy: if count == 0 { 0.0 } else { correct as f64 / count as f64 },
             loss: if count == 0 { 0.0 } else { loss / count as f64 },
             per_class,
             confusion_matrix: confusion,
@@ -243,10 +203,7 @@ mod tests {
         assert_eq!((fear.precision, fear.recall, fear.support), (1.0, 0.5, 2));
         let sad = &e.per_class[4];
         assert_eq!((sad.precision, sad.recall), (0.5, 1.0));
-        assert!(
-            e.confusion_csv()
-                .starts_with("true\\predicted,Angry,Disgust")
-        );
+        assert!(e.confusion_csv().starts_with("true\\predicted,Angry,Disgust"));
     }
 
     #[test]
@@ -260,10 +217,7 @@ mod tests {
         assert_eq!(crops.iter().filter(|v| v.flip_horizontal).count(), 5);
         assert_eq!(Tta::parse("crops").unwrap(), Tta::Crops);
         assert!(Tta::parse("mirror").is_err());
-        let choice = EvalChoice {
-            weights: crate::Weights::Ema,
-            tta: Tta::Flip,
-        };
+        let choice = EvalChoice { weights: crate::Weights::Ema, tta: Tta::Flip };
         assert_eq!(choice.suffix(), "-ema-tta-flip");
         assert_eq!(EvalChoice::default().suffix(), "");
     }
@@ -301,12 +255,7 @@ impl EvalChoice {
 
 /// Evaluates a run (its best model, or its ensemble's members averaged) on one split and writes
 /// `eval-<split>.json`, `confusion-<split>.csv` and `predictions-<split>.csv` into the run folder.
-pub fn evaluate_run(
-    run_dir: &std::path::Path,
-    data: &Dataset,
-    split: &str,
-    device: &Device,
-) -> Result<RunEvaluation, crate::TrainError> {
+pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, device: &Device) -> Result<RunEvaluation, crate::TrainError> {
     evaluate_run_with(run_dir, data, split, device, EvalChoice::default())
 }
 
@@ -319,12 +268,9 @@ pub fn evaluate_run_with(
     device: &Device,
     choice: EvalChoice,
 ) -> Result<RunEvaluation, crate::TrainError> {
-    let part =
-        data.select_splits(&[split])
-            .map_err(|available| crate::TrainError::MissingSplit {
-                wanted: split.into(),
-                available: available.join(", "),
-            })?;
+    let part = data
+        .select_splits(&[split])
+        .map_err(|available| crate::TrainError::MissingSplit { wanted: split.into(), available: available.join(", ") })?;
     let split = fer_data::canonical_split_name(split);
     let mut models = Vec::new();
     for path in crate::ensemble_members(run_dir, choice.weights)? {
@@ -350,10 +296,7 @@ pub fn evaluate_run_with(
     .unwrap_or_default();
     let suffix = choice.suffix();
     write(format!("eval-{split}{suffix}.json"), &json)?;
-    write(
-        format!("confusion-{split}{suffix}.csv"),
-        evaluation.confusion_csv().as_bytes(),
-    )?;
+    write(format!("confusion-{split}{suffix}.csv"), evaluation.confusion_csv().as_bytes())?;
     let mut csv = String::from("index,label,predicted");
     for e in Emotion::ALL {
         csv.push_str(&format!(",p_{}", e.folder_name()));
@@ -368,10 +311,5 @@ pub fn evaluate_run_with(
         csv.push('\n');
     }
     write(format!("predictions-{split}{suffix}.csv"), csv.as_bytes())?;
-    Ok(RunEvaluation {
-        split,
-        members: models.len(),
-        evaluation,
-        probabilities,
-    })
+    Ok(RunEvaluation { split, members: models.len(), evaluation, probabilities })
 }

@@ -22,11 +22,11 @@ pub use checkpoint::{Checkpoint, TrainState, load_checkpoint};
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
 pub use eval::{
-    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run,
-    evaluate_run_with, predict_probabilities, predict_probabilities_tta,
+    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run, evaluate_run_with, predict_probabilities,
+    predict_probabilities_tta,
 };
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
 pub use train::{
-    EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, Weights,
-    ensemble_members, loss_function, read_run_config, resume, train, train_ensemble,
+    EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, Weights, ensemble_members, loss_function, read_run_config, resume, train,
+    train_ensemble,
 };

@@ -17,11 +17,7 @@ pub struct AdamParams {
 
 impl Default for AdamParams {
     fn default() -> Self {
-        AdamParams {
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-        }
+        AdamParams { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7 }
     }
 }
 
@@ -55,25 +51,15 @@ impl Schedule {
         match name {
             "constant" => Ok(Schedule::Constant),
             "cosine" => Ok(Schedule::Cosine { min_factor: 0.01 }),
-            "plateau" | "reduce-on-plateau" => Ok(Schedule::ReduceOnPlateau {
-                factor: 0.5,
-                patience: 3,
-                min_lr: 1e-6,
-            }),
+            "plateau" | "reduce-on-plateau" => Ok(Schedule::ReduceOnPlateau { factor: 0.5, patience: 3, min_lr: 1e-6 }),
             "one-cycle" | "onecycle" => Ok(Schedule::one_cycle()),
-            other => Err(TrainError::InvalidOption(format!(
-                "unknown schedule {other:?}; valid: constant, cosine, plateau, one-cycle"
-            ))),
+            other => Err(TrainError::InvalidOption(format!("unknown schedule {other:?}; valid: constant, cosine, plateau, one-cycle"))),
         }
     }
 
     /// The fast recipe's schedule: 15% warm-up from a tenth of the peak, cosine down to zero.
     pub fn one_cycle() -> Schedule {
-        Schedule::OneCycle {
-            warmup: 0.15,
-            start_factor: 0.1,
-            end_factor: 0.0,
-        }
+        Schedule::OneCycle { warmup: 0.15, start_factor: 0.1, end_factor: 0.0 }
     }
 
     /// Whether the rate changes every step (else once per epoch).
@@ -84,11 +70,7 @@ impl Schedule {
     /// The rate of a per-step schedule at `step` (0-based) of `total` steps.
     pub fn lr_at_step(&self, base: f64, step: usize, total: usize) -> f64 {
         match *self {
-            Schedule::OneCycle {
-                warmup,
-                start_factor,
-                end_factor,
-            } => {
+            Schedule::OneCycle { warmup, start_factor, end_factor } => {
                 let total = total.max(1) as f64;
                 let warm = (warmup * total).round().max(0.0);
                 let s = step as f64;
@@ -96,8 +78,7 @@ impl Schedule {
                     base * (start_factor + (1.0 - start_factor) * s / warm)
                 } else {
                     let t = ((s - warm) / (total - 1.0 - warm).max(1.0)).clamp(0.0, 1.0);
-                    base * (end_factor
-                        + (1.0 - end_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+                    base * (end_factor + (1.0 - end_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
                 }
             }
             _ => base,
@@ -174,23 +155,16 @@ impl Recipe {
         match (name, model) {
             ("report", _) => Ok(Recipe::for_model(model)),
             ("fast", ModelConfig::Cnn(_)) => Ok(Recipe::fast_cnn()),
-            ("fast", ModelConfig::Dnn(_)) => Err(TrainError::InvalidOption(
-                "--recipe fast is for the CNN; the DNN has only the report's recipe".into(),
-            )),
-            (other, _) => Err(TrainError::InvalidOption(format!(
-                "unknown recipe {other:?}; valid: report, fast"
-            ))),
+            ("fast", ModelConfig::Dnn(_)) => {
+                Err(TrainError::InvalidOption("--recipe fast is for the CNN; the DNN has only the report's recipe".into()))
+            }
+            (other, _) => Err(TrainError::InvalidOption(format!("unknown recipe {other:?}; valid: report, fast"))),
         }
     }
 
     /// The report's DNN recipe: plain epochs over the training set, no augmentation.
     pub fn report_dnn() -> Recipe {
-        Recipe {
-            epochs: 100,
-            steps_per_epoch: None,
-            augment: AugmentConfig::none(),
-            ..Recipe::report_cnn()
-        }
+        Recipe { epochs: 100, steps_per_epoch: None, augment: AugmentConfig::none(), ..Recipe::report_cnn() }
     }
 
     pub fn for_model(model: &ModelConfig) -> Recipe {
@@ -261,11 +235,7 @@ impl RunConfig {
     }
 
     pub fn tiny_dnn() -> ModelConfig {
-        ModelConfig::Dnn(
-            DnnConfig::new()
-                .with_units(vec![64, 32])
-                .with_dropout(vec![0.2, 0.2]),
-        )
+        ModelConfig::Dnn(DnnConfig::new().with_units(vec![64, 32]).with_dropout(vec![0.2, 0.2]))
     }
 
     pub fn path(run_dir: &std::path::Path) -> PathBuf {
@@ -275,16 +245,10 @@ impl RunConfig {
 
 /// `90s`, `45m`, `2h`, `1h30m`, or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, TrainError> {
-    let bad = || {
-        TrainError::InvalidOption(format!(
-            "cannot read duration {text:?}; write e.g. 90s, 45m, 2h or 1h30m"
-        ))
-    };
+    let bad = || TrainError::InvalidOption(format!("cannot read duration {text:?}; write e.g. 90s, 45m, 2h or 1h30m"));
     let text = text.trim();
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs >= 0.0)
-            .then(|| Duration::from_secs_f64(secs))
-            .ok_or_else(bad);
+        return (secs >= 0.0).then(|| Duration::from_secs_f64(secs)).ok_or_else(bad);
     }
     let mut total = 0.0;
     let mut number = String::new();
@@ -315,11 +279,7 @@ mod tests {
 
     #[test]
     fn one_cycle_rates_at_known_steps() {
-        let s = Schedule::OneCycle {
-            warmup: 0.2,
-            start_factor: 0.1,
-            end_factor: 0.0,
-        };
+        let s = Schedule::OneCycle { warmup: 0.2, start_factor: 0.1, end_factor: 0.0 };
         let lr = |step| s.lr_at_step(1.0, step, 101);
         // 20 warm-up steps from 0.1 to 1, then a half cosine over the remaining 80 to 0.
         assert!((lr(0) - 0.1).abs() < 1e-12);
@@ -336,18 +296,13 @@ mod tests {
         let cnn = ModelConfig::by_name("cnn").unwrap();
         assert_eq!(Recipe::named("report", &cnn).unwrap(), Recipe::report_cnn());
         let fast = Recipe::named("fast", &cnn).unwrap();
-        assert!(
-            fast.ema_decay.is_some() && fast.label_smoothing > 0.0 && fast.schedule.is_per_step()
-        );
+        assert!(fast.ema_decay.is_some() && fast.label_smoothing > 0.0 && fast.schedule.is_per_step());
         fast.validate().unwrap();
         assert!(Recipe::named("fast", &ModelConfig::by_name("dnn").unwrap()).is_err());
         assert!(Recipe::named("quick", &cnn).is_err());
         // The report's recipe serialises as before (old config.json files stay readable and equal).
         let json = serde_json::to_string(&Recipe::report_cnn()).unwrap();
-        assert!(
-            !json.contains("ema") && !json.contains("smoothing"),
-            "{json}"
-        );
+        assert!(!json.contains("ema") && !json.contains("smoothing"), "{json}");
         let back: Recipe = serde_json::from_str(&json).unwrap();
         assert_eq!(back, Recipe::report_cnn());
     }

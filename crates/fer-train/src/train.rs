@@ -12,9 +12,7 @@ use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::{BatchPlan, batch_to_tensors, mix, prefetch};
-use crate::checkpoint::{
-    TrainState, checkpoint_path, load_checkpoint, restore_optimizer, save_checkpoint,
-};
+use crate::checkpoint::{TrainState, checkpoint_path, load_checkpoint, restore_optimizer, save_checkpoint};
 use crate::ema::Ema;
 use crate::{Evaluation, Recipe, RunConfig, Schedule, TrainError, evaluate};
 
@@ -59,8 +57,7 @@ pub struct StepInfo {
 
 /// Receives progress; every method has a do-nothing default.
 pub trait Observer {
-    fn on_epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize, _start_step: usize) {
-    }
+    fn on_epoch_start(&mut self, _epoch: usize, _epochs: usize, _steps: usize, _start_step: usize) {}
     fn on_step(&mut self, _info: &StepInfo) {}
     fn on_epoch(&mut self, _row: &EpochRow) {}
     fn on_message(&mut self, _message: &str) {}
@@ -97,77 +94,44 @@ pub struct TrainOutcome {
 fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
     let a = &recipe.adam;
     if recipe.weight_decay > 0.0 {
-        AdamWConfig::new()
-            .with_beta_1(a.beta_1)
-            .with_beta_2(a.beta_2)
-            .with_epsilon(a.epsilon)
-            .with_weight_decay(recipe.weight_decay)
-            .init()
+        AdamWConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).with_weight_decay(recipe.weight_decay).init()
     } else {
-        AdamConfig::new()
-            .with_beta_1(a.beta_1)
-            .with_beta_2(a.beta_2)
-            .with_epsilon(a.epsilon)
-            .init()
+        AdamConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).init()
     }
 }
 
 /// The recipe's training loss: cross-entropy on logits, with label smoothing when asked.
 pub fn loss_function(recipe: &Recipe, device: &Device) -> CrossEntropyLoss {
     let smoothing = (recipe.label_smoothing > 0.0).then_some(recipe.label_smoothing);
-    CrossEntropyLossConfig::new()
-        .with_smoothing(smoothing)
-        .init(device)
+    CrossEntropyLossConfig::new().with_smoothing(smoothing).init(device)
 }
 
 fn splits(config: &RunConfig, data: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
     let pick = |names: &[&str]| {
-        data.select_splits(names)
-            .map_err(|available| TrainError::MissingSplit {
-                wanted: names.join(","),
-                available: available.join(", "),
-            })
+        data.select_splits(names).map_err(|available| TrainError::MissingSplit { wanted: names.join(","), available: available.join(", ") })
     };
     let train_names: Vec<&str> = config.train_splits.iter().map(String::as_str).collect();
     let train = pick(&train_names)?;
     let val = pick(&[config.val_split.as_str()])?;
     if train.is_empty() || train.unlabelled() > 0 {
-        return Err(TrainError::InvalidOption(format!(
-            "the training splits {train_names:?} need labelled faces"
-        )));
+        return Err(TrainError::InvalidOption(format!("the training splits {train_names:?} need labelled faces")));
     }
     Ok((train, val))
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), TrainError> {
-    let text =
-        serde_json::to_vec_pretty(value).map_err(|e| TrainError::InvalidOption(e.to_string()))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|e| TrainError::InvalidOption(e.to_string()))?;
     fer_model::write_atomic(path, &text).map_err(|e| TrainError::io(path, e))
 }
 
 fn write_history(run_dir: &Path, rows: &[EpochRow]) -> Result<(), TrainError> {
     let with_ema = rows.iter().any(|r| r.ema_val_acc.is_some());
-    let mut csv = String::from(
-        "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds",
-    );
-    csv.push_str(if with_ema {
-        ",ema_val_loss,ema_val_acc\n"
-    } else {
-        "\n"
-    });
+    let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds");
+    csv.push_str(if with_ema { ",ema_val_loss,ema_val_acc\n" } else { "\n" });
     for r in rows {
         csv.push_str(&format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:e},{:.3},{:.2},{:.3},{:.3}",
-            r.epoch,
-            r.train_loss,
-            r.train_acc,
-            r.val_loss,
-            r.val_acc,
-            r.lr,
-            r.seconds,
-            r.images_per_s,
-            r.eval_seconds,
-            r.wall_seconds
+            r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.seconds, r.images_per_s, r.eval_seconds, r.wall_seconds
         ));
         if with_ema {
             let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
@@ -180,20 +144,13 @@ fn write_history(run_dir: &Path, rows: &[EpochRow]) -> Result<(), TrainError> {
 }
 
 /// Starts a new run in `run_dir` (which must not hold a checkpoint yet).
-pub fn train(
-    run_dir: &Path,
-    config: &RunConfig,
-    data: &Dataset,
-    device: &Device,
-    options: TrainOptions<'_>,
-) -> Result<TrainOutcome, TrainError> {
+pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
     config.recipe.validate()?;
     config.model.validate()?;
     if checkpoint_path(run_dir).exists() {
         return Err(TrainError::BadRun {
             path: run_dir.into(),
-            reason: "it already holds a run; continue it with --resume, or choose a new --out"
-                .into(),
+            reason: "it already holds a run; continue it with --resume, or choose a new --out".into(),
         });
     }
     let (train_set, val_set) = splits(config, data)?;
@@ -202,94 +159,44 @@ pub fn train(
     let ad = device.clone().autodiff();
     ad.seed(mix(config.recipe.seed, 0, 0, 0));
     let model = FerModel::new(&config.model, &ad)?;
-    let state = TrainState {
-        lr: config.recipe.lr,
-        ..TrainState::default()
-    };
+    let state = TrainState { lr: config.recipe.lr, ..TrainState::default() };
     let ema = config.recipe.ema_decay.map(|d| Ema::new(d, &model));
-    run_loop(
-        run_dir,
-        config,
-        train_set,
-        val_set,
-        device,
-        model,
-        optimizer(&config.recipe),
-        state,
-        ema,
-        options,
-    )
+    run_loop(run_dir, config, train_set, val_set, device, model, optimizer(&config.recipe), state, ema, options)
 }
 
 /// Reads a run folder's config.
 pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
     let path = RunConfig::path(run_dir);
-    let text = std::fs::read(&path).map_err(|e| TrainError::BadRun {
-        path: run_dir.into(),
-        reason: format!("cannot read {}: {e}", path.display()),
-    })?;
-    serde_json::from_slice(&text).map_err(|e| TrainError::BadRun {
-        path: path.clone(),
-        reason: e.to_string(),
-    })
+    let text =
+        std::fs::read(&path).map_err(|e| TrainError::BadRun { path: run_dir.into(), reason: format!("cannot read {}: {e}", path.display()) })?;
+    serde_json::from_slice(&text).map_err(|e| TrainError::BadRun { path: path.clone(), reason: e.to_string() })
 }
 
 /// Continues a run from its last checkpoint.
-pub fn resume(
-    run_dir: &Path,
-    data: &Dataset,
-    device: &Device,
-    options: TrainOptions<'_>,
-) -> Result<TrainOutcome, TrainError> {
+pub fn resume(run_dir: &Path, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
     let config = read_run_config(run_dir)?;
     let (train_set, val_set) = splits(&config, data)?;
     let ad = device.clone().autodiff();
     let checkpoint = load_checkpoint(run_dir, &ad)?;
-    let optim = restore_optimizer(
-        optimizer(&config.recipe),
-        checkpoint.optimizer,
-        &checkpoint_path(run_dir),
-    )?;
+    let optim = restore_optimizer(optimizer(&config.recipe), checkpoint.optimizer, &checkpoint_path(run_dir))?;
     write_history(run_dir, &checkpoint.state.history)?;
     let ema = match (config.recipe.ema_decay, checkpoint.ema) {
         (Some(_), Some(ema)) => Some(ema),
         (Some(d), None) => Some(Ema::new(d, &checkpoint.model)),
         (None, _) => None,
     };
-    run_loop(
-        run_dir,
-        &config,
-        train_set,
-        val_set,
-        device,
-        checkpoint.model,
-        optim,
-        checkpoint.state,
-        ema,
-        options,
-    )
+    run_loop(run_dir, &config, train_set, val_set, device, checkpoint.model, optim, checkpoint.state, ema, options)
 }
 
-fn next_lr(
-    schedule: &Schedule,
-    base: f64,
-    state: &mut TrainState,
-    epochs: usize,
-    val_loss: f64,
-) -> f64 {
+fn next_lr(schedule: &Schedule, base: f64, state: &mut TrainState, epochs: usize, val_loss: f64) -> f64 {
     match schedule {
         Schedule::Constant => base,
         Schedule::OneCycle { .. } => state.lr,
         Schedule::Cosine { min_factor } => {
             let t = (state.epoch + 1) as f64 / epochs.max(1) as f64;
-            base * (min_factor
-                + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
+            base * (min_factor + (1.0 - min_factor) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos()))
         }
-        Schedule::ReduceOnPlateau {
-            factor,
-            patience,
-            min_lr,
-        } => {
+        Schedule::ReduceOnPlateau { factor, patience, min_lr } => {
             if state.plateau_best_loss.is_none_or(|best| val_loss < best) {
                 state.plateau_best_loss = Some(val_loss);
                 state.plateau_bad_epochs = 0;
@@ -323,12 +230,7 @@ fn run_loop(
     let recipe = &config.recipe;
     let ad = device.clone().autodiff();
     let train_set = Arc::new(train_set);
-    let plan = BatchPlan::new(
-        train_set.len(),
-        recipe.batch_size,
-        recipe.steps_per_epoch,
-        recipe.seed,
-    );
+    let plan = BatchPlan::new(train_set.len(), recipe.batch_size, recipe.steps_per_epoch, recipe.seed);
     let total_steps = plan.steps() * recipe.epochs;
     let started = Instant::now();
     let wall_at_start = state.wall_seconds;
@@ -350,25 +252,13 @@ fn run_loop(
     while state.epoch < recipe.epochs && !state.finished {
         let epoch = state.epoch;
         observer.on_epoch_start(epoch, recipe.epochs, plan.steps(), state.step);
-        let batches = prefetch(
-            train_set.clone(),
-            plan.clone(),
-            recipe.augment.clone(),
-            recipe.seed,
-            epoch,
-            state.step,
-        );
+        let batches = prefetch(train_set.clone(), plan.clone(), recipe.augment.clone(), recipe.seed, epoch, state.step);
         for step in state.step..plan.steps() {
             let step_start = Instant::now();
             if recipe.schedule.is_per_step() {
-                state.lr =
-                    recipe
-                        .schedule
-                        .lr_at_step(recipe.lr, epoch * plan.steps() + step, total_steps);
+                state.lr = recipe.schedule.lr_at_step(recipe.lr, epoch * plan.steps() + step, total_steps);
             }
-            let batch = batches.recv().map_err(|_| {
-                TrainError::InvalidOption("the batch preparation thread stopped".into())
-            })?;
+            let batch = batches.recv().map_err(|_| TrainError::InvalidOption("the batch preparation thread stopped".into()))?;
             let n = batch.len();
             ad.seed(mix(recipe.seed, 3, epoch as u64, step as u64));
             let (images, targets) = batch_to_tensors(batch, &ad);
@@ -376,20 +266,9 @@ fn run_loop(
             let loss = loss_fn.forward(logits.clone(), targets.clone());
             let loss_value = loss.clone().into_scalar::<f32>();
             if !loss_value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    loss: loss_value,
-                    run: run_dir.into(),
-                });
+                return Err(TrainError::NonFiniteLoss { epoch: epoch + 1, step: step + 1, loss: loss_value, run: run_dir.into() });
             }
-            let correct = logits
-                .argmax(1)
-                .squeeze_dim::<1>(1)
-                .equal(targets)
-                .int()
-                .sum()
-                .into_scalar::<i64>();
+            let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum().into_scalar::<i64>();
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(state.lr, model, grads);
             if let Some(ema) = &mut ema {
@@ -425,10 +304,7 @@ fn run_loop(
                 ));
                 state.wall_seconds = wall_at_start + started.elapsed().as_secs_f64();
                 save_checkpoint(run_dir, &state, &model, &optim, ema.as_ref())?;
-                return Ok(TrainOutcome {
-                    state,
-                    stop: reason,
-                });
+                return Ok(TrainOutcome { state, stop: reason });
             }
         }
         drop(batches);
@@ -437,9 +313,7 @@ fn run_loop(
         let valid = model.valid();
         let eval: Evaluation = evaluate(std::slice::from_ref(&valid), &val_set, device);
         let ema_model = ema.as_ref().map(|e| e.apply(model.valid()));
-        let ema_eval = ema_model
-            .as_ref()
-            .map(|m| evaluate(std::slice::from_ref(m), &val_set, device));
+        let ema_eval = ema_model.as_ref().map(|m| evaluate(std::slice::from_ref(m), &val_set, device));
         let eval_seconds = eval_start.elapsed().as_secs_f64();
         let row = EpochRow {
             epoch: epoch + 1,
@@ -459,30 +333,18 @@ fn run_loop(
             state.best_val_acc = Some(eval.accuracy);
             state.best_epoch = Some(epoch + 1);
             fer_model::save_model(&valid, &run_dir.join("best.fer"))?;
-            write_json(
-                &run_dir.join("best.json"),
-                &serde_json::json!({"epoch": epoch + 1, "val_acc": eval.accuracy, "val_loss": eval.loss}),
-            )?;
+            write_json(&run_dir.join("best.json"), &serde_json::json!({"epoch": epoch + 1, "val_acc": eval.accuracy, "val_loss": eval.loss}))?;
         }
         if let (Some(m), Some(e)) = (&ema_model, &ema_eval)
             && state.best_ema_val_acc.is_none_or(|best| e.accuracy > best)
         {
             state.best_ema_val_acc = Some(e.accuracy);
             fer_model::save_model(m, &run_dir.join("best-ema.fer"))?;
-            write_json(
-                &run_dir.join("best-ema.json"),
-                &serde_json::json!({"epoch": epoch + 1, "val_acc": e.accuracy, "val_loss": e.loss}),
-            )?;
+            write_json(&run_dir.join("best-ema.json"), &serde_json::json!({"epoch": epoch + 1, "val_acc": e.accuracy, "val_loss": e.loss}))?;
         }
         state.history.push(row.clone());
         if !recipe.schedule.is_per_step() {
-            state.lr = next_lr(
-                &recipe.schedule,
-                recipe.lr,
-                &mut state,
-                recipe.epochs,
-                eval.loss,
-            );
+            state.lr = next_lr(&recipe.schedule, recipe.lr, &mut state, recipe.epochs, eval.loss);
         }
         state.epoch += 1;
         state.step = 0;
@@ -498,21 +360,12 @@ fn run_loop(
         if !state.finished
             && let Some(reason) = should_stop(steps_run)
         {
-            observer.on_message(&format!(
-                "stopped after epoch {} ({reason:?}); resume with --resume",
-                epoch + 1
-            ));
-            return Ok(TrainOutcome {
-                state,
-                stop: reason,
-            });
+            observer.on_message(&format!("stopped after epoch {} ({reason:?}); resume with --resume", epoch + 1));
+            return Ok(TrainOutcome { state, stop: reason });
         }
     }
     state.finished = true;
-    Ok(TrainOutcome {
-        state,
-        stop: StopReason::Finished,
-    })
+    Ok(TrainOutcome { state, stop: StopReason::Finished })
 }
 
 /// Member run folders of an ensemble run (`member-1`, `member-2`, ...).
@@ -530,40 +383,21 @@ pub fn train_ensemble(
     options: TrainOptions<'_>,
 ) -> Result<Vec<TrainOutcome>, TrainError> {
     if members == 0 {
-        return Err(TrainError::InvalidOption(
-            "--ensemble needs at least 1 member".into(),
-        ));
+        return Err(TrainError::InvalidOption("--ensemble needs at least 1 member".into()));
     }
     std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
     write_json(&RunConfig::path(run_dir), config)?;
-    write_json(
-        &run_dir.join("ensemble.json"),
-        &serde_json::json!({"members": members}),
-    )?;
+    write_json(&run_dir.join("ensemble.json"), &serde_json::json!({"members": members}))?;
     let started = Instant::now();
     let mut outcomes = Vec::new();
     for k in 1..=members {
         let dir = member_dir(run_dir, k);
         let mut member = config.clone();
         member.recipe.seed = config.recipe.seed + (k as u64 - 1);
-        options.observer.on_message(&format!(
-            "ensemble member {k}/{members} (seed {})",
-            member.recipe.seed
-        ));
-        let remaining = options
-            .time_budget
-            .map(|b| b.saturating_sub(started.elapsed()));
-        let opts = TrainOptions {
-            time_budget: remaining,
-            stop: options.stop,
-            max_steps: options.max_steps,
-            observer: &mut *options.observer,
-        };
-        let outcome = if checkpoint_path(&dir).exists() {
-            resume(&dir, data, device, opts)?
-        } else {
-            train(&dir, &member, data, device, opts)?
-        };
+        options.observer.on_message(&format!("ensemble member {k}/{members} (seed {})", member.recipe.seed));
+        let remaining = options.time_budget.map(|b| b.saturating_sub(started.elapsed()));
+        let opts = TrainOptions { time_budget: remaining, stop: options.stop, max_steps: options.max_steps, observer: &mut *options.observer };
+        let outcome = if checkpoint_path(&dir).exists() { resume(&dir, data, device, opts)? } else { train(&dir, &member, data, device, opts)? };
         let stop = outcome.stop;
         outcomes.push(outcome);
         if stop != StopReason::Finished {
@@ -611,10 +445,7 @@ pub fn ensemble_members(run_dir: &Path, weights: Weights) -> Result<Vec<PathBuf>
         if !best.exists() {
             return Err(TrainError::BadRun {
                 path: dir,
-                reason: format!(
-                    "this ensemble member has no {name} (not one finished epoch yet{})",
-                    ema_hint(weights)
-                ),
+                reason: format!("this ensemble member has no {name} (not one finished epoch yet{})", ema_hint(weights)),
             });
         }
         members.push(best);
@@ -622,10 +453,7 @@ pub fn ensemble_members(run_dir: &Path, weights: Weights) -> Result<Vec<PathBuf>
     if members.is_empty() {
         return Err(TrainError::BadRun {
             path: run_dir.into(),
-            reason: format!(
-                "no {name} and no member-*/{name}: has it trained an epoch{}?",
-                ema_hint(weights)
-            ),
+            reason: format!("no {name} and no member-*/{name}: has it trained an epoch{}?", ema_hint(weights)),
         });
     }
     Ok(members)

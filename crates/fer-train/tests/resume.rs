@@ -11,21 +11,7 @@ use fer_train::{StopReason, TrainOptions, resume};
 type Numbers = (f64, f64, f64, f64, f64, Option<f64>, Option<f64>);
 
 fn numbers(state: &fer_train::TrainState) -> Vec<Numbers> {
-    state
-        .history
-        .iter()
-        .map(|r| {
-            (
-                r.train_loss,
-                r.train_acc,
-                r.val_loss,
-                r.val_acc,
-                r.lr,
-                r.ema_val_loss,
-                r.ema_val_acc,
-            )
-        })
-        .collect()
+    state.history.iter().map(|r| (r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.ema_val_loss, r.ema_val_acc)).collect()
 }
 
 /// The tiny run with everything the fast recipe adds: a per-step schedule, AdamW, label
@@ -56,34 +42,20 @@ fn interrupted_equals_uninterrupted(name: &str, config: &fer_train::RunConfig) {
     // 9 steps per epoch: stop mid-epoch 1, then at an epoch boundary, then finish.
     let first = run(parts.path(), config, Some(5)).unwrap();
     assert_eq!(first.stop, StopReason::StepLimit);
-    let opts = |max_steps| TrainOptions {
-        time_budget: None,
-        stop: None,
-        max_steps,
-        observer: Box::leak(Box::new(())),
-    };
+    let opts = |max_steps| TrainOptions { time_budget: None, stop: None, max_steps, observer: Box::leak(Box::new(())) };
     let device = Device::flex();
     let second = resume(parts.path(), &data(), &device, opts(Some(4))).unwrap();
     assert_eq!((second.state.epoch, second.state.step), (1, 0));
     let last = resume(parts.path(), &data(), &device, opts(None)).unwrap();
     assert_eq!(last.stop, StopReason::Finished);
-    assert_eq!(
-        numbers(&last.state),
-        numbers(&uninterrupted.state),
-        "{name}"
-    );
+    assert_eq!(numbers(&last.state), numbers(&uninterrupted.state), "{name}");
     for file in ["best.fer", "best-ema.fer"] {
         let (a, b) = (whole.path().join(file), parts.path().join(file));
         assert_eq!(a.exists(), b.exists(), "{name}: {file}");
         if a.exists() {
             // Compare weights, not bytes: burn's files also carry parameter ids, new each load.
-            let weights = |p: std::path::PathBuf| {
-                fer_train::flat_weights(&fer_model::load_model(&p, &device).unwrap())
-            };
-            assert!(
-                weights(a) == weights(b),
-                "{name}: {file} holds other weights after resume"
-            );
+            let weights = |p: std::path::PathBuf| fer_train::flat_weights(&fer_model::load_model(&p, &device).unwrap());
+            assert!(weights(a) == weights(b), "{name}: {file} holds other weights after resume");
         }
     }
     if name == "fast" {

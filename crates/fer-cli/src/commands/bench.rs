@@ -94,11 +94,7 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig) -> anyhow
         let _ = eval.forward(x1.clone()).into_data();
     }
     let latency_ms = 1e3 * t.elapsed().as_secs_f64() / args.latency_runs.max(1) as f64;
-    Ok(Timing {
-        train_s,
-        infer_s,
-        latency_ms,
-    })
+    Ok(Timing { train_s, infer_s, latency_ms })
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -114,10 +110,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for &fast in paths {
         fer_kernels::set_fast_path(fast);
         let t = time_model(&args, &device, &config)?;
-        let name = match (
-            fast,
-            fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32),
-        ) {
+        let name = match (fast, fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32)) {
             (true, true) => "fer (fer-kernels on burn flex)",
             (true, false) | (false, _) => "fer (burn ops only)",
         };
@@ -181,18 +174,11 @@ struct OpRow {
 
 /// Best of `reps` runs of `f`, which returns (forward seconds, backward seconds).
 fn best(reps: usize, mut f: impl FnMut() -> (f64, f64)) -> (f64, f64) {
-    (0..reps + 1)
-        .map(|_| f())
-        .skip(1)
-        .fold((f64::MAX, f64::MAX), |(a, b), (x, y)| (a.min(x), b.min(y)))
+    (0..reps + 1).map(|_| f()).skip(1).fold((f64::MAX, f64::MAX), |(a, b), (x, y)| (a.min(x), b.min(y)))
 }
 
 /// Times forward and backward of `op` on a fresh tracked input (`y.sum().backward()`).
-fn time_op<const D: usize, const E: usize>(
-    reps: usize,
-    input: impl Fn() -> Tensor<D>,
-    op: impl Fn(Tensor<D>) -> Tensor<E>,
-) -> (f64, f64) {
+fn time_op<const D: usize, const E: usize>(reps: usize, input: impl Fn() -> Tensor<D>, op: impl Fn(Tensor<D>) -> Tensor<E>) -> (f64, f64) {
     best(reps, || {
         let x = input().require_grad();
         let _ = x.clone().into_data();
@@ -209,17 +195,10 @@ fn time_op<const D: usize, const E: usize>(
 /// Every operation of the report CNN's training step, at its shapes, on `device` with autodiff.
 fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
     let ad = device.clone().autodiff();
-    let uniform =
-        |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+    let uniform = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
     let mut rows = Vec::new();
-    let mut push = |op: &str, shape: String, (f, bw): (f64, f64)| {
-        rows.push(OpRow {
-            op: op.into(),
-            shape,
-            forward_ms: f * 1e3,
-            backward_ms: bw * 1e3,
-        })
-    };
+    let mut push =
+        |op: &str, shape: String, (f, bw): (f64, f64)| rows.push(OpRow { op: op.into(), shape, forward_ms: f * 1e3, backward_ms: bw * 1e3 });
     let cnn = fer_model::CnnConfig::new();
     let (mut cin, mut side) = (1, 48);
     for i in 0..cnn.conv_channels.len() {
@@ -228,158 +207,63 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
         let shape = format!("{cin}->{cout} {k}x{k} @{side}x{side}");
         let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Uniform(-0.1, 0.1), &ad);
         let bias = Tensor::<1>::random([cout], Distribution::Uniform(-0.1, 0.1), &ad);
-        let conv = |x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>| {
-            fer_kernels::conv2d(x, w, Some(bias), [k / 2, k / 2])
-        };
+        let conv = |x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>| fer_kernels::conv2d(x, w, Some(bias), [k / 2, k / 2]);
         // Input gradient only, then weight and bias gradients only.
-        push(
-            &format!("block{} conv (fwd, bwd data)", i + 1),
-            shape.clone(),
-            time_op(
-                reps,
-                || uniform(x_dims),
-                |x| conv(x, w.clone(), bias.clone()),
-            ),
-        );
+        push(&format!("block{} conv (fwd, bwd data)", i + 1), shape.clone(), time_op(reps, || uniform(x_dims), |x| conv(x, w.clone(), bias.clone())));
         let x = uniform(x_dims);
-        let (_, weight_bwd) = time_op(
-            reps,
-            || w.clone(),
-            |w| conv(x.clone(), w, bias.clone().require_grad()),
-        );
-        push(
-            &format!("block{} conv (bwd weight+bias)", i + 1),
-            shape,
-            (0.0, weight_bwd),
-        );
+        let (_, weight_bwd) = time_op(reps, || w.clone(), |w| conv(x.clone(), w, bias.clone().require_grad()));
+        push(&format!("block{} conv (bwd weight+bias)", i + 1), shape, (0.0, weight_bwd));
         let y_dims = [b, cout, side, side];
         let act_shape = format!("{cout}x{side}x{side}");
         let bn = BatchNormConfig::new(cout).init(&ad);
-        push(
-            &format!("block{} batchnorm", i + 1),
-            act_shape.clone(),
-            time_op(
-                reps,
-                || uniform(y_dims),
-                |x| fer_kernels::batch_norm(&bn, x),
-            ),
-        );
-        let act = LeakyReluConfig::new()
-            .with_negative_slope(cnn.leaky_slope)
-            .init();
-        push(
-            &format!("block{} leaky relu", i + 1),
-            act_shape.clone(),
-            time_op(
-                reps,
-                || uniform(y_dims),
-                |x| fer_kernels::leaky_relu(&act, x),
-            ),
-        );
+        push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::batch_norm(&bn, x)));
+        let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
+        push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::leaky_relu(&act, x)));
         if fer_kernels::uses_fast_path(device, burn::tensor::DType::F32) {
             // What the model runs instead of the two rows above when nothing taps the layers.
-            let fused = |x: Tensor<4>| {
-                fer_kernels::batch_norm_leaky_train(&bn, &act, x)
-                    .unwrap_or_else(|x| act.forward(bn.forward(x)))
-            };
-            push(
-                &format!("block{} (batchnorm+leaky fused)", i + 1),
-                act_shape.clone(),
-                time_op(reps, || uniform(y_dims), fused),
-            );
+            let fused = |x: Tensor<4>| fer_kernels::batch_norm_leaky_train(&bn, &act, x).unwrap_or_else(|x| act.forward(bn.forward(x)));
+            push(&format!("block{} (batchnorm+leaky fused)", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), fused));
         }
         if cnn.pool[i] {
             let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-            push(
-                &format!("block{} max pool", i + 1),
-                act_shape.clone(),
-                time_op(
-                    reps,
-                    || uniform(y_dims),
-                    |x| fer_kernels::max_pool2d(&pool, x),
-                ),
-            );
+            push(&format!("block{} max pool", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::max_pool2d(&pool, x)));
             side /= 2;
         }
         let dropout = DropoutConfig::new(cnn.conv_dropout[i]).init();
         push(
             &format!("block{} dropout", i + 1),
             format!("{cout}x{side}x{side}"),
-            time_op(
-                reps,
-                || uniform([b, cout, side, side]),
-                |x| fer_kernels::dropout(&dropout, x),
-            ),
+            time_op(reps, || uniform([b, cout, side, side]), |x| fer_kernels::dropout(&dropout, x)),
         );
         cin = cout;
     }
     let mut features = cnn.flatten_size();
-    let uniform2 =
-        |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+    let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
     for (j, (&units, &p)) in cnn.dense_units.iter().zip(&cnn.dense_dropout).enumerate() {
         let dense = LinearConfig::new(features, units).init(&ad);
-        push(
-            &format!("fc{} dense", j + 1),
-            format!("{features}->{units}"),
-            time_op(reps, || uniform2([b, features]), |x| dense.forward(x)),
-        );
+        push(&format!("fc{} dense", j + 1), format!("{features}->{units}"), time_op(reps, || uniform2([b, features]), |x| dense.forward(x)));
         let bn = BatchNormConfig::new(units).init(&ad);
-        push(
-            &format!("fc{} batchnorm", j + 1),
-            format!("{units}"),
-            time_op(
-                reps,
-                || uniform2([b, units]),
-                |x| fer_kernels::batch_norm(&bn, x),
-            ),
-        );
-        let act = LeakyReluConfig::new()
-            .with_negative_slope(cnn.leaky_slope)
-            .init();
-        push(
-            &format!("fc{} leaky relu", j + 1),
-            format!("{units}"),
-            time_op(
-                reps,
-                || uniform2([b, units]),
-                |x| fer_kernels::leaky_relu(&act, x),
-            ),
-        );
+        push(&format!("fc{} batchnorm", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::batch_norm(&bn, x)));
+        let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
+        push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::leaky_relu(&act, x)));
         let dropout = DropoutConfig::new(p).init();
-        push(
-            &format!("fc{} dropout", j + 1),
-            format!("{units}"),
-            time_op(
-                reps,
-                || uniform2([b, units]),
-                |x| fer_kernels::dropout(&dropout, x),
-            ),
-        );
+        push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::dropout(&dropout, x)));
         features = units;
     }
     let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);
-    push(
-        "logits dense",
-        format!("{features}->{}", cnn.num_classes),
-        time_op(reps, || uniform2([b, features]), |x| logits.forward(x)),
-    );
+    push("logits dense", format!("{features}->{}", cnn.num_classes), time_op(reps, || uniform2([b, features]), |x| logits.forward(x)));
     let loss_fn = CrossEntropyLoss::new(None, &ad);
     let targets = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
     push(
         "cross-entropy loss",
         format!("{}", cnn.num_classes),
-        time_op(
-            reps,
-            || uniform2([b, cnn.num_classes]),
-            |x| loss_fn.forward(x, targets.clone()).reshape([1, 1]),
-        ),
+        time_op(reps, || uniform2([b, cnn.num_classes]), |x| loss_fn.forward(x, targets.clone()).reshape([1, 1])),
     );
 
     // Adam on the whole model: gradients from one step, then the update alone.
     let (adam, _) = best(reps, || {
         let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
-        let Ok(model) = FerModel::new(&ModelConfig::by_name("cnn").expect("the report's cnn"), &ad)
-        else {
+        let Ok(model) = FerModel::new(&ModelConfig::by_name("cnn").expect("the report's cnn"), &ad) else {
             return (f64::NAN, 0.0);
         };
         let x = uniform([b.min(8), 1, 48, 48]);
@@ -397,30 +281,17 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
 fn print_breakdown(rows: &[OpRow], fast: bool, json: bool) {
     // Rows in parentheses are alternatives to rows above them, not extra work.
     let counted = |r: &&OpRow| !r.op.contains('(') || r.op.contains("conv (");
-    let total: f64 = rows
-        .iter()
-        .filter(counted)
-        .map(|r| r.forward_ms + r.backward_ms)
-        .sum();
+    let total: f64 = rows.iter().filter(counted).map(|r| r.forward_ms + r.backward_ms).sum();
     if json {
         let ops: Vec<_> = rows
             .iter()
             .map(|r| serde_json::json!({"op": r.op, "shape": r.shape, "forward_ms": r.forward_ms, "backward_ms": r.backward_ms}))
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops})
-        );
+        println!("{}", serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops}));
         return;
     }
-    println!(
-        "\nper-operation breakdown ({} path), best of runs, milliseconds per batch:",
-        if fast { "fast" } else { "plain" }
-    );
-    println!(
-        "{:34} {:22} {:>10} {:>10} {:>7}",
-        "operation", "shape", "forward", "backward", "share"
-    );
+    println!("\nper-operation breakdown ({} path), best of runs, milliseconds per batch:", if fast { "fast" } else { "plain" });
+    println!("{:34} {:22} {:>10} {:>10} {:>7}", "operation", "shape", "forward", "backward", "share");
     for r in rows {
         println!(
             "{:34} {:22} {:>10.1} {:>10.1} {:>6.1}%",
@@ -431,27 +302,9 @@ fn print_breakdown(rows: &[OpRow], fast: bool, json: bool) {
             100.0 * (r.forward_ms + r.backward_ms) / total
         );
     }
-    let kind = |key: &str| {
-        rows.iter()
-            .filter(counted)
-            .filter(|r| r.op.contains(key))
-            .map(|r| r.forward_ms + r.backward_ms)
-            .sum::<f64>()
-    };
+    let kind = |key: &str| rows.iter().filter(counted).filter(|r| r.op.contains(key)).map(|r| r.forward_ms + r.backward_ms).sum::<f64>();
     println!("{:34} {:22} {:>21.1}", "sum of operations", "", total);
-    for key in [
-        "conv",
-        "batchnorm",
-        "leaky relu",
-        "max pool",
-        "dropout",
-        "dense",
-        "adam",
-    ] {
-        println!(
-            "  {key:32} {:>6.1}% ({:.0} ms)",
-            100.0 * kind(key) / total,
-            kind(key)
-        );
+    for key in ["conv", "batchnorm", "leaky relu", "max pool", "dropout", "dense", "adam"] {
+        println!("  {key:32} {:>6.1}% ({:.0} ms)", 100.0 * kind(key) / total, kind(key));
     }
 }

@@ -85,30 +85,13 @@ pub struct AugmentArgs {
 
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
-        DataCommand::Stats {
-            path,
-            json,
-            skip_invalid,
-        } => stats(path, json, skip_invalid),
-        DataCommand::Convert {
-            src,
-            dst,
-            skip_invalid,
-        } => convert(src, dst, skip_invalid),
-        DataCommand::Synth {
-            dir,
-            per_class,
-            val_per_class,
-            seed,
-        } => {
+        DataCommand::Stats { path, json, skip_invalid } => stats(path, json, skip_invalid),
+        DataCommand::Convert { src, dst, skip_invalid } => convert(src, dst, skip_invalid),
+        DataCommand::Synth { dir, per_class, val_per_class, seed } => {
             let val = val_per_class.unwrap_or((per_class / 4).max(1));
             let dataset = fer_data::synth::default_dataset(per_class, val, seed);
             fer_data::write_image_tree(&dataset, &dir)?;
-            println!(
-                "wrote {} synthetic faces ({per_class} + {val} + {val} per class) to {}",
-                dataset.len(),
-                dir.display()
-            );
+            println!("wrote {} synthetic faces ({per_class} + {val} + {val} per class) to {}", dataset.len(), dir.display());
             Ok(())
         }
         DataCommand::Augment(args) => augment(args),
@@ -148,18 +131,10 @@ fn load(path: &PathBuf, skip_invalid: bool) -> anyhow::Result<(Dataset, LoadRepo
 fn stats(path: PathBuf, as_json: bool, skip_invalid: bool) -> anyhow::Result<()> {
     let (dataset, report) = load(&path, skip_invalid)?;
     if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&stats_json(&dataset, &report))?
-        );
+        println!("{}", serde_json::to_string_pretty(&stats_json(&dataset, &report))?);
         return Ok(());
     }
-    println!(
-        "{}: {} faces, format {}",
-        path.display(),
-        dataset.len(),
-        report.format
-    );
+    println!("{}: {} faces, format {}", path.display(), dataset.len(), report.format);
     print!("{:<12} {:>7}", "split", "total");
     for e in Emotion::ALL {
         print!(" {:>8}", e.folder_name());
@@ -212,24 +187,11 @@ fn convert(src: PathBuf, dst: PathBuf, skip_invalid: bool) -> anyhow::Result<()>
 
 fn augment(a: AugmentArgs) -> anyhow::Result<()> {
     let mut pixels = vec![0u8; fer_data::PIXELS];
-    let img = image::open(&a.image)
-        .with_context(|| format!("{}: unreadable or corrupt image", a.image.display()))?;
+    let img = image::open(&a.image).with_context(|| format!("{}: unreadable or corrupt image", a.image.display()))?;
     let gray = img.into_luma8();
-    let gray = if gray.dimensions() == (48, 48) {
-        gray
-    } else {
-        image::imageops::resize(&gray, 48, 48, image::imageops::FilterType::Triangle)
-    };
+    let gray = if gray.dimensions() == (48, 48) { gray } else { image::imageops::resize(&gray, 48, 48, image::imageops::FilterType::Triangle) };
     pixels.copy_from_slice(gray.as_raw());
-    let params = AffineParams {
-        theta: a.theta,
-        tx: a.tx,
-        ty: a.ty,
-        shear: a.shear,
-        zx: a.zx,
-        zy: a.zy,
-        flip_horizontal: a.flip,
-    };
+    let params = AffineParams { theta: a.theta, tx: a.tx, ty: a.ty, shear: a.shear, zx: a.zx, zy: a.zy, flip_horizontal: a.flip };
     let fill = match a.fill {
         Fill::Nearest => FillMode::Nearest,
         Fill::Constant => FillMode::Constant(a.cval),

@@ -59,10 +59,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let config = fer_train::read_run_config(&args.run)?;
     let spec = args.data.unwrap_or(config.data);
     let split = args.split.unwrap_or(config.val_split);
-    let choice = EvalChoice {
-        weights: weights(args.ema),
-        tta: Tta::parse(&args.tta)?,
-    };
+    let choice = EvalChoice { weights: weights(args.ema), tta: Tta::parse(&args.tta)? };
     let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
     let result = fer_train::evaluate_run_with(&args.run, &data, &split, &device, choice)?;
     let e = &result.evaluation;
@@ -78,11 +75,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let how = format!(
         "{}{}",
         if args.ema { ", weight average" } else { "" },
-        if choice.tta == Tta::None {
-            String::new()
-        } else {
-            format!(", test-time augmentation {}", choice.tta.name())
-        }
+        if choice.tta == Tta::None { String::new() } else { format!(", test-time augmentation {}", choice.tta.name()) }
     );
     println!(
         "{} on {} ({} faces, {} model(s){how}): accuracy {:.4}, loss {:.4}",
@@ -93,15 +86,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         e.accuracy,
         e.loss
     );
-    println!(
-        "{:<10} {:>9} {:>7} {:>7} {:>8}",
-        "class", "precision", "recall", "f1", "support"
-    );
+    println!("{:<10} {:>9} {:>7} {:>7} {:>8}", "class", "precision", "recall", "f1", "support");
     for c in &e.per_class {
-        println!(
-            "{:<10} {:>9.4} {:>7.4} {:>7.4} {:>8}",
-            c.class, c.precision, c.recall, c.f1, c.support
-        );
+        println!("{:<10} {:>9.4} {:>7.4} {:>7.4} {:>8}", c.class, c.precision, c.recall, c.f1, c.support);
     }
     println!("confusion matrix (rows true, columns predicted):");
     print!("{:<10}", "");
@@ -117,10 +104,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         println!();
     }
     let name = format!("{}{}", result.split, choice.suffix());
-    println!(
-        "wrote eval-{name}.json, confusion-{name}.csv, predictions-{name}.csv in {}",
-        args.run.display()
-    );
+    println!("wrote eval-{name}.json, confusion-{name}.csv, predictions-{name}.csv in {}", args.run.display());
     Ok(())
 }
 
@@ -141,16 +125,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     for (path, p) in args.images.iter().zip(probs) {
         let best = fer_train::argmax(&p);
         let name = Emotion::from_id(best).map_or("?", |e| e.name());
-        let list: Vec<String> = Emotion::ALL
-            .iter()
-            .map(|e| format!("{} {:.3}", e.name(), p[e.id()]))
-            .collect();
-        println!(
-            "{}: {name} ({:.3})  [{}]",
-            path.display(),
-            p[best],
-            list.join(", ")
-        );
+        let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), p[e.id()])).collect();
+        println!("{}: {name} ({:.3})  [{}]", path.display(), p[best], list.join(", "));
     }
     Ok(())
 }

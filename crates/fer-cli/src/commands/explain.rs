@@ -124,11 +124,7 @@ pub struct AscentArgs {
 }
 
 fn weights(ema: bool) -> fer_train::Weights {
-    if ema {
-        fer_train::Weights::Ema
-    } else {
-        fer_train::Weights::Best
-    }
+    if ema { fer_train::Weights::Ema } else { fer_train::Weights::Best }
 }
 
 fn load_model(run: &std::path::Path, ema: bool, device: &Device) -> anyhow::Result<FerModel> {
@@ -145,34 +141,19 @@ fn face_pixels(args: &FaceArgs) -> anyhow::Result<(Vec<u8>, String, Option<Emoti
         fer_data::decode_face(path, &mut pixels)?;
         return Ok((pixels, path.display().to_string(), None));
     }
-    let spec = args
-        .data
-        .as_deref()
-        .context("give --image FILE or --data PATH --index N")?;
+    let spec = args.data.as_deref().context("give --image FILE or --data PATH --index N")?;
     let (mut data, _) = fer_data::open(spec, &LoadOptions::default())?;
     if let Some(split) = &args.split {
-        data = data.select_splits(&[split]).map_err(|a| {
-            anyhow::anyhow!(
-                "split {split:?} is not in {spec} (it has: {})",
-                a.join(", ")
-            )
-        })?;
+        data = data.select_splits(&[split]).map_err(|a| anyhow::anyhow!("split {split:?} is not in {spec} (it has: {})", a.join(", ")))?;
     }
     let index = args.index.context("--data needs --index")?;
-    anyhow::ensure!(
-        index < data.len(),
-        "--index {index} is out of range: {spec} has {} faces",
-        data.len()
-    );
+    anyhow::ensure!(index < data.len(), "--index {index} is out of range: {spec} has {} faces", data.len());
     pixels.copy_from_slice(data.image(index));
     Ok((pixels, format!("{spec} #{index}"), data.label(index)))
 }
 
 fn to_vec(t: Tensor<4>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap_or_default()
+    t.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
 }
 
 fn probabilities(model: &FerModel, input: Tensor<4>) -> Vec<f32> {
@@ -180,8 +161,7 @@ fn probabilities(model: &FerModel, input: Tensor<4>) -> Vec<f32> {
 }
 
 fn save(img: &RgbImage, out: &std::path::Path) -> anyhow::Result<()> {
-    img.save(out)
-        .with_context(|| format!("cannot write {}", out.display()))
+    img.save(out).with_context(|| format!("cannot write {}", out.display()))
 }
 
 pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
@@ -214,20 +194,11 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
     let mut extra = String::new();
     let map = match method {
         "saliency" => to_vec(fer_interpret::saliency(&model, input, &[target], score).abs()),
-        "smoothgrad" => to_vec(
-            fer_interpret::smoothgrad(&model, input, &[target], score, a.steps, a.sigma).abs(),
-        ),
+        "smoothgrad" => to_vec(fer_interpret::smoothgrad(&model, input, &[target], score, a.steps, a.sigma).abs()),
         "gradcam" => to_vec(fer_interpret::grad_cam(&model, input, &[target], &a.layer)?),
         _ => {
             let baseline = input.zeros_like();
-            let ig = fer_interpret::integrated_gradients(
-                &model,
-                input,
-                baseline,
-                &[target],
-                score,
-                a.steps,
-            );
+            let ig = fer_interpret::integrated_gradients(&model, input, baseline, &[target], score, a.steps);
             extra = format!(
                 "; completeness: attributions sum {:.4}, score difference {:.4}, relative error {:.2}%",
                 ig.attribution_sums[0],
@@ -238,16 +209,8 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
         }
     };
     let class_name = |i: usize| Emotion::from_id(i).map_or("?", |e| e.name());
-    let title = format!(
-        "{} p={:.2} for {}",
-        class_name(predicted),
-        probs[predicted],
-        class_name(target)
-    );
-    save(
-        &attribution_panel(&pixels, SIDE as u32, &map, method, &title),
-        &a.face.out,
-    )?;
+    let title = format!("{} p={:.2} for {}", class_name(predicted), probs[predicted], class_name(target));
+    save(&attribution_panel(&pixels, SIDE as u32, &map, method, &title), &a.face.out)?;
     println!(
         "{source}: predicted {} ({:.3}){}; {method} for {} written to {}{extra}",
         class_name(predicted),
@@ -256,46 +219,22 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
         class_name(target),
         a.face.out.display()
     );
-    let list: Vec<String> = Emotion::ALL
-        .iter()
-        .map(|e| format!("{} {:.3}", e.name(), probs[e.id()]))
-        .collect();
+    let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), probs[e.id()])).collect();
     println!("probabilities: {}", list.join(", "));
     Ok(())
 }
 
 fn activations(a: ActivationArgs) -> anyhow::Result<()> {
     let device = a.face.device.device()?;
-    let model = fer_model::load_model(
-        fer_train::ensemble_members(&a.face.run, weights(a.face.ema))?
-            .first()
-            .context("no model")?,
-        &device,
-    )?;
+    let model = fer_model::load_model(fer_train::ensemble_members(&a.face.run, weights(a.face.ema))?.first().context("no model")?, &device)?;
     let (pixels, source, _) = face_pixels(&a.face)?;
     let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &device);
     let (_, act) = fer_interpret::capture(&model, input, &a.layer)?;
     let [_, c, h, w] = act.dims();
     let values = to_vec(act);
     let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
-    save(
-        &channel_grid(
-            &values,
-            c,
-            h,
-            w,
-            96,
-            &labels,
-            &format!("{} {c} filters", a.layer),
-        ),
-        &a.face.out,
-    )?;
-    println!(
-        "{source}: {} maps of {h}x{w} at {} written to {}",
-        c,
-        a.layer,
-        a.face.out.display()
-    );
+    save(&channel_grid(&values, c, h, w, 96, &labels, &format!("{} {c} filters", a.layer)), &a.face.out)?;
+    println!("{source}: {} maps of {h}x{w} at {} written to {}", c, a.layer, a.face.out.display());
     Ok(())
 }
 
@@ -303,13 +242,9 @@ fn parse_filters(text: Option<&str>, channels: usize) -> anyhow::Result<Vec<usiz
     let Some(text) = text else {
         return Ok((0..channels.min(64)).collect());
     };
-    let bad =
-        || anyhow::anyhow!("cannot read --filters {text:?}; write a..b (e.g. 0..64) or one index");
+    let bad = || anyhow::anyhow!("cannot read --filters {text:?}; write a..b (e.g. 0..64) or one index");
     if let Some((a, b)) = text.split_once("..") {
-        let (a, b): (usize, usize) = (
-            a.trim().parse().map_err(|_| bad())?,
-            b.trim().parse().map_err(|_| bad())?,
-        );
+        let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
         anyhow::ensure!(a < b, "--filters {text}: empty range");
         Ok((a..b).collect())
     } else {
@@ -322,8 +257,7 @@ fn ascent(a: AscentArgs) -> anyhow::Result<()> {
     let model = load_model(&a.run, a.ema, &device)?;
     let ad = device.autodiff();
     let [c, h, w] = model.input_shape();
-    let (_, probe) =
-        fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), &a.layer)?;
+    let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), &a.layer)?;
     let filters = parse_filters(a.filters.as_deref(), probe.dims()[1])?;
     let config = AscentConfig {
         steps: a.steps,
@@ -336,23 +270,11 @@ fn ascent(a: AscentArgs) -> anyhow::Result<()> {
         ..AscentConfig::default()
     };
     let started = std::time::Instant::now();
-    let result =
-        fer_interpret::gradient_ascent(&model, &a.layer, &filters, [c, h, w], &config, &ad)?;
+    let result = fer_interpret::gradient_ascent(&model, &a.layer, &filters, [c, h, w], &config, &ad)?;
     let seconds = started.elapsed().as_secs_f64();
     let images = to_vec(result.images);
     let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-    save(
-        &channel_grid(
-            &images,
-            filters.len(),
-            h,
-            w,
-            96,
-            &labels,
-            &format!("{} ascent {} steps", a.layer, a.steps),
-        ),
-        &a.out,
-    )?;
+    save(&channel_grid(&images, filters.len(), h, w, 96, &labels, &format!("{} ascent {} steps", a.layer, a.steps)), &a.out)?;
     let acts = &result.activations;
     let start = &result.trace[0];
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;

@@ -39,15 +39,7 @@ pub fn summary(args: SummaryArgs) -> anyhow::Result<()> {
         println!("{}", summary.to_json());
     } else {
         println!("{summary}");
-        println!(
-            "Tap names: {}",
-            summary
-                .layers
-                .iter()
-                .map(|l| l.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        println!("Tap names: {}", summary.layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", "));
     }
     Ok(())
 }
@@ -56,11 +48,6 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
     let device = DeviceChoice::Cpu.device()?;
     let model = fer_model::load_model(&args.model_file, &device)?;
     fer_model::export_safetensors(&model, &args.to)?;
-    println!(
-        "wrote {} ({} model, {} parameters)",
-        args.to.display(),
-        model.config().kind(),
-        Summary::of(&model).total_params
-    );
+    println!("wrote {} ({} model, {} parameters)", args.to.display(), model.config().kind(), Summary::of(&model).total_params);
     Ok(())
 }

@@ -85,9 +85,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        Progress {
-            bar: (!quiet).then(ProgressBar::hidden),
-        }
+        Progress { bar: (!quiet).then(ProgressBar::hidden) }
     }
 }
 
@@ -109,17 +107,12 @@ impl Observer for Progress {
     fn on_step(&mut self, i: &StepInfo) {
         if let Some(bar) = &self.bar {
             bar.set_position(i.step as u64);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.4} {:.1} img/s",
-                i.loss, i.acc, i.images_per_s
-            ));
+            bar.set_message(format!("loss {:.4} acc {:.4} {:.1} img/s", i.loss, i.acc, i.images_per_s));
         }
     }
 
     fn on_epoch(&mut self, r: &EpochRow) {
-        let ema = r
-            .ema_val_acc
-            .map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
+        let ema = r.ema_val_acc.map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
         let line = format!(
             "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4}{ema} lr {:.1e} {:.0}s {:.1} img/s, {:.1} min since start",
             r.epoch,
@@ -153,9 +146,7 @@ fn model_config(name: &str) -> anyhow::Result<ModelConfig> {
     Ok(match name {
         "tiny-cnn" => RunConfig::tiny_cnn(),
         "tiny-dnn" => RunConfig::tiny_dnn(),
-        other => ModelConfig::by_name(other).map_err(|_| {
-            anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn")
-        })?,
+        other => ModelConfig::by_name(other).map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
     })
 }
 
@@ -175,23 +166,10 @@ fn interrupt_flag() -> Arc<AtomicBool> {
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let stop = interrupt_flag();
-    let time_budget = args
-        .time_budget
-        .as_deref()
-        .map(fer_train::parse_duration)
-        .transpose()?;
+    let time_budget = args.time_budget.as_deref().map(fer_train::parse_duration).transpose()?;
     let mut progress = Progress::new(args.quiet);
-    fn options<'a>(
-        time_budget: Option<std::time::Duration>,
-        stop: &'a AtomicBool,
-        progress: &'a mut Progress,
-    ) -> TrainOptions<'a> {
-        TrainOptions {
-            time_budget,
-            stop: Some(stop),
-            max_steps: None,
-            observer: progress,
-        }
+    fn options<'a>(time_budget: Option<std::time::Duration>, stop: &'a AtomicBool, progress: &'a mut Progress) -> TrainOptions<'a> {
+        TrainOptions { time_budget, stop: Some(stop), max_steps: None, observer: progress }
     }
 
     if let Some(run_dir) = &args.resume {
@@ -199,41 +177,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let spec = args.data.clone().unwrap_or(config.data.clone());
         let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
         let outcome = if run_dir.join("ensemble.json").exists() {
-            let members: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
+            let members: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
             let n = members["members"].as_u64().unwrap_or(1) as usize;
-            fer_train::train_ensemble(
-                run_dir,
-                &config,
-                n,
-                &data,
-                &device,
-                options(time_budget, &stop, &mut progress),
-            )?
-            .pop()
-            .map(|o| o.stop)
+            fer_train::train_ensemble(run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop)
         } else {
-            Some(
-                fer_train::resume(
-                    run_dir,
-                    &data,
-                    &device,
-                    options(time_budget, &stop, &mut progress),
-                )?
-                .stop,
-            )
+            Some(fer_train::resume(run_dir, &data, &device, options(time_budget, &stop, &mut progress))?.stop)
         };
         return report_stop(outcome, run_dir);
     }
 
-    let spec = args
-        .data
-        .clone()
-        .context("--data is required for a new run (a path or `synthetic`)")?;
+    let spec = args.data.clone().context("--data is required for a new run (a path or `synthetic`)")?;
     // Recorded absolute, so `--resume` and `fer eval` find the data from any folder.
-    let spec = std::fs::canonicalize(&spec)
-        .map(|p| p.display().to_string())
-        .unwrap_or(spec);
+    let spec = std::fs::canonicalize(&spec).map(|p| p.display().to_string()).unwrap_or(spec);
     let model = model_config(&args.model)?;
     let mut config = RunConfig::new(spec.clone(), model);
     config.recipe = fer_train::Recipe::named(&args.recipe, &config.model)?;
@@ -269,10 +224,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         r.augment = AugmentConfig::none();
     }
     r.validate()?;
-    let run_dir = args
-        .out
-        .clone()
-        .context("--out is required for a new run")?;
+    let run_dir = args.out.clone().context("--out is required for a new run")?;
     let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
     let params = FerModel::new(&config.model, &device)?;
     println!(
@@ -282,35 +234,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.len(),
         report.format,
         config.recipe.epochs,
-        config
-            .recipe
-            .steps_per_epoch
-            .map_or("one pass".to_string(), |s| s.to_string()),
+        config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
         config.recipe.batch_size,
         run_dir.display()
     );
     drop(params);
     let stop_reason = match args.ensemble {
-        Some(n) => fer_train::train_ensemble(
-            &run_dir,
-            &config,
-            n,
-            &data,
-            &device,
-            options(time_budget, &stop, &mut progress),
-        )?
-        .pop()
-        .map(|o| o.stop),
-        None => Some(
-            fer_train::train(
-                &run_dir,
-                &config,
-                &data,
-                &device,
-                options(time_budget, &stop, &mut progress),
-            )?
-            .stop,
-        ),
+        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
+        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
     };
     report_stop(stop_reason, &run_dir)
 }
@@ -318,10 +249,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
 fn report_stop(stop: Option<StopReason>, run_dir: &std::path::Path) -> anyhow::Result<()> {
     match stop {
         Some(StopReason::Finished) | None => println!("finished: {}", run_dir.display()),
-        Some(reason) => println!(
-            "stopped ({reason:?}); continue with: fer train --resume {}",
-            run_dir.display()
-        ),
+        Some(reason) => println!("stopped ({reason:?}); continue with: fer train --resume {}", run_dir.display()),
     }
     Ok(())
 }

@@ -15,29 +15,11 @@ pub fn tiny(epochs: usize) -> RunConfig {
     c.recipe.epochs = epochs;
     c.recipe.batch_size = 32;
     c.recipe.steps_per_epoch = None;
-    c.recipe.augment = AugmentConfig {
-        rotation_range: 5.0,
-        ..AugmentConfig::none()
-    };
+    c.recipe.augment = AugmentConfig { rotation_range: 5.0, ..AugmentConfig::none() };
     c.recipe.seed = 7;
     c
 }
 
-pub fn run(
-    dir: &Path,
-    config: &RunConfig,
-    max_steps: Option<usize>,
-) -> Result<TrainOutcome, TrainError> {
-    train(
-        dir,
-        config,
-        &data(),
-        &Device::flex(),
-        TrainOptions {
-            time_budget: None,
-            stop: None,
-            max_steps,
-            observer: &mut (),
-        },
-    )
+pub fn run(dir: &Path, config: &RunConfig, max_steps: Option<usize>) -> Result<TrainOutcome, TrainError> {
+    train(dir, config, &data(), &Device::flex(), TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () })
 }
