@@ -73,7 +73,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
         text
     } else {
         let name = path.to_string_lossy().to_ascii_lowercase();
-        if !(name.ends_with(".csv") || name.ends_with(".txt")) && !looks_like_csv(&raw) {
+        if !(name.ends_with(".csv") || name.ends_with(".txt") || looks_like_csv(&raw)) {
             return Err(DataError::UnknownFormat { path: path.into() });
         }
         raw

@@ -185,36 +185,6 @@ pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], lab
     img
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn charts_have_their_sizes_and_colours() {
-        let s = Series { name: "val".into(), points: vec![(1.0, 0.2), (2.0, 0.5), (3.0, 0.4)], color: [200, 0, 0], dashed: false };
-        let img = line_chart("ACC", "EPOCH", "ACC", &[s]);
-        assert_eq!(img.dimensions(), (720, 440));
-        assert!(img.pixels().any(|p| p.0 == [200, 0, 0]));
-
-        let m = vec![vec![8, 2], vec![0, 10]];
-        let c = confusion_chart("CM", &m, &["A", "B"], false);
-        // The diagonal cell of row B is all of the row: viridis(1), yellow.
-        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 64 + 2).0, viridis(1.0));
-        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 2).0, viridis(0.2));
-
-        // Whole class names under the columns: "SURPRISE" (column 5, second label line) is drawn in
-        // full, all eight letters, and nothing else inks that line between its neighbours' centres.
-        let names = ["ANGRY", "DISGUST", "FEAR", "HAPPY", "SAD", "SURPRISE", "NEUTRAL"];
-        let c7 = confusion_chart("CM", &vec![vec![1u64; 7]; 7], &names, true);
-        let line2 = 70 + 7 * 64 + 8 + 16;
-        let inked: Vec<u32> = (110 + 4 * 64 + 32..110 + 6 * 64 + 32).filter(|&x| (line2..line2 + 10).any(|y| c7.get_pixel(x, y).0 == INK)).collect();
-        let extent = inked.last().zip(inked.first()).map_or(0, |(b, a)| b - a + 1);
-        assert!(extent + 2 >= text_width("SURPRISE", 2), "SURPRISE label spans {extent} px, want {}", text_width("SURPRISE", 2));
-
-        let p = probability_chart("X", &[128; 2304], 48, &[0.1, 0.9], &["A", "B"], 0, 1);
-        assert!(p.pixels().any(|q| q.0 == [200, 50, 50]) && p.pixels().any(|q| q.0 == [40, 160, 60]));
-    }
-}
 
 /// Adds a title strip above an image.
 pub fn titled(img: &RgbImage, title: &str) -> RgbImage {
@@ -244,4 +214,35 @@ pub fn channel_grid(values: &[f32], channels: usize, h: usize, w: usize, tile: u
     let tiles: Vec<RgbImage> = (0..channels).map(|k| upscale(&gray(&values[k * h * w..(k + 1) * h * w], w as u32, h as u32, true), scale)).collect();
     let columns = (channels as f64).sqrt().ceil() as usize;
     titled(&grid(&tiles, labels, columns, 2, 1), title)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn charts_have_their_sizes_and_colours() {
+        let s = Series { name: "val".into(), points: vec![(1.0, 0.2), (2.0, 0.5), (3.0, 0.4)], color: [200, 0, 0], dashed: false };
+        let img = line_chart("ACC", "EPOCH", "ACC", &[s]);
+        assert_eq!(img.dimensions(), (720, 440));
+        assert!(img.pixels().any(|p| p.0 == [200, 0, 0]));
+
+        let m = vec![vec![8, 2], vec![0, 10]];
+        let c = confusion_chart("CM", &m, &["A", "B"], false);
+        // The diagonal cell of row B is all of the row: viridis(1), yellow.
+        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 64 + 2).0, viridis(1.0));
+        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 2).0, viridis(0.2));
+
+        // Whole class names under the columns: "SURPRISE" (column 5, second label line) is drawn in
+        // full, all eight letters, and nothing else inks that line between its neighbours' centres.
+        let names = ["ANGRY", "DISGUST", "FEAR", "HAPPY", "SAD", "SURPRISE", "NEUTRAL"];
+        let c7 = confusion_chart("CM", &vec![vec![1u64; 7]; 7], &names, true);
+        let line2 = 70 + 7 * 64 + 8 + 16;
+        let inked: Vec<u32> = (110 + 4 * 64 + 32..110 + 6 * 64 + 32).filter(|&x| (line2..line2 + 10).any(|y| c7.get_pixel(x, y).0 == INK)).collect();
+        let extent = inked.last().zip(inked.first()).map_or(0, |(b, a)| b - a + 1);
+        assert!(extent + 2 >= text_width("SURPRISE", 2), "SURPRISE label spans {extent} px, want {}", text_width("SURPRISE", 2));
+
+        let p = probability_chart("X", &[128; 2304], 48, &[0.1, 0.9], &["A", "B"], 0, 1);
+        assert!(p.pixels().any(|q| q.0 == [200, 50, 50]) && p.pixels().any(|q| q.0 == [40, 160, 60]));
+    }
 }
