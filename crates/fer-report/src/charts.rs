@@ -185,7 +185,6 @@ pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], lab
     img
 }
 
-
 /// Adds a title strip above an image.
 pub fn titled(img: &RgbImage, title: &str) -> RgbImage {
     let width = img.width().max(text_width(title, 2) + 8);
