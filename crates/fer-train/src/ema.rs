@@ -26,6 +26,27 @@ impl ModuleVisitor for Flatten<'_> {
     }
 }
 
+/// `average = d * average + (1 - d) * parameter`, parameter by parameter in visiting order.
+struct Fold<'a> {
+    average: &'a mut [f32],
+    at: usize,
+    decay: f32,
+}
+
+impl ModuleVisitor for Fold<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let data = param.val().into_data().convert::<f32>();
+        let values = data.as_slice::<f32>().unwrap_or_default();
+        let end = self.at + values.len();
+        if let Some(average) = self.average.get_mut(self.at..end) {
+            for (a, x) in average.iter_mut().zip(values) {
+                *a = self.decay * *a + (1.0 - self.decay) * *x;
+            }
+        }
+        self.at = end;
+    }
+}
+
 /// Replaces each parameter's values with the next slice of a flat vector.
 struct Unflatten<'a> {
     values: &'a [f32],
@@ -67,8 +88,14 @@ impl Ema {
 
     /// `average = d * average + (1 - d) * weights`.
     pub fn update(&mut self, model: &FerModel) {
-        let current = flatten(model);
-        self.update_from(&current);
+        // Fold each parameter into the average as it is visited: no 16 MB copy of the model per step.
+        let d = self.effective_decay() as f32;
+        let mut fold = Fold { average: &mut self.weights, at: 0, decay: d };
+        model.visit(&mut fold);
+        if fold.at != self.weights.len() {
+            self.weights = flatten(model);
+        }
+        self.updates += 1;
     }
 
     pub fn update_from(&mut self, current: &[f32]) {
