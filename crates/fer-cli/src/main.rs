@@ -2,6 +2,7 @@
 
 mod commands;
 mod device;
+mod photos;
 
 use clap::{Parser, Subcommand};
 
@@ -29,8 +30,10 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Accuracy, per-class precision/recall and the confusion matrix of a run on a split.
     Eval(commands::eval::EvalArgs),
-    /// Class and probabilities for face images.
-    Predict(commands::eval::PredictArgs),
+    /// Emotions of the faces in photos: each face found, boxed, framed like FER2013, classified.
+    Predict(commands::predict::PredictArgs),
+    /// A local web page (and JSON API) for photos and the webcam: faces boxed, emotions, saliency.
+    Serve(commands::serve::ServeArgs),
     /// Time a training step and inference of the CNN or DNN on random data.
     Bench(commands::bench::BenchArgs),
     /// What a trained model sees: saliency, SmoothGrad, Grad-CAM, integrated gradients,
@@ -48,7 +51,8 @@ fn main() {
         Command::Export(args) => commands::model::export(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Eval(args) => commands::eval::eval(args),
-        Command::Predict(args) => commands::eval::predict(args),
+        Command::Predict(args) => commands::predict::predict(args),
+        Command::Serve(args) => commands::serve::serve(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Explain(cmd) => commands::explain::run(cmd),
     };

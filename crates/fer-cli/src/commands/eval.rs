@@ -7,7 +7,7 @@ use fer_train::{EvalChoice, Tta, Weights};
 
 use crate::device::DeviceChoice;
 
-fn weights(ema: bool) -> Weights {
+pub fn weights(ema: bool) -> Weights {
     if ema { Weights::Ema } else { Weights::Best }
 }
 
@@ -30,24 +30,6 @@ pub struct EvalArgs {
     ema: bool,
     /// Test-time augmentation: none (the report's protocol), flip (face + mirror) or crops
     /// (5 positions x mirror). Results go to files with a -tta-NAME suffix.
-    #[arg(long, default_value = "none")]
-    tta: String,
-    #[arg(long, value_enum, default_value = "cpu")]
-    device: DeviceChoice,
-}
-
-#[derive(Args)]
-pub struct PredictArgs {
-    /// Run folder.
-    #[arg(long)]
-    run: PathBuf,
-    /// Face images (any size or colour; converted to 48x48 grayscale).
-    #[arg(required = true)]
-    images: Vec<PathBuf>,
-    /// Use the run's weight average (best-ema.fer).
-    #[arg(long)]
-    ema: bool,
-    /// Test-time augmentation: none, flip or crops.
     #[arg(long, default_value = "none")]
     tta: String,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -105,28 +87,5 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let name = format!("{}{}", result.split, choice.suffix());
     println!("wrote eval-{name}.json, confusion-{name}.csv, predictions-{name}.csv in {}", args.run.display());
-    Ok(())
-}
-
-pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let device = args.device.device()?;
-    let mut models = Vec::new();
-    let tta = Tta::parse(&args.tta)?;
-    for path in fer_train::ensemble_members(&args.run, weights(args.ema))? {
-        models.push(fer_model::load_model(&path, &device)?);
-    }
-    let mut faces = fer_data::Dataset::new();
-    for path in &args.images {
-        let mut pixels = vec![0u8; fer_data::PIXELS];
-        fer_data::decode_face(path, &mut pixels)?;
-        faces.push(&pixels, None, "predict");
-    }
-    let probs = fer_train::predict_probabilities_tta(&models, &faces, &device, 64, tta);
-    for (path, p) in args.images.iter().zip(probs) {
-        let best = fer_train::argmax(&p);
-        let name = Emotion::from_id(best).map_or("?", |e| e.name());
-        let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), p[e.id()])).collect();
-        println!("{}: {name} ({:.3})  [{}]", path.display(), p[best], list.join(", "));
-    }
     Ok(())
 }
