@@ -148,9 +148,13 @@ fn train_eval_predict_on_synthetic_faces() {
     assert!(run.join("confusion-PublicTest.csv").exists() && run.join("predictions-PublicTest.csv").exists());
 
     let face = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/keras-parity/input.png");
-    let o = fer(&["predict", "--run", run_s, face.to_str().unwrap()]);
+    let o = fer(&["predict", "--run", run_s, "--no-detect", face.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("input.png: ") && stdout(&o).contains("Neutral"), "{}", stdout(&o));
+    // Without --no-detect a 48x48 crop is searched for faces, and the answer says what to do.
+    let o = fer(&["predict", "--run", run_s, face.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("input.png: no face found (for face crops such as FER2013's, use --no-detect)"), "{}", stdout(&o));
 
     // Continuing a finished run does nothing more and says so.
     let o = fer(&["train", "--resume", run_s, "--quiet"]);
