@@ -7,7 +7,8 @@ const [url, photo, expected, screenshot] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const browser = await chromium.launch({
   executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  // A fake camera (Chromium's test pattern) and an automatic "allow" let the webcam path run too.
+  args: ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 const fail = async (message) => {
   console.error("browser check FAILED: " + message);
@@ -48,9 +49,16 @@ try {
     return { width: canvas.width, height: canvas.height, counts };
   });
   for (const c of cards) if (drawn.counts[c.cls] < 100) await fail(`no ${c.cls} box on the canvas: ${JSON.stringify(drawn)}`);
-  if (errors.length) await fail("page errors: " + errors.join("; "));
   await page.screenshot({ path: screenshot, fullPage: true });
-  console.log(`browser check passed: ${status} canvas ${drawn.width}x${drawn.height}; faces: ${cards.map((c) => c.title).join(" | ")}; screenshot ${screenshot}`);
+  // The webcam: frames go to the server in a loop and each answer is drawn (the fake camera's
+  // test pattern has no face, so the status line reports zero).
+  await page.click("#webcam");
+  await page.waitForFunction(() => /^Webcam: \d+ face/.test(document.querySelector("#status").textContent) || document.querySelector("#status.error"), null, { timeout: 60000 });
+  const webcam = await page.textContent("#status");
+  if (!webcam.startsWith("Webcam: ")) await fail("webcam: " + webcam);
+  await page.click("#webcam");
+  if (errors.length) await fail("page errors: " + errors.join("; "));
+  console.log(`browser check passed: ${status} ${webcam} canvas ${drawn.width}x${drawn.height}; faces: ${cards.map((c) => c.title).join(" | ")}; screenshot ${screenshot}`);
 } catch (e) {
   await fail(e.message);
 }

@@ -96,7 +96,8 @@ impl Classifier {
             boxes.push((FaceBox { x: 0, y: 0, width, height }, None));
             crops.push(&whole_image_face(&gray), None, "photo");
         }
-        let probs = if crops.is_empty() { Vec::new() } else { fer_train::predict_probabilities_tta(&self.models, &crops, &self.device, 64, self.tta) };
+        let probs =
+            if crops.is_empty() { Vec::new() } else { fer_train::predict_probabilities_tta(&self.models, &crops, &self.device, 64, self.tta) };
         let faces = boxes
             .into_iter()
             .zip(probs)
@@ -128,7 +129,11 @@ fn whole_image_face(gray: &GrayImage) -> Vec<u8> {
 pub fn read_photo(path: &Path, limits: &PhotoLimits) -> anyhow::Result<DynamicImage> {
     let name = path.display().to_string();
     let size = std::fs::metadata(path).with_context(|| format!("{name}: cannot read"))?.len();
-    anyhow::ensure!(size <= limits.max_bytes as u64, "{name}: {size} bytes is over the limit of {} bytes per image (raise it with --max-bytes)", limits.max_bytes);
+    anyhow::ensure!(
+        size <= limits.max_bytes as u64,
+        "{name}: {size} bytes is over the limit of {} bytes per image (raise it with --max-bytes)",
+        limits.max_bytes
+    );
     let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot read"))?;
     Ok(fer_detect::decode_photo(&bytes, &name, limits)?)
 }

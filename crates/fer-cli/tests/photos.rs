@@ -22,7 +22,22 @@ fn s(p: &Path) -> &str {
 /// A tiny CNN trained for one epoch on synthetic faces: enough for every path to run.
 fn tiny_run(dir: &Path) -> PathBuf {
     let run = dir.join("run");
-    let o = fer(&["train", "--data", "synthetic:10,3,1", "--model", "tiny-cnn", "--out", s(&run), "--epochs", "1", "--steps-per-epoch", "0", "--batch-size", "35", "--quiet"]);
+    let o = fer(&[
+        "train",
+        "--data",
+        "synthetic:10,3,1",
+        "--model",
+        "tiny-cnn",
+        "--out",
+        s(&run),
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "0",
+        "--batch-size",
+        "35",
+        "--quiet",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     run
 }
@@ -153,7 +168,8 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
     let _ = stream.write_all(body);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&response)));
+    let split =
+        response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&response)));
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let mut body = response[split + 4..].to_vec();
@@ -224,7 +240,11 @@ fn serve_answers_the_page_the_api_and_every_bad_request_then_keeps_serving() {
     assert!(body_json(&body)["error"].as_str().unwrap().contains("over the limit of 200000 bytes"), "{}", String::from_utf8_lossy(&body));
     let (status, _, body) = http(addr, "POST", "/api/predict", &[("X-Filename", "huge.png")], &huge_png_header());
     assert_eq!(status, 413);
-    assert!(body_json(&body)["error"].as_str().unwrap().starts_with("huge.png: 100000x100000 pixels is over the limit"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        body_json(&body)["error"].as_str().unwrap().starts_with("huge.png: 100000x100000 pixels is over the limit"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let (status, _, _) = http(addr, "GET", "/nowhere", &[], b"");
     assert_eq!(status, 404);
 

@@ -167,7 +167,7 @@ fn clip_box(x: f64, y: f64, w: f64, h: f64, width: u32, height: u32) -> Option<F
     let y0 = y.round().clamp(0.0, height as f64);
     let x1 = (x + w).round().clamp(0.0, width as f64);
     let y1 = (y + h).round().clamp(0.0, height as f64);
-    (x1 > x0 && y1 > y0).then(|| FaceBox { x: x0 as u32, y: y0 as u32, width: (x1 - x0) as u32, height: (y1 - y0) as u32 })
+    (x1 > x0 && y1 > y0).then_some(FaceBox { x: x0 as u32, y: y0 as u32, width: (x1 - x0) as u32, height: (y1 - y0) as u32 })
 }
 
 /// The square around `bbox` grown by `margin` times its side on every side, in image pixels

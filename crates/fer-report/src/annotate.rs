@@ -15,8 +15,7 @@ pub struct FaceLabel {
 
 /// A colour per FER2013 class, Okabe-Ito (distinguishable with colour-blindness), in class order
 /// Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
-pub const CLASS_COLOURS: [[u8; 3]; 7] =
-    [[213, 94, 0], [0, 158, 115], [204, 121, 167], [240, 228, 66], [0, 114, 178], [230, 159, 0], [200, 200, 200]];
+pub const CLASS_COLOURS: [[u8; 3]; 7] = [[213, 94, 0], [0, 158, 115], [204, 121, 167], [240, 228, 66], [0, 114, 178], [230, 159, 0], [200, 200, 200]];
 
 /// Draws each face's box and, above it (below when there is no room), its label on a filled tag.
 /// Line width and text size follow each face's size, so a crowd's small faces get small tags

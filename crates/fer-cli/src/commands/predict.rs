@@ -42,8 +42,11 @@ impl DetectArgs {
     }
 
     pub fn classifier(&self, run: &Path) -> anyhow::Result<Classifier> {
-        let detector =
-            FaceDetector::with_config(DetectorConfig { min_face_size: self.min_face, score_threshold: self.score_threshold, ..DetectorConfig::default() })?;
+        let detector = FaceDetector::with_config(DetectorConfig {
+            min_face_size: self.min_face,
+            score_threshold: self.score_threshold,
+            ..DetectorConfig::default()
+        })?;
         Classifier::load(run, weights(self.ema), Tta::parse(&self.tta)?, self.device.device()?, detector)
     }
 }
@@ -85,7 +88,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         let photo = read_photo(path, &limits)?;
         let result = classifier.classify(&photo, &path.display().to_string(), !args.no_detect);
         if let Some(out) = &args.annotate {
-            let target = if several { out.join(format!("{}.png", path.file_stem().map_or("image".into(), |s| s.to_string_lossy()))) } else { out.clone() };
+            let target =
+                if several { out.join(format!("{}.png", path.file_stem().map_or("image".into(), |s| s.to_string_lossy()))) } else { out.clone() };
             annotate(&photo, &result, &target)?;
         }
         if !args.json {

@@ -87,7 +87,10 @@ fn router(state: Arc<AppState>) -> Router {
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
     let classes: Vec<&str> = fer_data::Emotion::ALL.iter().map(|e| e.name()).collect();
-    json_response(StatusCode::OK, json!({"status": "ok", "run": state.run, "classes": classes, "max_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels}))
+    json_response(
+        StatusCode::OK,
+        json!({"status": "ok", "run": state.run, "classes": classes, "max_bytes": state.limits.max_bytes, "max_pixels": state.limits.max_pixels}),
+    )
 }
 
 #[derive(Deserialize)]
@@ -112,7 +115,12 @@ fn error(status: StatusCode, message: String) -> Response {
     json_response(status, json!({ "error": message }))
 }
 
-async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<PredictQuery>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<PredictQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let name = headers.get("x-filename").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).unwrap_or("upload").to_string();
     let body = match body {
         Ok(body) => body,
@@ -137,7 +145,9 @@ fn answer(state: &AppState, bytes: &[u8], name: &str, query: PredictQuery) -> Re
     let photo = fer_detect::photo_dimensions(bytes, name).and_then(|_| fer_detect::decode_photo(bytes, name, &state.limits));
     let photo = match photo {
         Ok(photo) => photo,
-        Err(e @ (DetectError::TooManyPixels { .. } | DetectError::TooManyBytes { .. })) => return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        Err(e @ (DetectError::TooManyPixels { .. } | DetectError::TooManyBytes { .. })) => {
+            return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+        }
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let result = {
