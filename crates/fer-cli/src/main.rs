@@ -15,6 +15,10 @@ image-folder tree ([<split>/]<class>/*.jpg); the format is detected.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Largest data file read (CSV bytes after gzip decompression), a guard against files that
+    /// expand without end. Default 4 GiB; docs/RELIABILITY.md lists every limit.
+    #[arg(long, global = true, value_name = "BYTES")]
+    max_input_bytes: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +49,9 @@ enum Command {
 fn main() {
     fer_kernels::tune_allocator();
     let cli = Cli::parse();
+    if let Some(limit) = cli.max_input_bytes {
+        fer_data::set_default_max_input_bytes(limit);
+    }
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Summary(args) => commands::model::summary(args),

@@ -139,6 +139,11 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
     bytes[..offset].iter().filter(|b| **b == b'\n').count() + 1
 }
 
+/// The shortest line that can hold a face: 2,304 one-digit pixels and their 2,303 separators.
+const MIN_ROW_BYTES: usize = 2 * PIXELS - 1;
+/// Lines parsed per parallel chunk (about 9 MB of pixels).
+const CHUNK_LINES: usize = 4096;
+
 pub(crate) struct Parsed {
     pub dataset: Dataset,
     pub format: Format,
@@ -163,31 +168,41 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
     };
 
     let body = bytes.get(header_end + 1..).unwrap_or_default();
-    let mut lines: Vec<&[u8]> = Vec::with_capacity(body.len() / 4096 + 1);
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
-        lines.push(&body[start..end]);
-        start = end + 1;
-    }
-    let mut pixels = vec![0u8; lines.len() * PIXELS];
-    let outcomes: Vec<Option<RowOutcome>> = lines
-        .par_iter()
-        .zip(pixels.par_chunks_mut(PIXELS))
-        .map(|(line, out)| if line.trim_ascii().is_empty() { None } else { Some(parse_row(line, cols, default_split, out)) })
-        .collect();
-
+    // Memory follows the valid rows, never the line count: a file of a million empty or short
+    // lines must not reserve a million faces. Lines are parsed a chunk at a time (in parallel
+    // within a chunk), and the result is reserved for at most the rows the bytes could hold.
     let mut dataset = Dataset::new();
-    dataset.reserve(lines.len());
+    dataset.reserve(body.len() / MIN_ROW_BYTES + 1);
     let mut skipped = BTreeMap::new();
-    for (i, outcome) in outcomes.into_iter().enumerate() {
-        match outcome {
-            None => {}
-            Some(Ok((label, split))) => dataset.push(&pixels[i * PIXELS..(i + 1) * PIXELS], label, split),
-            Some(Err(problem)) if skip_invalid => *skipped.entry(problem.reason().to_string()).or_insert(0) += 1,
-            Some(Err(problem)) => {
-                return Err(DataError::Row { path: path.into(), line: i + 2, problem });
+    let mut starts = memchr::memchr_iter(b'\n', body).map(|end| end + 1);
+    let mut start = 0;
+    let mut line_no = 2; // the header is line 1
+    let mut lines: Vec<&[u8]> = Vec::with_capacity(CHUNK_LINES);
+    let mut pixels = Vec::new();
+    while start <= body.len() {
+        lines.clear();
+        while lines.len() < CHUNK_LINES && start <= body.len() {
+            let next = starts.next().unwrap_or(body.len() + 1);
+            lines.push(&body[start..next.saturating_sub(1).max(start)]);
+            start = next;
+        }
+        pixels.resize(lines.len() * PIXELS, 0u8);
+        let outcomes: Vec<Option<RowOutcome>> = lines
+            .par_iter()
+            .zip(pixels.par_chunks_mut(PIXELS))
+            .map(|(line, out)| if line.trim_ascii().is_empty() { None } else { Some(parse_row(line, cols, default_split, out)) })
+            .collect();
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                None => {}
+                Some(Ok((label, split))) => dataset.push(&pixels[i * PIXELS..(i + 1) * PIXELS], label, split),
+                Some(Err(problem)) if skip_invalid => *skipped.entry(problem.reason().to_string()).or_insert(0) += 1,
+                Some(Err(problem)) => {
+                    return Err(DataError::Row { path: path.into(), line: line_no + i, problem });
+                }
             }
         }
+        line_no += lines.len();
     }
     Ok(Parsed { dataset, format, skipped })
 }

@@ -69,6 +69,8 @@ pub enum DataError {
     UnknownFormat { path: PathBuf },
     #[error("{path}: {problem}")]
     Write { path: PathBuf, problem: String },
+    #[error("{path}: {what} is over the limit of {limit} bytes (raise it with --max-input-bytes)")]
+    TooLarge { path: PathBuf, what: &'static str, limit: u64 },
 }
 
 impl DataError {

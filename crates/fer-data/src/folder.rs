@@ -37,7 +37,25 @@ fn split_rank(name: &str) -> (usize, String) {
 /// Decodes one face file into 48x48 grayscale. Returns whether it had to be converted.
 pub fn decode_face(path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let image = image::load_from_memory(&bytes).map_err(|e| DataError::Image { path: path.into(), reason: e.to_string() })?;
+    decode_face_bytes(&bytes, path, out)
+}
+
+/// Largest image accepted as a face, in pixels: far above any face crop, far below what a
+/// hostile header can claim. The size is read from the header before anything is decoded.
+pub const MAX_FACE_IMAGE_PIXELS: u64 = 16 << 20;
+
+/// [`decode_face`] on bytes held in memory; `path` names them in errors.
+pub fn decode_face_bytes(bytes: &[u8], path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
+    let bad = |reason: String| DataError::Image { path: path.into(), reason };
+    let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
+    let (w, h) = reader()?.into_dimensions().map_err(|e| bad(e.to_string()))?;
+    if w == 0 || h == 0 {
+        return Err(bad(format!("{w}x{h} pixels")));
+    }
+    if w as u64 * h as u64 > MAX_FACE_IMAGE_PIXELS {
+        return Err(bad(format!("{w}x{h} pixels is over the limit of {MAX_FACE_IMAGE_PIXELS} pixels for a face image")));
+    }
+    let image = reader()?.decode().map_err(|e| bad(e.to_string()))?;
     let is_gray48 = matches!(image, image::DynamicImage::ImageLuma8(_)) && image.width() as usize == SIDE && image.height() as usize == SIDE;
     let mut gray = image.into_luma8();
     if gray.width() as usize != SIDE || gray.height() as usize != SIDE {

@@ -22,8 +22,8 @@ mod write;
 pub use class::{Emotion, NUM_CLASSES};
 pub use dataset::{Dataset, canonical_split_name};
 pub use error::{DataError, RowProblem};
-pub use folder::decode_face;
-pub use load::{Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, open};
+pub use folder::{MAX_FACE_IMAGE_PIXELS, decode_face, decode_face_bytes};
+pub use load::{DEFAULT_MAX_INPUT_BYTES, Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_max_input_bytes};
 pub use write::{write_fer2013_csv, write_image_tree, write_png};
 
 /// Faces are 48x48 grayscale.

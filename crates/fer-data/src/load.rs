@@ -38,10 +38,29 @@ impl fmt::Display for Format {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
     /// Load what is valid and count the rest per reason, instead of stopping at the first error.
     pub skip_invalid: bool,
+    /// Largest CSV accepted, in bytes, after gzip decompression (a small .gz can expand to any
+    /// size): checked while reading, before the text is held in memory.
+    pub max_bytes: u64,
+}
+
+/// The default for [`LoadOptions::max_bytes`]: 4 GiB, thirteen times fer2013.csv.
+pub const DEFAULT_MAX_INPUT_BYTES: u64 = 4 << 30;
+
+static MAX_INPUT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_INPUT_BYTES);
+
+/// Sets the process-wide default of [`LoadOptions::max_bytes`] (the `--max-input-bytes` flag).
+pub fn set_default_max_input_bytes(limit: u64) {
+    MAX_INPUT_BYTES.store(limit, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { skip_invalid: false, max_bytes: MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed) }
+    }
 }
 
 /// What loading found besides the faces.
@@ -63,22 +82,43 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
         let report = LoadReport { format: Format::ImageFolder, converted: scanned.converted, skipped: scanned.skipped };
         return Ok((scanned.dataset, report));
     }
+    if meta.len() > options.max_bytes {
+        return Err(DataError::TooLarge { path: path.into(), what: "the file", limit: options.max_bytes });
+    }
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    load_bytes(&raw, path, options)
+}
+
+/// Loads a FER2013 CSV (plain or gzip) held in memory; `path` names it in errors and its
+/// extension helps tell the format.
+pub fn load_bytes(raw: &[u8], path: &Path, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
     if raw.is_empty() {
         return Err(DataError::Empty { path: path.into() });
     }
+    if raw.len() as u64 > options.max_bytes {
+        return Err(DataError::TooLarge { path: path.into(), what: "the file", limit: options.max_bytes });
+    }
+    let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut text = Vec::with_capacity(raw.len() * 4);
-        flate2::read::MultiGzDecoder::new(&raw[..]).read_to_end(&mut text).map_err(|source| DataError::Gzip { path: path.into(), source })?;
-        text
+        let mut text = Vec::with_capacity(raw.len().saturating_mul(4).min(options.max_bytes as usize));
+        // Read one byte past the limit to tell "exactly at the limit" from "over it".
+        flate2::read::MultiGzDecoder::new(raw)
+            .take(options.max_bytes.saturating_add(1))
+            .read_to_end(&mut text)
+            .map_err(|source| DataError::Gzip { path: path.into(), source })?;
+        if text.len() as u64 > options.max_bytes {
+            return Err(DataError::TooLarge { path: path.into(), what: "the decompressed gzip stream", limit: options.max_bytes });
+        }
+        decompressed = text;
+        &decompressed[..]
     } else {
         let name = path.to_string_lossy().to_ascii_lowercase();
-        if !(name.ends_with(".csv") || name.ends_with(".txt") || looks_like_csv(&raw)) {
+        if !(name.ends_with(".csv") || name.ends_with(".txt") || looks_like_csv(raw)) {
             return Err(DataError::UnknownFormat { path: path.into() });
         }
         raw
     };
-    let parsed = csv::parse(path, &bytes, options.skip_invalid)?;
+    let parsed = csv::parse(path, bytes, options.skip_invalid)?;
     let report = LoadReport { format: parsed.format, converted: 0, skipped: parsed.skipped };
     Ok((parsed.dataset, report))
 }

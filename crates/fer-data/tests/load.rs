@@ -28,7 +28,7 @@ fn strict() -> LoadOptions {
 }
 
 fn skipping() -> LoadOptions {
-    LoadOptions { skip_invalid: true }
+    LoadOptions { skip_invalid: true, ..LoadOptions::default() }
 }
 
 #[test]
@@ -207,4 +207,77 @@ fn csv_to_png_to_csv_is_lossless() {
     fer_data::write_fer2013_csv(&from_tree, &csv2).unwrap();
     let (back, _) = load(&csv2, &strict()).unwrap();
     assert_eq!(back, original);
+}
+
+#[test]
+fn a_gzip_bomb_stops_at_the_limit_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // 64 MB of zeros compresses to ~64 KB; a 1 MB limit must stop it while reading.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"emotion,pixels,Usage\n").unwrap();
+    gz.write_all(&vec![b'0'; 64 << 20]).unwrap();
+    let bomb = gz.finish().unwrap();
+    assert!(bomb.len() < 200_000);
+    let limited = LoadOptions { max_bytes: 1 << 20, ..LoadOptions::default() };
+    let e = load(write(dir.path(), "bomb.csv.gz", &bomb), &limited).unwrap_err();
+    assert!(matches!(e, DataError::TooLarge { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: the decompressed gzip stream is over the limit of 1048576 bytes (raise it with --max-input-bytes)",
+            dir.path().join("bomb.csv.gz").display()
+        )
+    );
+    // A plain file over the limit is refused from its size, before it is read.
+    let big = write(dir.path(), "big.csv", &vec![b'\n'; 2 << 20]);
+    assert!(matches!(load(&big, &limited), Err(DataError::TooLarge { what: "the file", .. })));
+}
+
+#[test]
+fn memory_follows_valid_rows_not_the_line_count() {
+    // Two million empty lines and one valid row: loads one face (the old parser reserved a face
+    // per line, 4.6 GB here).
+    let mut csv = String::from("emotion,pixels,Usage\n");
+    csv.push_str(&"\n".repeat(2_000_000));
+    csv.push_str(&format!("3,{},Training\n", pixels_text(1)));
+    let (data, _) = fer_data::load_bytes(csv.as_bytes(), "many-lines.csv".as_ref(), &strict()).unwrap();
+    assert_eq!(data.len(), 1);
+    // Errors keep their line numbers across the parser's chunks.
+    let mut csv = String::from("emotion,pixels,Usage\n");
+    for _ in 0..5000 {
+        csv.push_str(&format!("3,{},Training\n", pixels_text(2)));
+    }
+    csv.push_str("9,1 2 3,Training\n");
+    let e = fer_data::load_bytes(csv.as_bytes(), "x.csv".as_ref(), &strict()).unwrap_err();
+    assert!(e.to_string().starts_with("x.csv: line 5002: "), "{e}");
+}
+
+#[test]
+fn an_image_that_claims_a_huge_size_is_refused_from_its_header() {
+    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    png.extend_from_slice(&100_000u32.to_be_bytes());
+    png.extend_from_slice(&100_000u32.to_be_bytes());
+    png.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let crc = crc32(&png[12..]);
+    png.extend_from_slice(&crc.to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0]);
+    png.extend_from_slice(b"IDAT");
+    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    let mut out = vec![0u8; fer_data::PIXELS];
+    let e = fer_data::decode_face_bytes(&png, "train/happy/huge.png".as_ref(), &mut out).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "train/happy/huge.png: unreadable or corrupt image: 100000x100000 pixels is over the limit of 16777216 pixels for a face image"
+    );
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in bytes {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }

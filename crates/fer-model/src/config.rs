@@ -10,6 +10,12 @@ pub enum ModelConfig {
     Dnn(DnnConfig),
 }
 
+/// The largest model a config may describe: 250 M parameters (1 GB of f32), sixty times the
+/// report's CNN.
+pub const MAX_PARAMETERS: u64 = 250_000_000;
+/// The largest input side a config may ask for.
+pub const MAX_INPUT_SIDE: usize = 1024;
+
 impl ModelConfig {
     /// The report's CNN or DNN by name (`cnn`, `dnn`), with the report's defaults.
     pub fn by_name(name: &str) -> Result<ModelConfig, ModelError> {
@@ -28,9 +34,107 @@ impl ModelConfig {
     }
 
     pub fn validate(&self) -> Result<(), ModelError> {
+        self.check_bounds()?;
         match self {
             ModelConfig::Cnn(c) => c.validate(),
             ModelConfig::Dnn(c) => c.validate(),
         }
+    }
+
+    /// Sizes a config may ask for. A config comes from model files and checkpoints that may be
+    /// hostile: every number that sizes memory is bounded before anything is allocated.
+    fn check_bounds(&self) -> Result<(), ModelError> {
+        let bad = |m: String| Err(ModelError::InvalidConfig(m));
+        let (side, channels, classes, widths, dropouts): (usize, usize, usize, Vec<usize>, Vec<f64>) = match self {
+            ModelConfig::Cnn(c) => (
+                c.input_side,
+                c.input_channels,
+                c.num_classes,
+                c.conv_channels.iter().chain(&c.kernel_sizes).chain(&c.dense_units).copied().collect(),
+                c.conv_dropout.iter().chain(&c.dense_dropout).copied().collect(),
+            ),
+            ModelConfig::Dnn(c) => (c.input_side, c.input_channels, c.num_classes, c.units.clone(), c.dropout.clone()),
+        };
+        if !(1..=MAX_INPUT_SIDE).contains(&side) || !(1..=4).contains(&channels) || !(1..=1000).contains(&classes) {
+            return bad(format!(
+                "input {side}x{side}x{channels} with {classes} classes is outside 1-{MAX_INPUT_SIDE} pixels, 1-4 channels, 1-1000 classes"
+            ));
+        }
+        if widths.len() > 64 || widths.iter().any(|&w| w == 0 || w > 65_536) {
+            return bad("layer widths and kernel sizes must be 1-65,536, at most 64 of them".into());
+        }
+        if dropouts.iter().any(|p| !(0.0..1.0).contains(p)) {
+            return bad("dropout rates must be in [0, 1)".into());
+        }
+        let params = self.parameter_estimate();
+        if params > MAX_PARAMETERS {
+            return bad(format!("{params} parameters is over the limit of {MAX_PARAMETERS}"));
+        }
+        Ok(())
+    }
+
+    /// Parameters the config creates (weights, biases, BatchNorm's four vectors), computed
+    /// without allocating and saturating instead of overflowing.
+    pub fn parameter_estimate(&self) -> u64 {
+        let (m, a) = (|x: u64, y: u64| x.saturating_mul(y), |x: u64, y: u64| x.saturating_add(y));
+        match self {
+            ModelConfig::Cnn(c) => {
+                let mut total = 0u64;
+                let mut cin = c.input_channels as u64;
+                let mut side = c.input_side as u64;
+                for (i, &cout) in c.conv_channels.iter().enumerate() {
+                    let (cout, k) = (cout as u64, c.kernel_sizes.get(i).copied().unwrap_or(1) as u64);
+                    total = a(total, a(m(m(k, k), m(cin, cout)), m(5, cout)));
+                    cin = cout;
+                    if c.pool.get(i).copied().unwrap_or(false) {
+                        side /= 2;
+                    }
+                }
+                let mut fin = m(m(side, side), cin);
+                for &u in &c.dense_units {
+                    total = a(total, a(m(fin, u as u64), m(5, u as u64)));
+                    fin = u as u64;
+                }
+                a(total, a(m(fin, c.num_classes as u64), c.num_classes as u64))
+            }
+            ModelConfig::Dnn(c) => {
+                let mut total = 0u64;
+                let mut fin = m(m(c.input_side as u64, c.input_side as u64), c.input_channels as u64);
+                let per_unit = if c.batch_norm { 5 } else { 1 };
+                for &u in &c.units {
+                    total = a(total, a(m(fin, u as u64), m(per_unit, u as u64)));
+                    fin = u as u64;
+                }
+                a(total, a(m(fin, c.num_classes as u64), c.num_classes as u64))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod bounds_tests {
+    use super::*;
+
+    #[test]
+    fn parameter_estimate_is_exact_for_the_report_models() {
+        assert_eq!(ModelConfig::by_name("cnn").unwrap().parameter_estimate(), 4_087_879);
+        assert_eq!(ModelConfig::by_name("dnn").unwrap().parameter_estimate(), 4_099_847);
+    }
+
+    #[test]
+    fn hostile_sizes_are_refused_before_allocation() {
+        let mut c = CnnConfig::new();
+        c.dense_units = vec![1 << 16, 1 << 16];
+        let err = ModelConfig::Cnn(c).validate().unwrap_err().to_string();
+        assert!(err.contains("parameters is over the limit of 250000000"), "{err}");
+        let mut c = CnnConfig::new();
+        c.input_side = usize::MAX;
+        assert!(ModelConfig::Cnn(c).validate().unwrap_err().to_string().contains("outside 1-1024 pixels"));
+        let mut d = DnnConfig::new();
+        d.units = vec![usize::MAX; 5];
+        assert!(ModelConfig::Dnn(d).validate().is_err());
+        let mut d = DnnConfig::new();
+        d.dropout = vec![1.5; 5];
+        assert!(ModelConfig::Dnn(d).validate().unwrap_err().to_string().contains("dropout"));
     }
 }

@@ -1,10 +1,12 @@
 //! One file per trained model: a small header, the model config as JSON, then the weights in
 //! burn's burnpack format. The header records the weights' length, so a truncated file is
-//! caught before burn reads it.
+//! caught before burn reads it, and (since version 2) a CRC-32 of everything after it, so a
+//! flipped byte is "corrupt file", never silently different weights.
 //!
 //! ```text
-//! b"FERMODEL"  u32 version  u32 config_len  u64 weights_len  config JSON  burnpack bytes
+//! b"FERMODEL"  u32 version=2  u32 config_len  u64 weights_len  u32 crc32  config JSON  burnpack bytes
 //! ```
+//! (Version 1 files, without the checksum, still load.)
 
 use std::io::Write;
 use std::path::Path;
@@ -15,21 +17,59 @@ use burn::tensor::{Bytes, Device};
 use crate::{FerModel, ModelConfig, ModelError};
 
 const MAGIC: &[u8; 8] = b"FERMODEL";
-const VERSION: u32 = 1;
-const HEADER: usize = 8 + 4 + 4 + 8;
+const VERSION: u32 = 2;
+const HEADER_V1: usize = 8 + 4 + 4 + 8;
+const HEADER: usize = HEADER_V1 + 4;
 
 /// Writes `bytes` to `path` so that a crash at any instant leaves either the old file or the
 /// new one: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_on(&mut RealDisk, path, bytes)
+}
+
+/// The file-system steps of [`write_atomic`], a seam so tests can make any step fail the way
+/// disks do (full, read-only, I/O error) without needing such a disk.
+pub trait Disk {
+    /// Creates `path`, writes all of `bytes` and flushes them to the device (fsync).
+    fn write_synced(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
+    fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()>;
+    fn remove(&mut self, path: &Path) -> std::io::Result<()>;
+}
+
+/// The machine's file system.
+pub struct RealDisk;
+
+impl Disk for RealDisk {
+    fn write_synced(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let mut file = std::fs::File::create(path)?;
+        file.write_all(bytes)?;
+        file.sync_all()
+    }
+
+    fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove(&mut self, path: &Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+/// [`write_atomic`] through `disk`. When a step fails, the temp file is removed (best effort),
+/// the target is untouched, and the error says which step failed.
+pub fn write_atomic_on(disk: &mut dyn Disk, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
+    let step = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {}: {e}", tmp.display()));
+    if let Err(e) = disk.write_synced(&tmp, bytes) {
+        let _ = disk.remove(&tmp);
+        return Err(step("writing", e));
     }
-    std::fs::rename(&tmp, path)?;
+    if let Err(e) = disk.rename(&tmp, path) {
+        let _ = disk.remove(&tmp);
+        return Err(std::io::Error::new(e.kind(), format!("renaming {} over it: {e}", tmp.display())));
+    }
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
@@ -48,6 +88,10 @@ pub fn model_bytes(model: &FerModel) -> Result<Vec<u8>, ModelError> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(config.len() as u32).to_le_bytes());
     out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&config);
+    crc.update(&weights);
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&config);
     out.extend_from_slice(&weights);
     Ok(out)
@@ -73,24 +117,35 @@ pub fn load_model(path: &Path, device: &Device) -> Result<FerModel, ModelError> 
 
 /// Parses a model held in memory; `path` only names it in errors.
 pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<FerModel, ModelError> {
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+    if bytes.len() < HEADER_V1 || &bytes[..8] != MAGIC {
         return Err(ModelError::NotAModel { path: path.into() });
     }
     let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or_default());
     let version = u32_at(8);
-    if version != VERSION {
-        return Err(ModelError::BadConfig { path: path.into(), reason: format!("file format version {version}, this fer reads {VERSION}") });
-    }
+    let header = match version {
+        1 => HEADER_V1,
+        VERSION if bytes.len() >= HEADER => HEADER,
+        VERSION => return Err(ModelError::BadConfig { path: path.into(), reason: "the header is truncated".into() }),
+        _ => {
+            return Err(ModelError::BadConfig { path: path.into(), reason: format!("file format version {version}, this fer reads 1 and {VERSION}") });
+        }
+    };
     let config_len = u32_at(12) as usize;
     let weights_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
-    let available = bytes.len().saturating_sub(HEADER + config_len) as u64;
-    if bytes.len() < HEADER + config_len || available != weights_len {
+    let available = bytes.len().saturating_sub(header + config_len) as u64;
+    if bytes.len() < header + config_len || available != weights_len {
         return Err(ModelError::Truncated { path: path.into(), expected: weights_len, found: available });
     }
-    let config: ModelConfig = serde_json::from_slice(&bytes[HEADER..HEADER + config_len])
+    if header == HEADER {
+        let (expected, found) = (u32_at(24), crc32fast::hash(&bytes[HEADER..]));
+        if expected != found {
+            return Err(ModelError::Corrupt { path: path.into(), expected, found });
+        }
+    }
+    let config: ModelConfig = serde_json::from_slice(&bytes[header..header + config_len])
         .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
     let mut model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
-    let weights = Bytes::from_bytes_vec(bytes[HEADER + config_len..].to_vec());
+    let weights = Bytes::from_bytes_vec(bytes[header + config_len..].to_vec());
     let mut store = BurnpackStore::from_bytes(Some(weights));
     let result = model.load_from(&mut store).map_err(|e| ModelError::Mismatch { path: path.into(), reason: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {

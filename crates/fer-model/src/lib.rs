@@ -13,10 +13,10 @@ mod model;
 mod summary;
 
 pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
-pub use config::ModelConfig;
+pub use config::{MAX_INPUT_SIDE, MAX_PARAMETERS, ModelConfig};
 pub use dnn::{Dnn, DnnConfig};
 pub use error::ModelError;
-pub use file::{export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic};
+pub use file::{Disk, RealDisk, export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic, write_atomic_on};
 pub use model::{FerModel, Net, input_from_pixels};
 pub use summary::{LayerSummary, Summary};
 

@@ -93,6 +93,88 @@ fn save_and_load_round_trip_is_bit_identical() {
     }
 }
 
+/// A model file in format version 1 (no checksum), as fer wrote before version 2.
+fn version_1_file(config: &[u8], weights: &[u8]) -> Vec<u8> {
+    let mut out = b"FERMODEL".to_vec();
+    out.extend_from_slice(&1u32.to_le_bytes());
+    out.extend_from_slice(&(config.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(weights.len() as u64).to_le_bytes());
+    out.extend_from_slice(config);
+    out.extend_from_slice(weights);
+    out
+}
+
+#[test]
+fn a_flipped_byte_anywhere_is_a_corrupt_file_and_version_1_files_still_load() {
+    let device = Device::flex();
+    let model = dnn(&device);
+    let bytes = fer_model::model_bytes(&model).unwrap();
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
+    for at in [30, bytes.len() / 2, bytes.len() - 1] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        let err = fer_model::model_from_bytes(&bad, "flipped.fer".as_ref(), &device).unwrap_err();
+        assert!(matches!(err, ModelError::Corrupt { .. }), "byte {at}: {err}");
+        assert!(err.to_string().starts_with("flipped.fer: corrupt file"), "{err}");
+    }
+    let config_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let old = version_1_file(&bytes[28..28 + config_len], &bytes[28 + config_len..]);
+    let loaded = fer_model::model_from_bytes(&old, "old.fer".as_ref(), &device).unwrap();
+    assert_eq!(fer_model::model_bytes(&loaded).unwrap(), bytes, "a version-1 file loads to the same model");
+}
+
+/// A disk whose every step can be made to fail, the way full, read-only and failing disks do.
+struct FaultyDisk {
+    /// Bytes written before the write fails (None: the write succeeds).
+    fail_write_after: Option<usize>,
+    fail_rename: bool,
+}
+
+impl fer_model::Disk for FaultyDisk {
+    fn write_synced(&mut self, path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+        match self.fail_write_after {
+            Some(n) => {
+                std::fs::write(path, &bytes[..n.min(bytes.len())])?;
+                Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device (os error 28)"))
+            }
+            None => std::fs::write(path, bytes),
+        }
+    }
+    fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        if self.fail_rename {
+            return Err(std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "Read-only file system (os error 30)"));
+        }
+        std::fs::rename(from, to)
+    }
+    fn remove(&mut self, path: &std::path::Path) -> std::io::Result<()> {
+        std::fs::remove_file(path)
+    }
+}
+
+#[test]
+fn a_write_that_fails_part_way_leaves_the_previous_file_loadable_and_says_what_happened() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("best.fer");
+    let first = dnn(&device);
+    save_model(&first, &path).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let newer = fer_model::model_bytes(&dnn(&device)).unwrap();
+    for (disk, expected) in [
+        (FaultyDisk { fail_write_after: Some(1000), fail_rename: false }, "No space left on device"),
+        (FaultyDisk { fail_write_after: Some(0), fail_rename: false }, "No space left on device"),
+        (FaultyDisk { fail_write_after: None, fail_rename: true }, "Read-only file system"),
+    ] {
+        let mut disk = disk;
+        let err = fer_model::write_atomic_on(&mut disk, &path, &newer).unwrap_err();
+        assert!(err.to_string().contains(expected) && err.to_string().contains(".best.fer.tmp-"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "the previous file is untouched");
+        assert!(load_model(&path, &device).is_ok());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("best.fer")], "no temp file left behind");
+    }
+}
+
 #[test]
 fn bad_model_files_give_clear_errors() {
     let device = Device::flex();
@@ -113,14 +195,13 @@ fn bad_model_files_give_clear_errors() {
     std::fs::write(&junk, b"hello world, not a model at all").unwrap();
     assert!(matches!(load_model(&junk, &device), Err(ModelError::NotAModel { .. })));
 
-    // A DNN's weights under a CNN's config: another architecture.
+    // A DNN's weights under a CNN's config: another architecture (as a version-1 file, which
+    // has no checksum to stop it first).
     let cnn_bytes = fer_model::model_bytes(&cnn(&device)).unwrap();
     let config_len = u32::from_le_bytes(cnn_bytes[12..16].try_into().unwrap()) as usize;
     let dnn_config_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
-    let mut mixed = cnn_bytes[..24 + config_len].to_vec();
-    let dnn_weights = &bytes[24 + dnn_config_len..];
-    mixed[16..24].copy_from_slice(&(dnn_weights.len() as u64).to_le_bytes());
-    mixed.extend_from_slice(dnn_weights);
+    let dnn_weights = &bytes[28 + dnn_config_len..];
+    let mixed = version_1_file(&cnn_bytes[28..28 + config_len], dnn_weights);
     let err = fer_model::model_from_bytes(&mixed, "mixed.fer".as_ref(), &device).unwrap_err();
     assert!(matches!(err, ModelError::Mismatch { .. }), "{err}");
 }

@@ -125,7 +125,7 @@ pub fn stats_json(dataset: &Dataset, report: &LoadReport) -> Value {
 }
 
 fn load(path: &PathBuf, skip_invalid: bool) -> anyhow::Result<(Dataset, LoadReport)> {
-    Ok(fer_data::load(path, &LoadOptions { skip_invalid })?)
+    Ok(fer_data::load(path, &LoadOptions { skip_invalid, ..LoadOptions::default() })?)
 }
 
 fn stats(path: PathBuf, as_json: bool, skip_invalid: bool) -> anyhow::Result<()> {
