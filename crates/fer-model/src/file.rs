@@ -127,7 +127,10 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Fe
         VERSION if bytes.len() >= HEADER => HEADER,
         VERSION => return Err(ModelError::BadConfig { path: path.into(), reason: "the header is truncated".into() }),
         _ => {
-            return Err(ModelError::BadConfig { path: path.into(), reason: format!("file format version {version}, this fer reads 1 and {VERSION}") });
+            return Err(ModelError::BadConfig {
+                path: path.into(),
+                reason: format!("file format version {version}, this fer reads 1 and {VERSION}"),
+            });
         }
     };
     let config_len = u32_at(12) as usize;

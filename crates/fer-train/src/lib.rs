@@ -15,10 +15,11 @@ mod ema;
 mod error;
 mod eval;
 mod recipe;
+mod runlock;
 mod train;
 
 pub use batches::{Batch, BatchPlan, batch_to_tensors};
-pub use checkpoint::{Checkpoint, TrainState, load_checkpoint};
+pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_bytes, load_checkpoint};
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
 pub use eval::{
@@ -26,6 +27,7 @@ pub use eval::{
     predict_probabilities_tta,
 };
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
+pub use runlock::RunLock;
 pub use train::{
     EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, Weights, ensemble_members, loss_function, read_run_config, resume, train,
     train_ensemble,

@@ -12,8 +12,9 @@ use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::{BatchPlan, batch_to_tensors, mix, prefetch};
-use crate::checkpoint::{TrainState, checkpoint_path, load_checkpoint, restore_optimizer, save_checkpoint};
+use crate::checkpoint::{DataFingerprint, TrainState, checkpoint_path, load_checkpoint, restore_optimizer, save_checkpoint};
 use crate::ema::Ema;
+use crate::runlock::RunLock;
 use crate::{Evaluation, Recipe, RunConfig, Schedule, TrainError, evaluate};
 
 /// One row of `history.csv`.
@@ -154,12 +155,16 @@ pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device
         });
     }
     let (train_set, val_set) = splits(config, data)?;
-    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
+    let _lock = RunLock::acquire(run_dir)?;
+    if checkpoint_path(run_dir).exists() {
+        return Err(TrainError::BadRun { path: run_dir.into(), reason: "another process started a run in it just now".into() });
+    }
     write_json(&RunConfig::path(run_dir), config)?;
     let ad = device.clone().autodiff();
     ad.seed(mix(config.recipe.seed, 0, 0, 0));
     let model = FerModel::new(&config.model, &ad)?;
-    let state = TrainState { lr: config.recipe.lr, ..TrainState::default() };
+    let data = Some(DataFingerprint::of(&train_set, &val_set));
+    let state = TrainState { lr: config.recipe.lr, data, ..TrainState::default() };
     let ema = config.recipe.ema_decay.map(|d| Ema::new(d, &model));
     run_loop(run_dir, config, train_set, val_set, device, model, optimizer(&config.recipe), state, ema, options)
 }
@@ -176,8 +181,19 @@ pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
 pub fn resume(run_dir: &Path, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
     let config = read_run_config(run_dir)?;
     let (train_set, val_set) = splits(&config, data)?;
+    let _lock = RunLock::acquire(run_dir)?;
     let ad = device.clone().autodiff();
-    let checkpoint = load_checkpoint(run_dir, &ad)?;
+    let mut checkpoint = load_checkpoint(run_dir, &ad)?;
+    let now = DataFingerprint::of(&train_set, &val_set);
+    match checkpoint.state.data {
+        Some(then) => {
+            if let Some(reason) = then.differs(&now) {
+                return Err(TrainError::DataChanged { path: run_dir.into(), reason });
+            }
+        }
+        // Runs from before fingerprints: adopt the data given now.
+        None => checkpoint.state.data = Some(now),
+    }
     let optim = restore_optimizer(optimizer(&config.recipe), checkpoint.optimizer, &checkpoint_path(run_dir))?;
     write_history(run_dir, &checkpoint.state.history)?;
     let ema = match (config.recipe.ema_decay, checkpoint.ema) {
