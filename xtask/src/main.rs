@@ -6,6 +6,7 @@
 //! train+val (when the data has a separate test split) and an ensemble; explain the CNN; render
 //! figures; write REPORT.md and index.html.
 
+mod fuzz;
 mod llvm;
 mod pipeline;
 mod report;
@@ -52,7 +53,62 @@ enum Task {
         #[arg(long)]
         dest: Option<PathBuf>,
     },
+    /// Mutation-fuzz a parser (or all of them) for a time: no panic, hang, oversized allocation
+    /// or error that does not name its input may come out. Findings are saved under
+    /// target/fuzz-findings/ to become regression tests.
+    Fuzz {
+        /// What to fuzz; all of them in turn when omitted.
+        #[arg(value_enum)]
+        target: Option<fuzz::Target>,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Seed of the mutation generator (a run is reproducible from it).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
 }
+
+/// The global allocator: the system's, with a ceiling on any single allocation. fer's parsers
+/// must never reserve memory sized by an unchecked number from a file; under `cargo xtask fuzz`
+/// (and its bounded run in the tests) a request over the ceiling is refused, which aborts the
+/// process with "memory allocation of N bytes failed": a finding, never a machine out of memory.
+struct GuardedAllocator;
+
+/// 2 GiB: above anything fer needs for FER2013 (the CSV is 300 MB, a batch of the CNN's
+/// activations a few hundred MB), far below what a hostile length field asks for.
+const ALLOCATION_LIMIT: usize = 2 << 30;
+
+unsafe impl std::alloc::GlobalAlloc for GuardedAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as `alloc`.
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if new_size > ALLOCATION_LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as `dealloc`; the caller upholds `realloc`'s contract.
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: GuardedAllocator = GuardedAllocator;
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
 pub enum Profile {
@@ -100,9 +156,34 @@ fn main() {
                 .map(|path| println!("wrote {} in {:.0}s", path.display(), started.elapsed().as_secs_f64()))
         }
         Task::Llvm { from, dest } => llvm::run(from, dest),
+        Task::Fuzz { target, seconds, seed } => run_fuzz(target, seconds, seed),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn run_fuzz(target: Option<fuzz::Target>, seconds: u64, seed: u64) -> anyhow::Result<()> {
+    let targets = target.map_or(fuzz::Target::ALL.to_vec(), |t| vec![t]);
+    let save_to = PathBuf::from("target/fuzz-findings");
+    let mut total = 0;
+    for target in targets {
+        let report = fuzz::fuzz(target, seed, u64::MAX, Some(std::time::Duration::from_secs(seconds)), Some(&save_to))?;
+        println!(
+            "{:<11} {:>9} cases in {seconds}s ({:.0}/s), {} accepted as valid, slowest {:.1} ms, {} findings",
+            target.name(),
+            report.cases,
+            report.cases as f64 / seconds.max(1) as f64,
+            report.accepted,
+            report.slowest.as_secs_f64() * 1000.0,
+            report.findings.len()
+        );
+        for f in report.findings.iter().take(20) {
+            println!("  {f}");
+        }
+        total += report.findings.len();
+    }
+    anyhow::ensure!(total == 0, "{total} findings (cases saved in {})", save_to.display());
+    Ok(())
 }

@@ -190,7 +190,12 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Resu
 }
 
 pub(crate) fn restore_optimizer(optim: ModuleOptimizer, bytes: Vec<u8>, path: &Path) -> Result<ModuleOptimizer, TrainError> {
-    optim
-        .from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {e}") })
+    let bad = |reason: String| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {reason}") };
+    // burn-optim 0.22.1 panics ("Optimizer record tensors should carry a parameter id",
+    // module_optimizer.rs:277) on a record whose tensor lacks its id, which only a damaged or
+    // crafted file has; fuzzing found it. The checksum stops damage first; this stops the rest.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| optim.from_bytes(Bytes::from_bytes_vec(bytes)))) {
+        Ok(result) => result.map_err(|e| bad(e.to_string())),
+        Err(_) => Err(bad("a tensor without its parameter id (a damaged or crafted file)".into())),
+    }
 }

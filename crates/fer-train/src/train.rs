@@ -101,6 +101,12 @@ fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
     }
 }
 
+/// Reads a checkpoint's optimizer state as `--resume` would, for a run trained with `recipe`.
+/// (Resume does this itself; this is for checking a checkpoint without training, e.g. fuzzing.)
+pub fn check_optimizer_state(recipe: &Recipe, bytes: Vec<u8>, path: &Path) -> Result<(), TrainError> {
+    restore_optimizer(optimizer(recipe), bytes, path).map(|_| ())
+}
+
 /// The recipe's training loss: cross-entropy on logits, with label smoothing when asked.
 pub fn loss_function(recipe: &Recipe, device: &Device) -> CrossEntropyLoss {
     let smoothing = (recipe.label_smoothing > 0.0).then_some(recipe.label_smoothing);

@@ -69,3 +69,21 @@ fn faults_are_clear_errors_and_lose_nothing() {
     assert_eq!(last.stop, StopReason::Finished);
     assert_eq!(last.state.history.len(), 3);
 }
+
+/// Regression test for `cargo xtask fuzz checkpoint`'s finding: an optimizer record whose tensor
+/// lost its parameter id made burn-optim panic on --resume. Now it is a clear error.
+#[test]
+fn an_optimizer_record_without_parameter_ids_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny(1);
+    run(dir.path(), &config, Some(1)).unwrap();
+    let bytes = std::fs::read(dir.path().join("checkpoint.ckpt")).unwrap();
+    let len = |i: usize| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap()) as usize;
+    let start = 44 + len(0) + len(1);
+    let mut optimizer = bytes[start..start + len(2)].to_vec();
+    // The CBOR key "param_id" of the first tensor, renamed: that tensor no longer has an id.
+    let at = optimizer.windows(9).position(|w| w == b"hparam_id").expect("burnpack metadata names param_id");
+    optimizer[at + 8] = b'X';
+    let err = fer_train::check_optimizer_state(&config.recipe, optimizer, "damaged.ckpt".as_ref()).unwrap_err();
+    assert!(err.to_string().starts_with("damaged.ckpt: not a usable checkpoint: optimizer state: a tensor without its parameter id"), "{err}");
+}
