@@ -281,3 +281,45 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any faces written as fer2013.csv (with CRLF or LF, quoted or not) load back exactly.
+        #[test]
+        fn any_faces_round_trip_through_the_csv_text(
+            faces in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), fer_data::PIXELS), 0usize..3), 1..6),
+            crlf in any::<bool>(),
+            quoted in any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let mut csv = format!("emotion,pixels,Usage{eol}");
+            for (label, pixels, split) in &faces {
+                let text = pixels.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+                let text = if quoted { format!("\"{text}\"") } else { text };
+                csv.push_str(&format!("{label},{text},{}{eol}", ["Training", "PublicTest", "PrivateTest"][*split]));
+            }
+            let (data, _) = fer_data::load_bytes(csv.as_bytes(), "p.csv".as_ref(), &strict()).unwrap();
+            prop_assert_eq!(data.len(), faces.len());
+            for (i, (label, pixels, _)) in faces.iter().enumerate() {
+                prop_assert_eq!(data.image(i), &pixels[..]);
+                prop_assert_eq!(data.label(i).map(|e| e.id() as u8), Some(*label));
+            }
+        }
+
+        /// Arbitrary bytes after a valid header: an error that names the file and a line, or a load.
+        #[test]
+        fn arbitrary_rows_never_panic_and_errors_name_the_file(body in proptest::collection::vec(any::<u8>(), 0..3000)) {
+            let mut bytes = b"emotion,pixels,Usage\n".to_vec();
+            bytes.extend_from_slice(&body);
+            match fer_data::load_bytes(&bytes, "arbitrary.csv".as_ref(), &strict()) {
+                Ok((data, _)) => prop_assert!(data.len() <= 1),
+                Err(e) => prop_assert!(e.to_string().starts_with("arbitrary.csv: "), "{}", e),
+            }
+        }
+    }
+}
