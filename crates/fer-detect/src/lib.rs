@@ -13,7 +13,7 @@
 //!     let crop = fer_detect::crop_face(&gray, face.bbox, fer_detect::FER_MARGIN); // 48x48 gray
 //!     println!("{:?} score {:.1}: {} pixels", face.bbox, face.score, crop.len());
 //! }
-//! # Ok::<(), fer_detect::DetectError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 mod photo;
