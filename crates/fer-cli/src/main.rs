@@ -10,8 +10,9 @@ use clap::{Parser, Subcommand};
 #[command(name = "fer", version, about = "Facial-expression recognition on FER2013: data, models, training, explanations")]
 #[command(long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral).\n\n\
-Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, or an \
-image-folder tree ([<split>/]<class>/*.jpg); the format is detected.")]
+Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, an \
+image-folder tree ([<split>/]<class>/*.jpg), or Parquet as the Hugging Face Hub ships it (a file, a \
+folder of shards, or data/train-*.parquet); the format is detected.")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +20,12 @@ struct Cli {
     /// expand without end. Default 4 GiB; docs/RELIABILITY.md lists every limit.
     #[arg(long, global = true, value_name = "BYTES")]
     max_input_bytes: Option<u64>,
+    /// Parquet data: the image column (default: detected by name, image/img/pixels, or by type).
+    #[arg(long, global = true, value_name = "NAME")]
+    image_col: Option<String>,
+    /// Parquet data: the label column (default: detected by name, label/labels/emotion).
+    #[arg(long, global = true, value_name = "NAME")]
+    label_col: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -51,6 +58,9 @@ fn main() {
     let cli = Cli::parse();
     if let Some(limit) = cli.max_input_bytes {
         fer_data::set_default_max_input_bytes(limit);
+    }
+    if cli.image_col.is_some() || cli.label_col.is_some() {
+        fer_data::set_default_columns(cli.image_col.clone(), cli.label_col.clone());
     }
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),

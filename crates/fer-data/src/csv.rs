@@ -47,7 +47,7 @@ fn parse_header(path: &Path, header: &str) -> Result<(Format, Columns), DataErro
 }
 
 /// Parses space-separated pixels into `out`; the count must be exactly 2,304.
-fn parse_pixels(field: &[u8], out: &mut [u8]) -> Result<(), RowProblem> {
+pub(crate) fn parse_pixels(field: &[u8], out: &mut [u8]) -> Result<(), RowProblem> {
     let mut count = 0usize;
     let mut value: u64 = 0;
     let mut in_token = false;

@@ -69,6 +69,10 @@ pub enum DataError {
     UnknownFormat { path: PathBuf },
     #[error("{path}: {problem}")]
     Write { path: PathBuf, problem: String },
+    #[error("{path}: {reason}")]
+    Parquet { path: PathBuf, reason: String },
+    #[error("{path}: row {row}, column {column:?}: {problem}")]
+    ParquetRow { path: PathBuf, row: usize, column: String, problem: String },
     #[error("{path}: {what} is over the limit of {limit} bytes (raise it with --max-input-bytes)")]
     TooLarge { path: PathBuf, what: &'static str, limit: u64 },
 }

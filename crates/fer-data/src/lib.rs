@@ -1,5 +1,6 @@
 //! FER2013 for Rust, without a deep-learning framework: read every format users hold into one
-//! compact `u8` dataset, write it back out, augment faces the way Keras' `ImageDataGenerator`
+//! compact `u8` dataset (the original CSV, the course's CSVs, image folders, and with the default
+//! `parquet` feature the Hub's Parquet files), write it back out, augment faces the way Keras' `ImageDataGenerator`
 //! does, and draw synthetic faces for demos and tests.
 //!
 //! ```no_run
@@ -15,6 +16,8 @@ mod dataset;
 mod error;
 mod folder;
 mod load;
+#[cfg(feature = "parquet")]
+mod parquet;
 pub mod rng;
 pub mod synth;
 mod write;
@@ -23,7 +26,12 @@ pub use class::{Emotion, NUM_CLASSES};
 pub use dataset::{Dataset, canonical_split_name};
 pub use error::{DataError, RowProblem};
 pub use folder::{MAX_FACE_IMAGE_PIXELS, decode_face, decode_face_bytes};
-pub use load::{DEFAULT_MAX_INPUT_BYTES, Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_max_input_bytes};
+pub use load::{
+    DEFAULT_MAX_INPUT_BYTES, Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_columns,
+    set_default_max_input_bytes,
+};
+#[cfg(feature = "parquet")]
+pub use parquet::{ParquetColumns, is_parquet, load_parquet_bytes, write_parquet_file, write_parquet_splits};
 pub use write::{write_fer2013_csv, write_image_tree, write_png};
 
 /// Faces are 48x48 grayscale.

@@ -18,6 +18,9 @@ pub enum Format {
     ImageFolder,
     /// fer's procedurally drawn faces ([`crate::synth`]).
     Synthetic,
+    /// Parquet as the Hugging Face Hub ships FER2013: an image column (encoded bytes or pixel
+    /// text) and a label column, one file (or several shards) per split.
+    Parquet,
 }
 
 impl Format {
@@ -28,6 +31,7 @@ impl Format {
             Format::CourseTestCsv => "course-test-csv",
             Format::ImageFolder => "image-folder",
             Format::Synthetic => "synthetic",
+            Format::Parquet => "parquet",
         }
     }
 }
@@ -45,12 +49,23 @@ pub struct LoadOptions {
     /// Largest CSV accepted, in bytes, after gzip decompression (a small .gz can expand to any
     /// size): checked while reading, before the text is held in memory.
     pub max_bytes: u64,
+    /// Parquet image and label columns (`--image-col`, `--label-col`); detected when `None`.
+    pub image_col: Option<String>,
+    pub label_col: Option<String>,
 }
 
 /// The default for [`LoadOptions::max_bytes`]: 4 GiB, thirteen times fer2013.csv.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 4 << 30;
 
 static MAX_INPUT_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_MAX_INPUT_BYTES);
+static COLUMNS: std::sync::Mutex<(Option<String>, Option<String>)> = std::sync::Mutex::new((None, None));
+
+/// Sets the process-wide default Parquet columns (the `--image-col` / `--label-col` flags).
+pub fn set_default_columns(image: Option<String>, label: Option<String>) {
+    if let Ok(mut c) = COLUMNS.lock() {
+        *c = (image, label);
+    }
+}
 
 /// Sets the process-wide default of [`LoadOptions::max_bytes`] (the `--max-input-bytes` flag).
 pub fn set_default_max_input_bytes(limit: u64) {
@@ -59,7 +74,8 @@ pub fn set_default_max_input_bytes(limit: u64) {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { skip_invalid: false, max_bytes: MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed) }
+        let (image_col, label_col) = COLUMNS.lock().map(|c| c.clone()).unwrap_or_default();
+        LoadOptions { skip_invalid: false, max_bytes: MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed), image_col, label_col }
     }
 }
 
@@ -73,9 +89,23 @@ pub struct LoadReport {
     pub skipped: BTreeMap<String, usize>,
 }
 
-/// Loads FER2013 from a CSV (`.csv`, `.csv.gz`; layout from the header) or an image-folder tree.
+/// Loads FER2013 from a CSV (`.csv`, `.csv.gz`; layout from the header), an image-folder tree,
+/// or (feature `parquet`) Parquet: a `.parquet` file, a folder of them, or `data/train-*.parquet`.
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
     let path = path.as_ref();
+    #[cfg(feature = "parquet")]
+    if crate::parquet::is_parquet(path) {
+        let columns = crate::parquet::ParquetColumns { image: options.image_col.clone(), label: options.label_col.clone() };
+        let (dataset, converted, skipped) = crate::parquet::load(path, &columns, options.skip_invalid)?;
+        return Ok((dataset, LoadReport { format: Format::Parquet, converted, skipped }));
+    }
+    #[cfg(not(feature = "parquet"))]
+    if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
+        return Err(DataError::Parquet {
+            path: path.into(),
+            reason: "this build reads Parquet only with the `parquet` feature (fer: `cargo build --release -p fer-cli --features parquet`)".into(),
+        });
+    }
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if meta.is_dir() {
         let scanned = folder::load(path, options.skip_invalid)?;

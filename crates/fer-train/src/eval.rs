@@ -153,24 +153,6 @@ impl Evaluation {
             confusion_matrix: confusion,
         }
     }
-
-    /// The confusion matrix as CSV: a header of predicted classes, one row per true class.
-    pub fn confusion_csv(&self) -> String {
-        let mut s = String::from("true\\predicted");
-        for e in Emotion::ALL {
-            s.push(',');
-            s.push_str(e.name());
-        }
-        s.push('\n');
-        for (e, row) in Emotion::ALL.iter().zip(&self.confusion_matrix) {
-            s.push_str(e.name());
-            for v in row {
-                s.push_str(&format!(",{v}"));
-            }
-            s.push('\n');
-        }
-        s
-    }
 }
 
 /// Evaluates an ensemble (or one model) on labelled faces.
@@ -203,7 +185,6 @@ mod tests {
         assert_eq!((fear.precision, fear.recall, fear.support), (1.0, 0.5, 2));
         let sad = &e.per_class[4];
         assert_eq!((sad.precision, sad.recall), (0.5, 1.0));
-        assert!(e.confusion_csv().starts_with("true\\predicted,Angry,Disgust"));
     }
 
     #[test]
@@ -268,6 +249,19 @@ pub fn evaluate_run_with(
     device: &Device,
     choice: EvalChoice,
 ) -> Result<RunEvaluation, crate::TrainError> {
+    evaluate_run_to(run_dir, data, split, device, choice, crate::frames::OutFormat::Csv)
+}
+
+/// [`evaluate_run_with`], writing the tables (`predictions-`, `per-class-`, `confusion-<split>`)
+/// as CSV, Parquet or JSON through polars; `eval-<split>.json` holds the summary either way.
+pub fn evaluate_run_to(
+    run_dir: &std::path::Path,
+    data: &Dataset,
+    split: &str,
+    device: &Device,
+    choice: EvalChoice,
+    format: crate::frames::OutFormat,
+) -> Result<RunEvaluation, crate::TrainError> {
     let part = data
         .select_splits(&[split])
         .map_err(|available| crate::TrainError::MissingSplit { wanted: split.into(), available: available.join(", ") })?;
@@ -296,20 +290,13 @@ pub fn evaluate_run_with(
     .unwrap_or_default();
     let suffix = choice.suffix();
     write(format!("eval-{split}{suffix}.json"), &json)?;
-    write(format!("confusion-{split}{suffix}.csv"), evaluation.confusion_csv().as_bytes())?;
-    let mut csv = String::from("index,label,predicted");
-    for e in Emotion::ALL {
-        csv.push_str(&format!(",p_{}", e.folder_name()));
-    }
-    csv.push('\n');
-    for (i, p) in probabilities.iter().enumerate() {
-        let label = part.label(i).map_or(String::new(), |l| l.id().to_string());
-        csv.push_str(&format!("{i},{label},{}", argmax(p)));
-        for v in p {
-            csv.push_str(&format!(",{v:.6e}"));
-        }
-        csv.push('\n');
-    }
-    write(format!("predictions-{split}{suffix}.csv"), csv.as_bytes())?;
+    let ext = format.extension();
+    let table = |e: polars::prelude::PolarsError| crate::TrainError::BadRun { path: run_dir.into(), reason: format!("result table: {e}") };
+    let mut predictions = crate::frames::predictions_frame(&part, &probabilities).map_err(table)?;
+    crate::frames::write_frame(&mut predictions, &run_dir.join(format!("predictions-{split}{suffix}.{ext}")), format)?;
+    let mut per_class = crate::frames::per_class_frame(&evaluation).map_err(table)?;
+    crate::frames::write_frame(&mut per_class, &run_dir.join(format!("per-class-{split}{suffix}.{ext}")), format)?;
+    let mut confusion = crate::frames::confusion_frame(&evaluation).map_err(table)?;
+    crate::frames::write_frame(&mut confusion, &run_dir.join(format!("confusion-{split}{suffix}.{ext}")), format)?;
     Ok(RunEvaluation { split, members: models.len(), evaluation, probabilities })
 }

@@ -14,6 +14,7 @@ mod checkpoint;
 mod ema;
 mod error;
 mod eval;
+pub mod frames;
 mod recipe;
 mod runlock;
 mod train;
@@ -23,8 +24,8 @@ pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_by
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
 pub use eval::{
-    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run, evaluate_run_with, predict_probabilities,
-    predict_probabilities_tta,
+    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run, evaluate_run_to, evaluate_run_with,
+    predict_probabilities, predict_probabilities_tta,
 };
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
 pub use runlock::RunLock;

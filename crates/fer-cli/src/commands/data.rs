@@ -19,12 +19,17 @@ pub enum DataCommand {
         #[arg(long)]
         skip_invalid: bool,
     },
-    /// Convert any supported form to fer2013.csv (DST ends in .csv or .csv.gz) or to a PNG tree (DST is a folder).
+    /// Convert any supported form to fer2013.csv (DST ends in .csv or .csv.gz), one Parquet file
+    /// (DST ends in .parquet), the Hub's Parquet layout (DST a folder, with --parquet:
+    /// train/validation/test-00000-of-00001.parquet) or a PNG tree (DST a folder).
     Convert {
         src: PathBuf,
         dst: PathBuf,
         #[arg(long)]
         skip_invalid: bool,
+        /// Write DST as the Hugging Face Hub lays FER2013 out: one Parquet file per split, PNG bytes.
+        #[arg(long)]
+        parquet: bool,
     },
     /// Write a synthetic image-folder dataset (Training, PublicTest and PrivateTest splits).
     Synth {
@@ -86,7 +91,7 @@ pub struct AugmentArgs {
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
         DataCommand::Stats { path, json, skip_invalid } => stats(path, json, skip_invalid),
-        DataCommand::Convert { src, dst, skip_invalid } => convert(src, dst, skip_invalid),
+        DataCommand::Convert { src, dst, skip_invalid, parquet } => convert(src, dst, skip_invalid, parquet),
         DataCommand::Synth { dir, per_class, val_per_class, seed } => {
             let val = val_per_class.unwrap_or((per_class / 4).max(1));
             let dataset = fer_data::synth::default_dataset(per_class, val, seed);
@@ -165,11 +170,28 @@ fn stats(path: PathBuf, as_json: bool, skip_invalid: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-fn convert(src: PathBuf, dst: PathBuf, skip_invalid: bool) -> anyhow::Result<()> {
+#[cfg(feature = "parquet")]
+fn write_parquet(dataset: &fer_data::Dataset, dst: &std::path::Path, one_file: bool) -> anyhow::Result<()> {
+    if one_file {
+        fer_data::write_parquet_file(dataset, dst)?
+    } else {
+        fer_data::write_parquet_splits(dataset, dst).map(|_| ())?
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "parquet"))]
+fn write_parquet(_: &fer_data::Dataset, dst: &std::path::Path, _: bool) -> anyhow::Result<()> {
+    anyhow::bail!("{}: this fer was built without Parquet; rebuild with `cargo build --release -p fer-cli --features parquet`", dst.display())
+}
+
+fn convert(src: PathBuf, dst: PathBuf, skip_invalid: bool, to_parquet: bool) -> anyhow::Result<()> {
     let (dataset, report) = load(&src, skip_invalid)?;
     let name = dst.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".csv") || name.ends_with(".csv.gz") {
         fer_data::write_fer2013_csv(&dataset, &dst)?;
+    } else if name.ends_with(".parquet") || to_parquet {
+        write_parquet(&dataset, &dst, name.ends_with(".parquet"))?;
     } else {
         fer_data::write_image_tree(&dataset, &dst)?;
     }

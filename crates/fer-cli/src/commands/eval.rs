@@ -32,6 +32,10 @@ pub struct EvalArgs {
     /// (5 positions x mirror). Results go to files with a -tta-NAME suffix.
     #[arg(long, default_value = "none")]
     tta: String,
+    /// Format of the tables written to the run folder (predictions, per-class metrics,
+    /// confusion matrix): csv, parquet or json.
+    #[arg(long, default_value = "csv")]
+    out_format: String,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
 }
@@ -43,7 +47,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let split = args.split.unwrap_or(config.val_split);
     let choice = EvalChoice { weights: weights(args.ema), tta: Tta::parse(&args.tta)? };
     let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
-    let result = fer_train::evaluate_run_with(&args.run, &data, &split, &device, choice)?;
+    let format = fer_train::frames::OutFormat::parse(&args.out_format)?;
+    let result = fer_train::evaluate_run_to(&args.run, &data, &split, &device, choice, format)?;
     let e = &result.evaluation;
     if args.json {
         let v = serde_json::json!({
@@ -86,6 +91,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
         println!();
     }
     let name = format!("{}{}", result.split, choice.suffix());
-    println!("wrote eval-{name}.json, confusion-{name}.csv, predictions-{name}.csv in {}", args.run.display());
+    let ext = format.extension();
+    println!("wrote eval-{name}.json, predictions-{name}.{ext}, per-class-{name}.{ext}, confusion-{name}.{ext} in {}", args.run.display());
     Ok(())
 }
