@@ -371,6 +371,17 @@ mod tests {
         }
     }
 
+    /// Regression test for the Parquet findings that fer can fix: with this seed the first 300
+    /// cases include at least nine on which polars' reader panics (slice index out of range). They must
+    /// come back as errors naming the file. (Cases further on make polars ask for 2^61 bytes,
+    /// which aborts; see docs/RELIABILITY.md.)
+    #[test]
+    fn damaged_parquet_files_that_panic_polars_are_errors() {
+        let report = fuzz(Target::Parquet, 1, 300, None, None).unwrap();
+        assert_eq!(report.cases, 300);
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    }
+
     /// The bounded run of the test suite: a fixed seed, a few thousand cases, seconds.
     #[test]
     fn bounded_fuzz_of_every_parser_finds_nothing() {
