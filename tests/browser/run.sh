@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The browser check of `fer serve`: trains a tiny model (or uses RUN=folder), starts the server on
+# The browser checks. `fer serve`: trains a tiny model (or uses RUN=folder), starts the server on
 # a free port, and drives the page in headless Chromium (serve-page.mjs). Skips, successfully,
 # where Chromium or Node.js is missing, unless REQUIRE_BROWSER=1.
 # Usage: tests/browser/run.sh [path/to/fer]   (default: target/debug/fer)
@@ -29,3 +29,17 @@ url="$(grep -o 'http://[^ ]*' "$work/serve.log" | head -1)"
 out="${SCREENSHOT:-$root/target/browser-check.png}"
 mkdir -p "$(dirname "$out")"
 node "$here/serve-page.mjs" "$url" "$root/fixtures/photos/three-faces.jpg" 3 "$out"
+
+# The HTML report: the smoke profile of `cargo xtask reproduce-report` (about a minute in a debug
+# build), or REPORT=folder of an existing report. Skipped when no xtask binary was built.
+xtask="${XTASK:-$root/target/debug/xtask}"
+report="${REPORT:-}"
+if [[ -z "$report" && -x "$xtask" ]]; then
+  report="$work/report"
+  "$xtask" reproduce-report --profile smoke --out "$report" >"$work/report.log" 2>&1 || { cat "$work/report.log" >&2; exit 1; }
+fi
+if [[ -n "$report" ]]; then
+  node "$here/report-page.mjs" "$report" "${REPORT_SCREENSHOT:-$root/target/report-check.png}"
+else
+  echo "report check skipped: no $xtask (build it with cargo build -p xtask)"
+fi

@@ -289,7 +289,7 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
         let input = fer_model::input_from_pixels(pixels, 1, SIDE, &ad);
         let name = class.folder_name();
         let saliency = to_vec(fer_interpret::saliency(&model, input.clone(), &[class.id()], fer_interpret::Score::Logit).abs());
-        let title = format!("{} P={:.2}", class.name(), ex.probabilities[class.id()]);
+        let title = format!("{}, p = {:.2}", class.name(), ex.probabilities[class.id()]);
         fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title).save(figures.join(format!("saliency-{name}.png")))?;
         let cam = to_vec(fer_interpret::grad_cam(&model, input.clone(), &[class.id()], "block4.act")?);
         fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title).save(figures.join(format!("gradcam-{name}.png")))?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use fer_data::{Emotion, NUM_CLASSES, SIDE};
-use fer_report::{Block, Document, Series};
+use fer_report::{Block, Document, PALETTE, Series, thousands};
 
 use crate::Profile;
 use crate::pipeline::{Ctx, RunResult, face, most_confident_error, most_confused, stage, write_json};
@@ -16,7 +16,7 @@ fn pct(x: f64) -> String {
 }
 
 fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
-    let colors = [[31, 119, 180], [214, 39, 40], [44, 160, 44]];
+    let colors = [PALETTE[0], PALETTE[1], PALETTE[2]];
     let mut series = Vec::new();
     for (run, color) in runs.iter().zip(colors) {
         let pick = |r: &fer_train::EpochRow, train: bool| match (metric, train) {
@@ -27,7 +27,7 @@ fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
         };
         for train in [true, false] {
             series.push(Series {
-                name: format!("{} {}", run.name, if train { "train" } else { "val" }),
+                name: format!("{} {}", run.name.to_uppercase(), if train { "training" } else { "validation" }),
                 points: run.history.iter().map(|r| (r.epoch as f64, pick(r, train))).collect(),
                 color,
                 dashed: train,
@@ -50,7 +50,7 @@ fn history_table(run: &RunResult) -> Block {
                     pct(r.train_acc),
                     format!("{:.4}", r.val_loss),
                     pct(r.val_acc),
-                    format!("{:.0}", r.seconds),
+                    thousands(r.seconds.round() as u64),
                     format!("{:.1}", r.images_per_s),
                 ]
             })
@@ -65,7 +65,7 @@ fn per_class_table(run: &RunResult) -> Block {
             .evaluation
             .per_class
             .iter()
-            .map(|c| vec![c.class.clone(), pct(c.precision), pct(c.recall), pct(c.f1), c.support.to_string()])
+            .map(|c| vec![c.class.clone(), pct(c.precision), pct(c.recall), pct(c.f1), thousands(c.support)])
             .collect(),
     }
 }
@@ -108,12 +108,12 @@ fn time_to_accuracy_series(run: &RunResult) -> Vec<Series> {
     let mut series = vec![Series {
         name: "trained weights".into(),
         points: run.history.iter().map(|r| (minutes(r), r.val_acc)).collect(),
-        color: [31, 119, 180],
+        color: PALETTE[0],
         dashed: false,
     }];
     let ema: Vec<(f64, f64)> = run.history.iter().filter_map(|r| r.ema_val_acc.map(|a| (minutes(r), a))).collect();
     if !ema.is_empty() {
-        series.push(Series { name: "weight average".into(), points: ema, color: [214, 39, 40], dashed: false });
+        series.push(Series { name: "weight average".into(), points: ema, color: PALETTE[1], dashed: false });
     }
     series
 }
@@ -156,14 +156,14 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
 
     stage("render figures");
     let test = ctx.test_faces();
-    fer_report::line_chart("ACCURACY PER EPOCH", "EPOCH", "ACCURACY", &curves(&[&cnn, &dnn], "accuracy"))
+    fer_report::line_chart("Accuracy per epoch", "Epoch", "Accuracy", &curves(&[&cnn, &dnn], "accuracy"))
         .save(figures.join("curves-accuracy.png"))?;
-    fer_report::line_chart("LOSS PER EPOCH", "EPOCH", "LOSS", &curves(&[&cnn, &dnn], "loss")).save(figures.join("curves-loss.png"))?;
-    fer_report::line_chart("CNN VALIDATION ACCURACY AGAINST TIME", "MINUTES SINCE START", "ACCURACY", &time_to_accuracy_series(&cnn))
+    fer_report::line_chart("Loss per epoch", "Epoch", "Cross-entropy loss", &curves(&[&cnn, &dnn], "loss")).save(figures.join("curves-loss.png"))?;
+    fer_report::line_chart("CNN validation accuracy against time", "Minutes since training started", "Accuracy", &time_to_accuracy_series(&cnn))
         .save(figures.join("time-to-accuracy.png"))?;
-    fer_report::confusion_chart("CNN CONFUSION (COUNTS)", &cnn.evaluation.confusion_matrix, &NAMES, false)
+    fer_report::confusion_chart("CNN confusion matrix (counts)", &cnn.evaluation.confusion_matrix, &NAMES, false)
         .save(figures.join("confusion-counts.png"))?;
-    fer_report::confusion_chart("CNN CONFUSION (ROW %)", &cnn.evaluation.confusion_matrix, &NAMES, true)
+    fer_report::confusion_chart("CNN confusion matrix (% of each true class)", &cnn.evaluation.confusion_matrix, &NAMES, true)
         .save(figures.join("confusion-normalized.png"))?;
     let pairs = most_confused(&cnn.evaluation, 2);
     let mut examples = Vec::new();
@@ -171,7 +171,7 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
         let (t, p) = (Emotion::parse(&pair.true_class).map_or(0, |e| e.id()), Emotion::parse(&pair.predicted).map_or(0, |e| e.id()));
         if let Some(ex) = most_confident_error(&test, &cnn.probabilities, t, p) {
             let file = format!("error-{}-as-{}.png", NAMES[t].to_lowercase(), NAMES[p].to_lowercase());
-            let title = format!("{} PREDICTED AS {}", NAMES[t], NAMES[p]);
+            let title = format!("{} predicted as {}", NAMES[t], NAMES[p]);
             fer_report::probability_chart(&title, &face(&test, ex.index), SIDE as u32, &ex.probabilities, &NAMES, t, p).save(figures.join(&file))?;
             examples.push((file, ex));
         }
@@ -193,9 +193,10 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     let mut doc = Document::new("Facial-expression recognition on FER2013, reproduced by fer");
     doc.push(Block::Paragraph(format!(
         "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. Profile: **{profile:?}**. \
-         Every number and figure below was computed by this run of `cargo xtask reproduce-report`.",
+         Every number and figure below was computed by this run of `cargo xtask reproduce-report`; \
+         every chart in `figures/` also has an SVG twin (same name, `.svg`) for papers and slides.",
         ctx.format,
-        ctx.data.len(),
+        thousands(ctx.data.len() as u64),
         ctx.data.split_names().join(", "),
         cnn.train_splits.join(" + "),
         ctx.test_split
@@ -210,34 +211,34 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     let mut rows = vec![
         vec![
             "CNN".into(),
-            cnn_summary.total_params.to_string(),
+            thousands(cnn_summary.total_params as u64),
             cnn.history.len().to_string(),
-            format!("{:.0}", cnn.train_seconds),
+            thousands(cnn.train_seconds.round() as u64),
             pct(cnn.evaluation.accuracy),
         ],
         vec![
             "DNN".into(),
-            dnn_summary.total_params.to_string(),
+            thousands(dnn_summary.total_params as u64),
             dnn.history.len().to_string(),
-            format!("{:.0}", dnn.train_seconds),
+            thousands(dnn.train_seconds.round() as u64),
             pct(dnn.evaluation.accuracy),
         ],
     ];
     if let Some(tv) = &trainval {
         rows.push(vec![
             "CNN, trained on train+val".into(),
-            cnn_summary.total_params.to_string(),
+            thousands(cnn_summary.total_params as u64),
             tv.history.len().to_string(),
-            format!("{:.0}", tv.train_seconds),
+            thousands(tv.train_seconds.round() as u64),
             pct(tv.evaluation.accuracy),
         ]);
     }
     if let Some(en) = &ensemble {
         rows.push(vec![
             format!("CNN ensemble of {}", en.members),
-            format!("{} x {}", en.members, cnn_summary.total_params),
+            format!("{} x {}", en.members, thousands(cnn_summary.total_params as u64)),
             en.history.len().to_string(),
-            format!("{:.0}", en.train_seconds),
+            thousands(en.train_seconds.round() as u64),
             pct(en.evaluation.accuracy),
         ]);
     }
@@ -278,7 +279,10 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     doc.push(Block::Heading(2, "Q1. The CNN".into()));
     doc.push(Block::Paragraph(format!(
         "{} parameters: {} trainable, {} non-trainable (BatchNorm running statistics). Recipe: `{}`.",
-        cnn_summary.total_params, cnn_summary.trainable_params, cnn_summary.non_trainable_params, cnn.recipe
+        thousands(cnn_summary.total_params as u64),
+        thousands(cnn_summary.trainable_params as u64),
+        thousands(cnn_summary.non_trainable_params as u64),
+        cnn.recipe
     )));
     doc.push(Block::Code(cnn_summary.to_string()));
     doc.push(history_table(&cnn));
@@ -291,7 +295,7 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
     doc.push(Block::Paragraph(format!(
         "{} parameters, all trainable. Test accuracy {} against the CNN's {}. Recipe: `{}`.",
-        dnn_summary.total_params,
+        thousands(dnn_summary.total_params as u64),
         pct(dnn.evaluation.accuracy),
         pct(cnn.evaluation.accuracy),
         dnn.recipe
@@ -311,7 +315,7 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     doc.push(per_class_table(&cnn));
     let pair_text: Vec<String> = pairs
         .iter()
-        .map(|p| format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, p.count, 100.0 * p.rate, p.true_class))
+        .map(|p| format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, thousands(p.count), 100.0 * p.rate, p.true_class))
         .collect();
     doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
     for (file, ex) in &examples {

@@ -1,12 +1,33 @@
-//! Line charts, confusion heat maps and probability bars, drawn pixel by pixel.
+//! The report's charts as [`Figure`]s: curves, confusion heat maps, probability bars and labelled
+//! image grids. Each saves as a PNG and an SVG twin.
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
-use crate::draw::{draw_text, text_width, viridis};
+use crate::draw::viridis;
+use crate::figure::Figure;
+use crate::text::{Anchor, TextStyle, Weight, text_width, thousands};
 
-const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
-const INK: [u8; 3] = [30, 30, 30];
-const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+/// Okabe & Ito's eight colours, distinguishable with every common colour-vision deficiency
+/// (Okabe and Ito 2008; matplotlib's `tab10` is not). Curves take them in this order.
+pub const PALETTE: [[u8; 3]; 7] = [
+    [0, 114, 178],   // blue
+    [213, 94, 0],    // vermillion
+    [0, 158, 115],   // bluish green
+    [230, 159, 0],   // orange
+    [204, 121, 167], // reddish purple
+    [86, 180, 233],  // sky blue
+    [0, 0, 0],       // black
+];
+
+const INK: [u8; 3] = [34, 34, 34];
+const MUTED: [u8; 3] = [90, 90, 90];
+const GRID: [u8; 3] = [228, 228, 228];
+const FRAME: [u8; 3] = [200, 200, 200];
+const NEUTRAL_BAR: [u8; 3] = [180, 180, 180];
+
+const TITLE: TextStyle = TextStyle::new(16.0, INK).bold();
+const AXIS_LABEL: TextStyle = TextStyle::new(13.0, INK);
+const TICK: TextStyle = TextStyle::new(12.0, MUTED);
 
 /// One line of a line chart.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -18,25 +39,9 @@ pub struct Series {
     pub dashed: bool,
 }
 
-fn fill_rect(img: &mut RgbImage, x0: i64, y0: i64, w: i64, h: i64, c: Rgb<u8>) {
-    for y in y0.max(0)..(y0 + h).min(img.height() as i64) {
-        for x in x0.max(0)..(x0 + w).min(img.width() as i64) {
-            img.put_pixel(x as u32, y as u32, c);
-        }
-    }
-}
-
-/// A 2-pixel line with Bresenham steps; `dash` skips every other 6 pixels.
-fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u8>, dash: bool) {
-    let steps = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as i64).max(1);
-    for i in 0..=steps {
-        if dash && (i / 6) % 2 == 1 {
-            continue;
-        }
-        let t = i as f64 / steps as f64;
-        let (x, y) = (x0 + (x1 - x0) * t, y0 + (y1 - y0) * t);
-        fill_rect(img, x.round() as i64, y.round() as i64, 2, 2, c);
-    }
+/// Snaps a coordinate to a pixel centre, so 1-pixel lines stay sharp.
+fn crisp(v: f32) -> f32 {
+    v.floor() + 0.5
 }
 
 fn nice_step(span: f64, target_ticks: f64) -> f64 {
@@ -47,7 +52,7 @@ fn nice_step(span: f64, target_ticks: f64) -> f64 {
 
 fn tick_label(v: f64, step: f64) -> String {
     if step >= 1.0 {
-        format!("{v:.0}")
+        thousands(v.round() as i64)
     } else if step >= 0.1 {
         format!("{v:.1}")
     } else {
@@ -55,12 +60,13 @@ fn tick_label(v: f64, step: f64) -> String {
     }
 }
 
-/// Curves on shared axes, with ticks, a legend and a title. 720x440 pixels.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> RgbImage {
-    let (w, h) = (720u32, 440u32);
-    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 60.0);
-    let mut img = RgbImage::from_pixel(w, h, WHITE);
-    draw_text(&mut img, title, (w - text_width(title, 2)) / 2, 10, 2, INK);
+/// Curves on shared axes with ticks, grid lines, a title, axis labels and a legend placed in the
+/// corner the curves leave most free. 720x440 pixels.
+pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Figure {
+    let (w, h) = (720.0f32, 440.0f32);
+    let (left, right, top, bottom) = (72.0f32, 20.0f32, 44.0f32, 58.0f32);
+    let mut fig = Figure::new(w as u32, h as u32);
+    fig.text(w / 2.0, 26.0, title, TITLE.anchored(Anchor::Middle));
     let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
     let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) =
         pts.iter().fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)));
@@ -73,175 +79,325 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let y_step = nice_step((y_hi - y_lo).max(1e-6), 5.0);
     y_lo = (y_lo / y_step).floor() * y_step;
     y_hi = ((y_hi / y_step).ceil() * y_step).max(y_lo + y_step);
-    let (pw, ph) = (w as f64 - left - right, h as f64 - top - bottom);
-    let px = |x: f64| left + (x - x_lo) / (x_hi - x_lo) * pw;
-    let py = |y: f64| top + (1.0 - (y - y_lo) / (y_hi - y_lo)) * ph;
+    let (pw, ph) = (w - left - right, h - top - bottom);
+    let px = |x: f64| left + ((x - x_lo) / (x_hi - x_lo)) as f32 * pw;
+    let py = |y: f64| top + (1.0 - ((y - y_lo) / (y_hi - y_lo)) as f32) * ph;
+
     let mut y = y_lo;
     while y <= y_hi + y_step * 0.01 {
-        line(&mut img, (left, py(y)), (left + pw, py(y)), GRID, false);
-        let label = tick_label(y, y_step);
-        draw_text(&mut img, &label, (left as u32).saturating_sub(text_width(&label, 2) + 8), py(y) as u32 - 5, 2, INK);
+        let gy = crisp(py(y));
+        fig.line(&[(left, gy), (left + pw, gy)], GRID, 1.0, false);
+        fig.text(left - 8.0, py(y) + 4.0, tick_label(y, y_step), TICK.anchored(Anchor::End));
         y += y_step;
     }
     let x_step = nice_step(x_hi - x_lo, 8.0).max(if x_hi - x_lo >= 1.0 { 1.0 } else { 0.0 });
     let mut x = (x_lo / x_step).ceil() * x_step;
     while x <= x_hi + 1e-9 {
-        let label = tick_label(x, x_step);
-        line(&mut img, (px(x), top + ph), (px(x), top + ph + 5.0), Rgb(INK), false);
-        draw_text(&mut img, &label, (px(x) as u32).saturating_sub(text_width(&label, 2) / 2), (top + ph + 10.0) as u32, 2, INK);
+        let gx = crisp(px(x));
+        fig.line(&[(gx, top + ph), (gx, top + ph + 5.0)], INK, 1.0, false);
+        fig.text(px(x), top + ph + 20.0, tick_label(x, x_step), TICK.anchored(Anchor::Middle));
         x += x_step;
     }
-    line(&mut img, (left, top), (left, top + ph), Rgb(INK), false);
-    line(&mut img, (left, top + ph), (left + pw, top + ph), Rgb(INK), false);
-    draw_text(&mut img, x_label, (w - text_width(x_label, 2)) / 2, h - 22, 2, INK);
-    draw_text(&mut img, y_label, 6, 14, 2, INK);
+    let (ax, ay) = (crisp(left), crisp(top + ph));
+    fig.line(&[(ax, top), (ax, ay), (left + pw, ay)], INK, 1.0, false);
+    fig.text(left + pw / 2.0, h - 14.0, x_label, AXIS_LABEL.anchored(Anchor::Middle));
+    fig.vertical_text(20.0, top + ph / 2.0, y_label, AXIS_LABEL.anchored(Anchor::Middle));
+
     for s in series {
-        for pair in s.points.windows(2) {
-            line(&mut img, (px(pair[0].0), py(pair[0].1)), (px(pair[1].0), py(pair[1].1)), Rgb(s.color), s.dashed);
-        }
-        if s.points.len() == 1 {
-            let (x, y) = s.points[0];
-            fill_rect(&mut img, px(x) as i64 - 3, py(y) as i64 - 3, 6, 6, Rgb(s.color));
+        let points: Vec<(f32, f32)> = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&(x, y)| (px(x), py(y))).collect();
+        match points.len() {
+            0 => {}
+            1 => {
+                fig.circle(points[0].0, points[0].1, 3.5, s.color);
+            }
+            _ => {
+                fig.line(&points, s.color, 2.0, s.dashed);
+            }
         }
     }
-    // Legend, top right inside the plot.
-    let mut ly = top as u32 + 8;
-    for s in series {
-        let lx = (left + pw) as u32 - 200;
-        line(&mut img, (lx as f64, ly as f64 + 5.0), (lx as f64 + 24.0, ly as f64 + 5.0), Rgb(s.color), s.dashed);
-        draw_text(&mut img, &s.name, lx + 32, ly, 2, INK);
-        ly += 16;
-    }
-    img
+    legend(&mut fig, series, (left, top, pw, ph), &|(x, y)| (px(x), py(y)));
+    fig
 }
 
-/// The confusion matrix as a heat map: colour by the row-normalised rate, text the count (or the
-/// rate in percent when `percent`). Rows true, columns predicted.
-pub fn confusion_chart(title: &str, matrix: &[Vec<u64>], labels: &[&str], percent: bool) -> RgbImage {
+/// The legend box in the plot corner that covers the fewest points of the curves.
+fn legend(fig: &mut Figure, series: &[Series], (left, top, pw, ph): (f32, f32, f32, f32), to_px: &dyn Fn((f64, f64)) -> (f32, f32)) {
+    if series.is_empty() {
+        return;
+    }
+    let style = TextStyle::new(12.0, INK);
+    let row = 18.0;
+    let bw = 24.0 + 8.0 + series.iter().map(|s| text_width(&s.name, style.size, Weight::Regular)).fold(0.0, f32::max) + 16.0;
+    let bh = series.len() as f32 * row + 10.0;
+    let inset = 10.0;
+    let corners = [
+        (left + pw - bw - inset, top + inset),
+        (left + pw - bw - inset, top + ph - bh - inset),
+        (left + inset + 4.0, top + inset),
+        (left + inset + 4.0, top + ph - bh - inset),
+    ];
+    // Sample each segment densely, so a line crossing a corner counts even between its points.
+    let mut samples = Vec::new();
+    for s in series {
+        let pts: Vec<(f32, f32)> = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&p| to_px(p)).collect();
+        samples.extend(pts.iter().copied());
+        for pair in pts.windows(2) {
+            for k in 1..20 {
+                let t = k as f32 / 20.0;
+                samples.push((pair[0].0 + (pair[1].0 - pair[0].0) * t, pair[0].1 + (pair[1].1 - pair[0].1) * t));
+            }
+        }
+    }
+    let covered = |&(x, y): &(f32, f32)| {
+        samples.iter().filter(|(sx, sy)| *sx >= x - 4.0 && *sx <= x + bw + 4.0 && *sy >= y - 4.0 && *sy <= y + bh + 4.0).count()
+    };
+    let (x, y) = corners.iter().min_by_key(|c| covered(c)).copied().unwrap_or(corners[0]);
+    fig.rect(x, y, bw, bh, [255, 255, 255]);
+    fig.outline(crisp(x), crisp(y), bw.round(), bh.round(), FRAME, 1.0);
+    for (i, s) in series.iter().enumerate() {
+        let cy = y + 5.0 + row * i as f32 + row / 2.0;
+        fig.line(&[(x + 8.0, cy), (x + 32.0, cy)], s.color, 2.0, s.dashed);
+        fig.text(x + 40.0, cy + 4.0, s.name.clone(), style);
+    }
+}
+
+/// The confusion matrix as a heat map with a colour bar: colour by the row-normalised rate, text
+/// the count (or the rate in percent when `percent`). Rows true, columns predicted.
+pub fn confusion_chart(title: &str, matrix: &[Vec<u64>], labels: &[&str], percent: bool) -> Figure {
     let n = matrix.len();
-    let cell = 64u32;
-    let (left, top) = (110u32, 70u32);
-    let (w, h) = (left + cell * n as u32 + 20, top + cell * n as u32 + 60);
-    let mut img = RgbImage::from_pixel(w, h, WHITE);
-    draw_text(&mut img, title, (w - text_width(title, 2)) / 2, 10, 2, INK);
-    draw_text(&mut img, "PREDICTED", left + (cell * n as u32 - text_width("PREDICTED", 2)) / 2, 32, 2, INK);
-    draw_text(&mut img, "TRUE", 8, top - 16, 2, INK);
+    let cell = 64.0f32;
+    let label = |i: usize| labels.get(i).copied().unwrap_or("?");
+    let label_w = (0..n).map(|i| text_width(label(i), AXIS_LABEL.size, Weight::Regular)).fold(0.0, f32::max);
+    let (left, top) = ((34.0 + label_w + 10.0).round(), 44.0f32);
+    let side = cell * n as f32;
+    let bar_x = left + side + 18.0;
+    let (w, h) = ((bar_x + 14.0 + 46.0).round(), top + side + 54.0);
+    let mut fig = Figure::new(w as u32, h as u32);
+    fig.text(w / 2.0, 26.0, title, TITLE.anchored(Anchor::Middle));
+    fig.vertical_text(20.0, top + side / 2.0, "True class", AXIS_LABEL.bold().anchored(Anchor::Middle));
+    fig.text(left + side / 2.0, top + side + 44.0, "Predicted class", AXIS_LABEL.bold().anchored(Anchor::Middle));
     for (r, row) in matrix.iter().enumerate() {
         let total: u64 = row.iter().sum();
-        let label = labels.get(r).copied().unwrap_or("?");
-        draw_text(&mut img, label, left - text_width(label, 2) - 8, top + r as u32 * cell + cell / 2 - 5, 2, INK);
+        let y0 = top + r as f32 * cell;
+        fig.text(left - 8.0, y0 + cell / 2.0 + 4.5, label(r), AXIS_LABEL.anchored(Anchor::End));
         for (c, &count) in row.iter().enumerate() {
             let rate = if total == 0 { 0.0 } else { count as f64 / total as f64 };
             let color = viridis(rate as f32);
-            let (x0, y0) = (left + c as u32 * cell, top + r as u32 * cell);
-            fill_rect(&mut img, x0 as i64, y0 as i64, cell as i64 - 1, cell as i64 - 1, Rgb(color));
-            let text = if percent { format!("{:.0}%", 100.0 * rate) } else { count.to_string() };
+            let x0 = left + c as f32 * cell;
+            fig.rect(x0, y0, cell - 1.0, cell - 1.0, color);
+            let text = if percent { format!("{:.0}%", 100.0 * rate) } else { thousands(count) };
             let luminance = 0.2126 * color[0] as f64 + 0.7152 * color[1] as f64 + 0.0722 * color[2] as f64;
             let ink = if luminance > 140.0 { [0, 0, 0] } else { [255, 255, 255] };
-            draw_text(&mut img, &text, x0 + (cell - text_width(&text, 2)) / 2, y0 + cell / 2 - 5, 2, ink);
+            fig.text(x0 + (cell - 1.0) / 2.0, y0 + cell / 2.0 + 4.5, text, TextStyle::new(13.0, ink).anchored(Anchor::Middle));
         }
     }
-    // Column labels alternate between two lines, so whole names ("SURPRISE" is a cell wide) never
-    // run into each other.
-    for (c, label) in labels.iter().enumerate().take(n) {
-        let centre = left + c as u32 * cell + cell / 2;
-        let x = centre.saturating_sub(text_width(label, 2) / 2);
-        draw_text(&mut img, label, x, top + n as u32 * cell + 8 + (c as u32 % 2) * 16, 2, INK);
+    for c in 0..n {
+        fig.text(left + c as f32 * cell + cell / 2.0, top + side + 18.0, label(c), AXIS_LABEL.anchored(Anchor::Middle));
     }
-    img
+    // Colour bar: the share of a true class's faces, 0 at the bottom to 100% at the top.
+    let bands = 64;
+    for b in 0..bands {
+        let t = 1.0 - (b as f32 + 0.5) / bands as f32;
+        fig.rect(bar_x, top + side * b as f32 / bands as f32, 14.0, side / bands as f32 + 0.5, viridis(t));
+    }
+    for k in 0..=4 {
+        let y = top + side * (1.0 - k as f32 / 4.0);
+        fig.line(&[(bar_x + 14.0, crisp(y)), (bar_x + 18.0, crisp(y))], INK, 1.0, false);
+        fig.text(bar_x + 21.0, y + 4.0, format!("{}%", k * 25), TICK);
+    }
+    fig
 }
 
-/// A face (48x48 gray pixels) beside a bar chart of its class probabilities; the true class's bar
-/// is green, the predicted class's (if different) red, the rest gray.
-pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], labels: &[&str], true_class: usize, predicted: usize) -> RgbImage {
+/// Bar colours of [`probability_chart`]: the true class, a wrong prediction, the others.
+pub const TRUE_BAR: [u8; 3] = PALETTE[0];
+pub const WRONG_BAR: [u8; 3] = PALETTE[1];
+
+/// A face (`side` x `side` gray pixels) beside a bar chart of its class probabilities. The true
+/// class's bar is blue and its name bold, a wrong prediction's bar vermillion, the rest gray; a key
+/// below says so in words, so nothing rests on colour alone.
+pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], labels: &[&str], true_class: usize, predicted: usize) -> Figure {
     let scale = 3;
-    let (w, h) = (side * scale + 420, side * scale + 70);
-    let mut img = RgbImage::from_pixel(w, h, WHITE);
-    draw_text(&mut img, title, 10, 10, 2, INK);
-    for y in 0..side * scale {
-        for x in 0..side * scale {
-            let v = face.get(((y / scale) * side + x / scale) as usize).copied().unwrap_or(0);
-            img.put_pixel(10 + x, 40 + y, Rgb([v, v, v]));
-        }
-    }
-    let x0 = side * scale + 30;
-    let bar_h = ((side * scale) / probs.len().max(1) as u32).max(8);
+    let face_px = (side * scale) as f32;
+    let (x0, top) = (12.0 + face_px + 22.0, 40.0f32);
+    let (label_w, bar_max) = (76.0f32, 200.0f32);
+    let bar_h = (face_px / probs.len().max(1) as f32).floor().max(12.0);
+    let rows_h = bar_h * probs.len() as f32;
+    let (w, h) = (x0 + label_w + bar_max + 56.0, top + face_px.max(rows_h) + 34.0);
+    let mut fig = Figure::new(w as u32, h as u32);
+    fig.text(12.0, 24.0, title, TITLE.anchored(Anchor::Start));
+    let gray = RgbImage::from_fn(side, side, |x, y| {
+        let v = face.get((y * side + x) as usize).copied().unwrap_or(0);
+        image::Rgb([v, v, v])
+    });
+    fig.image(12, top as i64, scale, &gray);
     for (i, p) in probs.iter().enumerate() {
-        let y = 40 + i as u32 * bar_h;
-        let label = labels.get(i).copied().unwrap_or("?");
-        draw_text(&mut img, label, x0, y + bar_h / 2 - 5, 2, INK);
-        let color = if i == true_class {
-            [40, 160, 60]
+        let y = top + i as f32 * bar_h;
+        let name = labels.get(i).copied().unwrap_or("?");
+        let style = if i == true_class { TextStyle::new(13.0, INK).bold() } else { TextStyle::new(13.0, INK) };
+        fig.text(x0, y + bar_h / 2.0 + 4.5, name, style);
+        let colour = if i == true_class {
+            TRUE_BAR
         } else if i == predicted {
-            [200, 50, 50]
+            WRONG_BAR
         } else {
-            [150, 150, 150]
+            NEUTRAL_BAR
         };
-        let len = (p.clamp(0.0, 1.0) * 220.0).round() as i64;
-        fill_rect(&mut img, (x0 + 100) as i64, (y + 2) as i64, len, bar_h as i64 - 4, Rgb(color));
-        let text = format!("{p:.3}");
-        draw_text(&mut img, &text, x0 + 100 + len as u32 + 6, y + bar_h / 2 - 5, 2, INK);
+        let len = (p.clamp(0.0, 1.0) * bar_max).round();
+        fig.rect(x0 + label_w, y + 2.0, len, bar_h - 4.0, colour);
+        fig.text(x0 + label_w + len + 6.0, y + bar_h / 2.0 + 4.0, format!("{p:.3}"), TICK);
     }
-    img
+    fig.line(&[(crisp(x0 + label_w), top), (crisp(x0 + label_w), top + rows_h)], INK, 1.0, false);
+    let key_y = top + face_px.max(rows_h) + 20.0;
+    let mut kx = x0;
+    for (colour, text) in [(TRUE_BAR, "true class"), (WRONG_BAR, "predicted, wrong")] {
+        fig.rect(kx, key_y - 9.0, 10.0, 10.0, colour);
+        fig.text(kx + 15.0, key_y, text, TICK);
+        kx += 15.0 + text_width(text, TICK.size, Weight::Regular) + 18.0;
+    }
+    fig
 }
 
-/// Adds a title strip above an image.
-pub fn titled(img: &RgbImage, title: &str) -> RgbImage {
-    let width = img.width().max(text_width(title, 2) + 8);
-    let mut out = RgbImage::from_pixel(width, img.height() + 16, WHITE);
-    draw_text(&mut out, title, 4, 3, 2, INK);
-    image::imageops::overlay(&mut out, img, 0, 16);
-    out
+/// Equally sized images in `columns`, each with a label above it, under a title.
+pub fn image_grid(tiles: &[RgbImage], labels: &[String], columns: usize, gap: u32, label_size: f32, title: &str) -> Figure {
+    let (tw, th) = tiles.first().map_or((1, 1), |t| (t.width(), t.height()));
+    let columns = columns.max(1).min(tiles.len().max(1));
+    let rows = tiles.len().div_ceil(columns);
+    let label_h = if labels.is_empty() { 0 } else { (label_size * 1.5).ceil() as u32 };
+    let title_h = if title.is_empty() { 0 } else { 28 };
+    let (cell_w, cell_h) = (tw + gap, th + gap + label_h);
+    let title_w = if title.is_empty() { 0 } else { text_width(title, 15.0, Weight::Bold).ceil() as u32 + 16 };
+    let width = (columns as u32 * cell_w + gap).max(title_w);
+    let mut fig = Figure::new(width, title_h + rows as u32 * cell_h + gap);
+    if !title.is_empty() {
+        fig.text(8.0, 20.0, title, TextStyle::new(15.0, INK).bold());
+    }
+    for (i, tile) in tiles.iter().enumerate() {
+        let (col, row) = ((i % columns) as u32, (i / columns) as u32);
+        let (x0, y0) = (gap + col * cell_w, title_h + gap + row * cell_h);
+        if let Some(label) = labels.get(i) {
+            fig.text(x0 as f32, y0 as f32 + label_size, label.clone(), TextStyle::new(label_size, INK));
+        }
+        fig.image(x0 as i64, (y0 + label_h) as i64, 1, tile);
+    }
+    fig
 }
 
 /// Face | attribution map | overlay, enlarged 4x, with a title (the report's Q4 figure).
-pub fn attribution_panel(face: &[u8], side: u32, map: &[f32], method: &str, title: &str) -> RgbImage {
-    use crate::draw::{grid, heatmap, normalize, overlay, upscale};
+pub fn attribution_panel(face: &[u8], side: u32, map: &[f32], method: &str, title: &str) -> Figure {
+    use crate::draw::{heatmap, normalize, overlay, upscale};
     let gray = image::GrayImage::from_raw(side, side, face.to_vec()).unwrap_or_else(|| image::GrayImage::new(side, side));
     let face_rgb = image::DynamicImage::ImageLuma8(gray.clone()).into_rgb8();
     let tiles = [face_rgb, heatmap(map, side, side), overlay(&gray, &normalize(map), 0.6)];
     let tiles: Vec<RgbImage> = tiles.iter().map(|t| upscale(t, 4)).collect();
     let labels = ["face".to_string(), method.to_string(), "overlay".to_string()];
-    titled(&grid(&tiles, &labels, 3, 6, 2), title)
+    image_grid(&tiles, &labels, 3, 6, 13.0, title)
 }
 
 /// Every channel of a `[channels, h, w]` stack as a labelled gray grid (activation maps,
 /// gradient-ascent images), each tile min-max normalised and enlarged to about `tile` pixels.
-pub fn channel_grid(values: &[f32], channels: usize, h: usize, w: usize, tile: usize, labels: &[String], title: &str) -> RgbImage {
-    use crate::draw::{gray, grid, upscale};
+pub fn channel_grid(values: &[f32], channels: usize, h: usize, w: usize, tile: usize, labels: &[String], title: &str) -> Figure {
+    use crate::draw::{gray, upscale};
     let scale = (tile / h.max(1)).max(1) as u32;
-    let tiles: Vec<RgbImage> = (0..channels).map(|k| upscale(&gray(&values[k * h * w..(k + 1) * h * w], w as u32, h as u32, true), scale)).collect();
+    let tiles: Vec<RgbImage> =
+        (0..channels).filter_map(|k| values.get(k * h * w..(k + 1) * h * w)).map(|v| upscale(&gray(v, w as u32, h as u32, true), scale)).collect();
     let columns = (channels as f64).sqrt().ceil() as usize;
-    titled(&grid(&tiles, labels, columns, 2, 1), title)
+    image_grid(&tiles, labels, columns, 3, 10.0, title)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NAMES: [&str; 7] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
+
+    fn png(img: &RgbImage) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let encoded = image::DynamicImage::ImageRgb8(img.clone()).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png);
+        assert!(encoded.is_ok());
+        bytes
+    }
+
+    fn curves() -> Vec<Series> {
+        let val: Vec<(f64, f64)> = (1..=8).map(|e| (e as f64 * 32_000.0, 0.35 + 0.03 * e as f64)).collect();
+        let train: Vec<(f64, f64)> = (1..=8).map(|e| (e as f64 * 32_000.0, 0.28 + 0.035 * e as f64)).collect();
+        vec![
+            Series { name: "CNN validation".into(), points: val, color: PALETTE[0], dashed: false },
+            Series { name: "CNN training".into(), points: train, color: PALETTE[0], dashed: true },
+            Series { name: "single point".into(), points: vec![(128_000.0, 0.5)], color: PALETTE[1], dashed: false },
+        ]
+    }
+
     #[test]
-    fn charts_have_their_sizes_and_colours() {
-        let s = Series { name: "val".into(), points: vec![(1.0, 0.2), (2.0, 0.5), (3.0, 0.4)], color: [200, 0, 0], dashed: false };
-        let img = line_chart("ACC", "EPOCH", "ACC", &[s]);
+    fn line_chart_draws_curves_ticks_and_a_legend_clear_of_the_curves() {
+        let fig = line_chart("Accuracy per epoch", "Faces seen", "Accuracy", &curves());
+        let img = fig.to_image();
         assert_eq!(img.dimensions(), (720, 440));
-        assert!(img.pixels().any(|p| p.0 == [200, 0, 0]));
+        assert!(img.pixels().any(|p| p.0 == PALETTE[0]) && img.pixels().any(|p| p.0 == PALETTE[1]));
+        let svg = fig.to_svg();
+        // Thousands separators on the x ticks; the rising curves leave the bottom-right corner free.
+        assert!(svg.contains(">100,000</text>") && svg.contains(">250,000</text>"), "{svg}");
+        assert!(svg.contains(">Accuracy</text>") && svg.contains("rotate(-90"), "{svg}");
+        let legend_y: f32 = svg
+            .lines()
+            .find(|l| l.contains(r##"stroke="#c8c8c8""##))
+            .and_then(|l| l.split("y=\"").nth(1))
+            .and_then(|s| s.split('"').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        assert!(legend_y > 200.0, "legend at y = {legend_y}: expected in a bottom corner");
+    }
 
+    #[test]
+    fn confusion_chart_colours_cells_by_row_rate_and_fits_whole_names() {
         let m = vec![vec![8, 2], vec![0, 10]];
-        let c = confusion_chart("CM", &m, &["A", "B"], false);
-        // The diagonal cell of row B is all of the row: viridis(1), yellow.
-        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 64 + 2).0, viridis(1.0));
-        assert_eq!(c.get_pixel(110 + 64 + 2, 70 + 2).0, viridis(0.2));
+        let fig = confusion_chart("Confusion", &m, &["A", "B"], false);
+        let img = fig.to_image();
+        let left = (34.0 + text_width("A", 13.0, Weight::Regular).max(text_width("B", 13.0, Weight::Regular)) + 10.0).round() as u32;
+        // The diagonal cell of row B is all of the row: viridis(1), yellow; row A's off-diagonal 0.2.
+        assert_eq!(img.get_pixel(left + 64 + 2, 44 + 64 + 2).0, viridis(1.0));
+        assert_eq!(img.get_pixel(left + 64 + 2, 44 + 2).0, viridis(0.2));
+        // Class names at 13 px fit their 64 px cells, so no label collides with the next.
+        assert!(NAMES.iter().all(|n| text_width(n, 13.0, Weight::Regular) < 62.0));
+        let big = vec![vec![1234u64; 7]; 7];
+        assert!(confusion_chart("C", &big, &NAMES, false).to_svg().contains(">1,234</text>"));
+        assert!(confusion_chart("C", &big, &NAMES, true).to_svg().contains(">14%</text>"));
+    }
 
-        // Whole class names under the columns: "SURPRISE" (column 5, second label line) is drawn in
-        // full, all eight letters, and nothing else inks that line between its neighbours' centres.
-        let names = ["ANGRY", "DISGUST", "FEAR", "HAPPY", "SAD", "SURPRISE", "NEUTRAL"];
-        let c7 = confusion_chart("CM", &vec![vec![1u64; 7]; 7], &names, true);
-        let line2 = 70 + 7 * 64 + 8 + 16;
-        let inked: Vec<u32> = (110 + 4 * 64 + 32..110 + 6 * 64 + 32).filter(|&x| (line2..line2 + 10).any(|y| c7.get_pixel(x, y).0 == INK)).collect();
-        let extent = inked.last().zip(inked.first()).map_or(0, |(b, a)| b - a + 1);
-        assert!(extent + 2 >= text_width("SURPRISE", 2), "SURPRISE label spans {extent} px, want {}", text_width("SURPRISE", 2));
+    #[test]
+    fn probability_bars_use_colour_blind_safe_colours_and_say_which_is_which() {
+        let fig = probability_chart("Sad as Neutral", &[128; 2304], 48, &[0.1, 0.9], &["Sad", "Neutral"], 0, 1);
+        let img = fig.to_image();
+        assert!(img.pixels().any(|q| q.0 == TRUE_BAR) && img.pixels().any(|q| q.0 == WRONG_BAR));
+        assert!(!img.pixels().any(|q| q.0 == [40, 160, 60]), "no red-green pair");
+        let svg = fig.to_svg();
+        assert!(svg.contains(r#"font-weight="bold">Sad</text>"#) && svg.contains(">true class</text>") && svg.contains(">0.900</text>"), "{svg}");
+    }
 
-        let p = probability_chart("X", &[128; 2304], 48, &[0.1, 0.9], &["A", "B"], 0, 1);
-        assert!(p.pixels().any(|q| q.0 == [200, 50, 50]) && p.pixels().any(|q| q.0 == [40, 160, 60]));
+    #[test]
+    fn chart_snapshots() {
+        let line = line_chart("Accuracy per epoch", "Faces seen", "Accuracy", &curves());
+        let cm: Vec<Vec<u64>> =
+            (0..7).map(|r| (0..7).map(|c| if r == c { 300 + 40 * r as u64 } else { ((r * 7 + c) % 5 * 9) as u64 }).collect()).collect();
+        let confusion = confusion_chart("CNN confusion (row %)", &cm, &NAMES, true);
+        let face: Vec<u8> = (0..48 * 48).map(|i| ((i % 48) * 5 + (i / 48) * 2) as u8).collect();
+        let probs = [0.05, 0.01, 0.12, 0.02, 0.31, 0.04, 0.45];
+        let bars = probability_chart("Sad predicted as Neutral", &face, 48, &probs, &NAMES, 4, 6);
+        for (name, fig) in [("line", &line), ("confusion", &confusion), ("probabilities", &bars)] {
+            insta::assert_binary_snapshot!(&format!("{name}.png"), png(&fig.to_image()));
+            insta::assert_snapshot!(format!("{name}_svg"), fig.to_svg());
+        }
+    }
+
+    #[test]
+    fn grids_place_tiles_under_their_labels() {
+        let tile = RgbImage::from_pixel(4, 4, image::Rgb([10, 20, 30]));
+        let fig = image_grid(&[tile.clone(), tile.clone(), tile], &["A".into(), "B".into(), "C".into()], 2, 1, 10.0, "");
+        let label_h = 15;
+        assert_eq!((fig.width(), fig.height()), (11, 2 * (4 + 1 + label_h) + 1));
+        let img = fig.to_image();
+        assert_eq!(img.get_pixel(1, 1 + label_h).0, [10, 20, 30]);
+        assert_eq!(img.get_pixel(6, 2 * (1 + label_h) + 4 + 1).0, [255, 255, 255], "no fourth tile");
+        assert!((1..label_h).any(|y| img.get_pixel(2, y).0 != [255, 255, 255]), "the label A is inked");
+        let panel = attribution_panel(&[100; 16], 4, &[0.0; 16], "saliency", "t");
+        assert_eq!(panel.to_svg().matches("<image ").count(), 3);
     }
 }

@@ -1,6 +1,5 @@
-//! Drawing primitives: a perceptually uniform colour map (viridis), overlays on a face, and
-//! labelled grids, as PNG through the `image` crate. Labels use a built-in 3x5 pixel font, so
-//! output never depends on the machine's fonts.
+//! Pixel maps: a perceptually uniform colour map (viridis), heat maps, overlays on a face and
+//! crisp enlargement. Charts and labelled grids are in `charts`, text in `text`.
 
 use image::{GrayImage, Rgb, RgbImage};
 
@@ -62,105 +61,6 @@ pub fn upscale(img: &RgbImage, factor: u32) -> RgbImage {
     RgbImage::from_fn(img.width() * f, img.height() * f, |x, y| *img.get_pixel(x / f, y / f))
 }
 
-const GLYPHS: &[(char, &str)] = &[
-    ('0', "111101101101111"),
-    ('1', "010110010010111"),
-    ('2', "111001111100111"),
-    ('3', "111001111001111"),
-    ('4', "101101111001001"),
-    ('5', "111100111001111"),
-    ('6', "111100111101111"),
-    ('7', "111001001001001"),
-    ('8', "111101111101111"),
-    ('9', "111101111001111"),
-    ('A', "010101111101101"),
-    ('B', "110101110101110"),
-    ('C', "011100100100011"),
-    ('D', "110101101101110"),
-    ('E', "111100110100111"),
-    ('F', "111100110100100"),
-    ('G', "011100101101011"),
-    ('H', "101101111101101"),
-    ('I', "111010010010111"),
-    ('J', "001001001101010"),
-    ('K', "101101110101101"),
-    ('L', "100100100100111"),
-    ('M', "101111111101101"),
-    ('N', "110101101101101"),
-    ('O', "010101101101010"),
-    ('P', "110101110100100"),
-    ('Q', "010101101110011"),
-    ('R', "110101110101101"),
-    ('S', "011100010001110"),
-    ('T', "111010010010010"),
-    ('U', "101101101101111"),
-    ('V', "101101101101010"),
-    ('W', "101101111111101"),
-    ('X', "101101010101101"),
-    ('Y', "101101010010010"),
-    ('Z', "111001010100111"),
-    ('.', "000000000000010"),
-    ('-', "000000111000000"),
-    (':', "000010000010000"),
-    ('%', "101001010100101"),
-    ('(', "001010010010001"),
-    (')', "100010010010100"),
-    ('_', "000000000000111"),
-    ('=', "000111000111000"),
-    ('/', "001001010100100"),
-    ('+', "000010111010000"),
-];
-
-/// Draws `text` at (x, y) with the 3x5 font, each font pixel `scale` pixels wide.
-pub fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32, scale: u32, color: [u8; 3]) {
-    let mut cx = x;
-    for ch in text.chars().map(|c| c.to_ascii_uppercase()) {
-        if let Some((_, bits)) = GLYPHS.iter().find(|(g, _)| *g == ch) {
-            for (i, b) in bits.bytes().enumerate() {
-                if b == b'1' {
-                    let (gx, gy) = ((i % 3) as u32, (i / 3) as u32);
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            let (px, py) = (cx + gx * scale + dx, y + gy * scale + dy);
-                            if px < img.width() && py < img.height() {
-                                img.put_pixel(px, py, Rgb(color));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        cx += 4 * scale;
-    }
-}
-
-/// Width in pixels of `text` drawn at `scale`.
-pub fn text_width(text: &str, scale: u32) -> u32 {
-    (text.chars().count() as u32 * 4).saturating_sub(1) * scale
-}
-
-/// Tiles equally sized images in `columns`, each with an optional label above it.
-pub fn grid(tiles: &[RgbImage], labels: &[String], columns: usize, gap: u32, label_scale: u32) -> RgbImage {
-    let Some(first) = tiles.first() else {
-        return RgbImage::new(1, 1);
-    };
-    let (tw, th) = (first.width(), first.height());
-    let columns = columns.max(1).min(tiles.len());
-    let rows = tiles.len().div_ceil(columns);
-    let label_h = if labels.is_empty() { 0 } else { 5 * label_scale + 2 * label_scale };
-    let (cell_w, cell_h) = (tw + gap, th + gap + label_h);
-    let mut out = RgbImage::from_pixel(columns as u32 * cell_w + gap, rows as u32 * cell_h + gap, Rgb([255, 255, 255]));
-    for (i, tile) in tiles.iter().enumerate() {
-        let (col, row) = ((i % columns) as u32, (i / columns) as u32);
-        let (x0, y0) = (gap + col * cell_w, gap + row * cell_h);
-        if let Some(label) = labels.get(i) {
-            draw_text(&mut out, label, x0, y0, label_scale, [0, 0, 0]);
-        }
-        image::imageops::overlay(&mut out, tile, x0 as i64, (y0 + label_h) as i64);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,14 +75,5 @@ mod tests {
         // Perceptually ordered: luminance rises monotonically.
         let lum = |c: [u8; 3]| 0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32;
         assert!((0..100).all(|i| lum(viridis(i as f32 / 100.0)) < lum(viridis((i + 1) as f32 / 100.0))));
-    }
-
-    #[test]
-    fn grid_places_tiles_and_labels() {
-        let tile = RgbImage::from_pixel(4, 4, Rgb([10, 20, 30]));
-        let g = grid(&[tile.clone(), tile.clone(), tile], &["A".into(), "B".into(), "C".into()], 2, 1, 1);
-        assert_eq!((g.width(), g.height()), (11, 2 * (4 + 1 + 7) + 1));
-        assert_eq!(g.get_pixel(1, 8).0, [10, 20, 30]);
-        assert_eq!(g.get_pixel(2, 1).0, [0, 0, 0], "the A's top bar");
     }
 }

@@ -8,7 +8,6 @@ use fer_data::{Emotion, LoadOptions, PIXELS, SIDE};
 use fer_interpret::{AscentConfig, Score};
 use fer_model::FerModel;
 use fer_report::{attribution_panel, channel_grid};
-use image::RgbImage;
 
 use crate::device::DeviceChoice;
 
@@ -160,8 +159,9 @@ fn probabilities(model: &FerModel, input: Tensor<4>) -> Vec<f32> {
     to_vec(softmax(model.forward(input), 1).reshape([1, 7, 1, 1]))
 }
 
-fn save(img: &RgbImage, out: &std::path::Path) -> anyhow::Result<()> {
-    img.save(out).with_context(|| format!("cannot write {}", out.display()))
+/// Writes the figure as the extension asks: `.svg` for vectors, `.png` (or `.jpg`) for pixels.
+fn save(figure: &fer_report::Figure, out: &std::path::Path) -> anyhow::Result<()> {
+    Ok(figure.save_one(out)?)
 }
 
 pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
