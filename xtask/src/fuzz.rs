@@ -371,10 +371,10 @@ mod tests {
         }
     }
 
-    /// Regression test for the Parquet findings that fer can fix: with this seed the first 300
-    /// cases include at least nine on which polars' reader panics (slice index out of range). They must
-    /// come back as errors naming the file. (Cases further on make polars ask for 2^61 bytes,
-    /// which aborts; see docs/RELIABILITY.md.)
+    /// Regression test for the Parquet findings: with this seed the first 300 cases include at
+    /// least nine on which polars' reader panics (slice index out of range). They must come back
+    /// as errors naming the file. (The aborting allocations have their own test,
+    /// `counts_that_would_make_polars_abort_are_refused` in fer-data.)
     #[test]
     fn damaged_parquet_files_that_panic_polars_are_errors() {
         let report = fuzz(Target::Parquet, 1, 300, None, None).unwrap();
@@ -392,8 +392,7 @@ mod tests {
             (Target::Photo, 500),
             (Target::Model, 400),
             (Target::Checkpoint, 300),
-            // Not Parquet: polars-parquet 0.55 has an open finding (an impossible allocation
-            // that aborts the process, docs/RELIABILITY.md), which is why the format is opt-in.
+            (Target::Parquet, 3000),
         ] {
             let report = fuzz(target, 1, cases, None, None).unwrap();
             assert_eq!(report.cases, cases);

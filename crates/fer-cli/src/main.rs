@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 #[command(long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral).\n\n\
 Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, an \
-image-folder tree ([<split>/]<class>/*.jpg), or, in builds with the `parquet` feature, Parquet as the \
+image-folder tree ([<split>/]<class>/*.jpg), or Parquet as the \
 Hugging Face Hub ships it (a file, a folder of shards, or data/train-*.parquet); the format is detected.")]
 struct Cli {
     #[command(subcommand)]

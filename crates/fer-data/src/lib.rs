@@ -18,6 +18,8 @@ mod folder;
 mod load;
 #[cfg(feature = "parquet")]
 mod parquet;
+#[cfg(feature = "parquet")]
+mod parquet_check;
 pub mod rng;
 pub mod synth;
 mod write;

@@ -103,7 +103,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
     if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
         return Err(DataError::Parquet {
             path: path.into(),
-            reason: "this build reads Parquet only with the `parquet` feature (fer: `cargo build --release -p fer-cli --features parquet`)".into(),
+            reason: "this build reads Parquet only with the `parquet` feature (on by default; this build turned it off)".into(),
         });
     }
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;

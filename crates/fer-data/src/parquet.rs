@@ -176,8 +176,8 @@ fn labels(column: &Column, path: &Path) -> Result<Vec<Result<Option<Emotion>, St
 pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) -> Result<(Dataset, usize, BTreeMap<String, usize>), DataError> {
     let mut out = Loaded::default();
     for file in resolve(spec)? {
-        let handle = std::fs::File::open(&file).map_err(|e| DataError::io(&file, e))?;
-        let df = guarded(&file, || ParquetReader::new(handle).finish())?;
+        let bytes = std::fs::read(&file).map_err(|e| DataError::io(&file, e))?;
+        let df = read_checked(&bytes, &file)?;
         load_frame(&df, &file, columns, skip_invalid, &mut out)?;
     }
     Ok((out.dataset, out.converted, out.skipped))
@@ -185,10 +185,19 @@ pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) ->
 
 /// One Parquet file held in memory (e.g. an upload); `name` names it in errors and gives its split.
 pub fn load_parquet_bytes(bytes: &[u8], name: &Path, columns: &ParquetColumns, skip_invalid: bool) -> Result<Dataset, DataError> {
-    let df = guarded(name, || ParquetReader::new(std::io::Cursor::new(bytes)).finish())?;
+    let df = read_checked(bytes, name)?;
     let mut out = Loaded::default();
     load_frame(&df, name, columns, skip_invalid, &mut out)?;
     Ok(out.dataset)
+}
+
+/// Reads a Parquet file's bytes into a frame: its structure is checked first
+/// (`parquet_check`), then polars reads it under [`guarded`].
+fn read_checked(bytes: &[u8], path: &Path) -> Result<DataFrame, DataError> {
+    guarded(path, || {
+        crate::parquet_check::check(bytes).map_err(|reason| polars_err!(ComputeError: "damaged Parquet file: {reason}"))?;
+        ParquetReader::new(std::io::Cursor::new(bytes)).finish()
+    })
 }
 
 /// Runs polars' Parquet reader on a file from elsewhere. polars 0.55.2 panics (slice indices

@@ -135,3 +135,44 @@ fn errors_name_the_file_the_row_and_the_column() {
     let err = load(dir.path().join("junk.parquet"), &LoadOptions::default()).unwrap_err();
     assert!(matches!(err, DataError::Parquet { .. }) && err.to_string().contains("junk.parquet"), "{err}");
 }
+
+/// Counts that polars-parquet 0.55 would turn into impossible allocations (aborting the process,
+/// beyond any `catch_unwind`) are refused first, as errors naming the file.
+#[test]
+fn counts_that_would_make_polars_abort_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth::default_dataset(1, 0, 3);
+    let pngs: Vec<Vec<u8>> = (0..3).map(|i| png(data.image(i))).collect();
+    let mut df = df!("image" => pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 3, 4]).unwrap();
+    let path = dir.path().join("train.parquet");
+    write(&mut df, &path);
+    let good = std::fs::read(&path).unwrap();
+    assert_eq!(fer_data::load_parquet_bytes(&good, &path, &Default::default(), false).unwrap().len(), 3);
+    let refused = |bytes: &[u8], why: &str| {
+        let err = fer_data::load_parquet_bytes(bytes, &path, &Default::default(), false).unwrap_err().to_string();
+        assert!(err.contains("train.parquet") && err.contains("damaged Parquet file") && err.contains(why), "{err}");
+    };
+
+    // A data page header (field 5, a struct: 0x2c) whose num_values (0x15, zigzag 3 = 0x06) becomes
+    // -5: polars would reserve a validity bitmap of 2^61 bytes.
+    let at = good.windows(3).position(|w| w == [0x2c, 0x15, 0x06]).expect("a data page header for 3 values");
+    let mut negative = good.clone();
+    negative[at + 2] = 0x09;
+    refused(&negative, "num_values = -5");
+
+    // The footer's schema list (FileMetaData field 2) claiming 2^31 - 1 elements: polars would
+    // reserve them before reading one.
+    let n = good.len();
+    let len = u32::from_le_bytes(good[n - 8..n - 4].try_into().unwrap()) as usize;
+    let footer = &good[n - 8 - len..n - 8];
+    assert_eq!(footer[0], 0x15, "FileMetaData starts with its version, an i32");
+    let list = 2 + footer[1..].iter().position(|b| b & 0x80 == 0).unwrap();
+    assert_eq!(footer[list], 0x19, "then the schema, a list");
+    let mut huge = good[..n - 8 - len].to_vec();
+    huge.extend_from_slice(&footer[..=list]);
+    huge.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0x07]);
+    huge.extend_from_slice(&footer[list + 2..]);
+    huge.extend_from_slice(&((len + 5) as u32).to_le_bytes());
+    huge.extend_from_slice(b"PAR1");
+    refused(&huge, "claims 2147483647 elements");
+}

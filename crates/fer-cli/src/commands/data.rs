@@ -182,7 +182,7 @@ fn write_parquet(dataset: &fer_data::Dataset, dst: &std::path::Path, one_file: b
 
 #[cfg(not(feature = "parquet"))]
 fn write_parquet(_: &fer_data::Dataset, dst: &std::path::Path, _: bool) -> anyhow::Result<()> {
-    anyhow::bail!("{}: this fer was built without Parquet; rebuild with `cargo build --release -p fer-cli --features parquet`", dst.display())
+    anyhow::bail!("{}: this fer was built without Parquet; rebuild with its default `parquet` feature", dst.display())
 }
 
 fn convert(src: PathBuf, dst: PathBuf, skip_invalid: bool, to_parquet: bool) -> anyhow::Result<()> {
