@@ -229,6 +229,11 @@ fn explain_writes_figures_and_reports_what_it_computed() {
     assert!(o.status.success() && stdout(&o).contains("8 maps of 48x48"), "{}{}", stdout(&o), stderr(&o));
     let o = fer(&["explain", "ascent", "--run", run_s, "--layer", "block2.act", "--filters", "0..4", "--steps", "5", "--out", &out("ascent.png")]);
     assert!(o.status.success() && stdout(&o).contains("4 filters of block2.act"), "{}{}", stdout(&o), stderr(&o));
+    // `.svg` asks for the vector copy: the same figure, faces embedded, labels as text.
+    let o = fer(&["explain", "saliency", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--out", &out("s.svg")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let svg = std::fs::read_to_string(out("s.svg")).unwrap();
+    assert!(svg.starts_with("<svg ") && svg.matches("<image ").count() == 3 && svg.contains(">saliency</text>"), "{svg}");
 
     let o =
         fer(&["explain", "gradcam", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--layer", "block9.act", "--out", &out("x.png")]);

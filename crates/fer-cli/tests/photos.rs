@@ -257,25 +257,5 @@ fn serve_answers_the_page_the_api_and_every_bad_request_then_keeps_serving() {
 
 /// A PNG that claims 100,000 x 100,000 pixels in 45 bytes.
 fn huge_png_header() -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&[8, 0, 0, 0, 0]);
-    let crc = crc32(&png[12..]);
-    png.extend_from_slice(&crc.to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IDAT");
-    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
-    png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
+    fer_data::synth::png_header_claiming(100_000, 100_000)
 }

@@ -139,6 +139,22 @@ pub fn default_dataset(train_per_class: usize, val_per_class: usize, seed: u64) 
     all
 }
 
+/// A 45-byte PNG that claims `width` x `height` pixels and holds none (valid signature, IHDR with
+/// its checksum, an empty IDAT): the input for testing that decoders refuse sizes from the header,
+/// before they reserve memory for the pixels.
+pub fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    png.extend_from_slice(&width.to_be_bytes());
+    png.extend_from_slice(&height.to_be_bytes());
+    png.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let crc = crc32fast::hash(&png[12..]);
+    png.extend_from_slice(&crc.to_be_bytes());
+    png.extend_from_slice(&[0, 0, 0, 0]);
+    png.extend_from_slice(b"IDAT");
+    png.extend_from_slice(&crc32fast::hash(b"IDAT").to_be_bytes());
+    png
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -254,32 +254,13 @@ fn memory_follows_valid_rows_not_the_line_count() {
 
 #[test]
 fn an_image_that_claims_a_huge_size_is_refused_from_its_header() {
-    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&[8, 0, 0, 0, 0]);
-    let crc = crc32(&png[12..]);
-    png.extend_from_slice(&crc.to_be_bytes());
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IDAT");
-    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    let png = fer_data::synth::png_header_claiming(100_000, 100_000);
     let mut out = vec![0u8; fer_data::PIXELS];
     let e = fer_data::decode_face_bytes(&png, "train/happy/huge.png".as_ref(), &mut out).unwrap_err();
     assert_eq!(
         e.to_string(),
         "train/happy/huge.png: unreadable or corrupt image: 100000x100000 pixels is over the limit of 16777216 pixels for a face image"
     );
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 mod properties {

@@ -85,15 +85,7 @@ fn the_crop_known_answer_on_a_gradient() {
 #[test]
 fn photo_limits_refuse_before_decoding() {
     // A valid PNG header that claims 100,000 x 100,000 pixels, with no pixel data at all.
-    let mut png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&100_000u32.to_be_bytes());
-    png.extend_from_slice(&[8, 0, 0, 0, 0]);
-    png.extend_from_slice(&crc32(&png[12..]).to_be_bytes());
-    // An empty IDAT chunk: the decoder reads up to the first one before it knows the size.
-    png.extend_from_slice(&[0, 0, 0, 0]);
-    png.extend_from_slice(b"IDAT");
-    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
+    let png = fer_data::synth::png_header_claiming(100_000, 100_000);
     let err = decode_photo(&png, "huge.png", &PhotoLimits::default()).unwrap_err();
     assert!(matches!(err, DetectError::TooManyPixels { width: 100_000, height: 100_000, .. }), "{err}");
     assert!(err.to_string().starts_with("huge.png: 100000x100000 pixels"), "{err}");
@@ -101,17 +93,6 @@ fn photo_limits_refuse_before_decoding() {
     assert!(matches!(err, DetectError::NotAnImage { .. }) && err.to_string().contains("zeros.bin"), "{err}");
     let err = decode_photo(&[0u8; 100], "x", &PhotoLimits { max_bytes: 99, ..PhotoLimits::default() }).unwrap_err();
     assert!(matches!(err, DetectError::TooManyBytes { bytes: 100, limit: 99, .. }), "{err}");
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
 }
 
 proptest! {

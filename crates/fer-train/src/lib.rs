@@ -30,6 +30,6 @@ pub use eval::{
 pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
 pub use runlock::RunLock;
 pub use train::{
-    EpochRow, Observer, StepInfo, StopReason, TrainOptions, TrainOutcome, Weights, check_optimizer_state, ensemble_members, loss_function,
-    read_run_config, resume, train, train_ensemble,
+    EpochRow, Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state, ensemble_members,
+    loss_function, read_run_config, resume, train, train_ensemble,
 };

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor};
 use fer_data::Dataset;
 use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
@@ -105,6 +105,46 @@ fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
 /// (Resume does this itself; this is for checking a checkpoint without training, e.g. fuzzing.)
 pub fn check_optimizer_state(recipe: &Recipe, bytes: Vec<u8>, path: &Path) -> Result<(), TrainError> {
     restore_optimizer(optimizer(recipe), bytes, path).map(|_| ())
+}
+
+/// One optimisation step exactly as [`train`] runs it: forward, the recipe's loss, backward, the
+/// recipe's optimizer at the given rate. `fer bench` times this same value, so the bench and a
+/// run's history measure the same work.
+pub struct TrainStep {
+    optim: ModuleOptimizer,
+    loss_fn: CrossEntropyLoss,
+}
+
+/// What a step returns besides the updated model: the batch's mean loss and correct predictions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepOutput {
+    pub loss: f32,
+    pub correct: i64,
+}
+
+impl TrainStep {
+    /// A fresh optimizer for `recipe`, on `device` (an autodiff device).
+    pub fn new(recipe: &Recipe, device: &Device) -> Self {
+        Self::with_optimizer(recipe, optimizer(recipe), device)
+    }
+
+    fn with_optimizer(recipe: &Recipe, optim: ModuleOptimizer, device: &Device) -> Self {
+        TrainStep { optim, loss_fn: loss_function(recipe, device) }
+    }
+
+    /// Runs the step; a non-finite loss leaves the model unchanged and is returned as is, for the
+    /// caller to stop on.
+    pub fn run(&mut self, model: FerModel, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (FerModel, StepOutput) {
+        let logits = model.forward(images);
+        let loss = self.loss_fn.forward(logits.clone(), targets.clone());
+        let loss_value = loss.clone().into_scalar::<f32>();
+        if !loss_value.is_finite() {
+            return (model, StepOutput { loss: loss_value, correct: 0 });
+        }
+        let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum().into_scalar::<i64>();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        (self.optim.step(lr, model, grads), StepOutput { loss: loss_value, correct })
+    }
 }
 
 /// The recipe's training loss: cross-entropy on logits, with label smoothing when asked.
@@ -244,7 +284,7 @@ fn run_loop(
     val_set: Dataset,
     device: &Device,
     mut model: FerModel,
-    mut optim: ModuleOptimizer,
+    optim: ModuleOptimizer,
     mut state: TrainState,
     mut ema: Option<Ema>,
     options: TrainOptions<'_>,
@@ -269,7 +309,7 @@ fn run_loop(
             None
         }
     };
-    let loss_fn = loss_function(recipe, &ad);
+    let mut trainer = TrainStep::with_optimizer(recipe, optim, &ad);
 
     while state.epoch < recipe.epochs && !state.finished {
         let epoch = state.epoch;
@@ -284,15 +324,11 @@ fn run_loop(
             let n = batch.len();
             ad.seed(mix(recipe.seed, 3, epoch as u64, step as u64));
             let (images, targets) = batch_to_tensors(batch, &ad);
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), targets.clone());
-            let loss_value = loss.clone().into_scalar::<f32>();
+            let (updated, StepOutput { loss: loss_value, correct }) = trainer.run(model, images, targets, state.lr);
+            model = updated;
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFiniteLoss { epoch: epoch + 1, step: step + 1, loss: loss_value, run: run_dir.into() });
             }
-            let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum().into_scalar::<i64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(state.lr, model, grads);
             if let Some(ema) = &mut ema {
                 ema.update(&model);
             }
@@ -325,7 +361,7 @@ fn run_loop(
                     eval.accuracy
                 ));
                 state.wall_seconds = wall_at_start + started.elapsed().as_secs_f64();
-                save_checkpoint(run_dir, &state, &model, &optim, ema.as_ref())?;
+                save_checkpoint(run_dir, &state, &model, &trainer.optim, ema.as_ref())?;
                 return Ok(TrainOutcome { state, stop: reason });
             }
         }
@@ -376,7 +412,7 @@ fn run_loop(
         state.seconds = 0.0;
         state.finished = state.epoch >= recipe.epochs;
         state.wall_seconds = row.wall_seconds;
-        save_checkpoint(run_dir, &state, &model, &optim, ema.as_ref())?;
+        save_checkpoint(run_dir, &state, &model, &trainer.optim, ema.as_ref())?;
         write_history(run_dir, &state.history)?;
         observer.on_epoch(&row);
         if !state.finished

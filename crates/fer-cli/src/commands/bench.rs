@@ -8,6 +8,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use clap::{Args, ValueEnum};
 use fer_model::{FerModel, ModelConfig};
+use fer_train::{Recipe, RunConfig, StepInfo, TrainOptions, TrainStep};
 
 use crate::device::DeviceChoice;
 
@@ -32,6 +33,14 @@ pub struct BenchArgs {
     /// Timed training steps (after one warm-up step).
     #[arg(long, default_value_t = 3)]
     train_steps: usize,
+    /// Recipe whose step is timed (loss, optimizer): `report` or `fast`, as `fer train --recipe`.
+    #[arg(long, default_value = "report")]
+    recipe: String,
+    /// Also time `fer train`'s own loop on synthetic faces for the same number of steps: the step
+    /// plus batch preparation (augmentation on its own thread), the weight average and the
+    /// schedule, wall clock between the first and the last step.
+    #[arg(long)]
+    train_loop: bool,
     /// Timed inference batches (after one warm-up batch).
     #[arg(long, default_value_t = 5)]
     infer_batches: usize,
@@ -57,20 +66,17 @@ struct Timing {
     latency_ms: f64,
 }
 
-/// Times one full training step (forward, backward, Adam) and inference on random data.
-fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig) -> anyhow::Result<Timing> {
+/// Times one full training step (forward, the recipe's loss, backward, its optimizer) through
+/// `fer_train::TrainStep`, the value `fer train` runs, on random faces; then inference.
+fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &Recipe) -> anyhow::Result<Timing> {
     let b = args.batch_size;
     let ad = device.clone().autodiff();
     let mut model = FerModel::new(config, &ad)?;
-    let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
-    let loss_fn = CrossEntropyLoss::new(None, &ad);
+    let mut trainer = TrainStep::new(recipe, &ad);
     let mut step = |model: FerModel| {
         let x = Tensor::<4>::random([b, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &ad);
         let y = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
-        let loss = loss_fn.forward(model.forward(x), y);
-        let _ = loss.clone().into_scalar::<f32>();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
+        trainer.run(model, x, y, recipe.lr).0
     };
     model = step(model);
     let t = Instant::now();
@@ -100,6 +106,7 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig) -> anyhow
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     let config = ModelConfig::by_name(&args.model)?;
+    let recipe = bench_recipe(&args, &config)?;
     let b = args.batch_size;
     let paths: &[bool] = match args.path {
         KernelPath::Fast => &[true],
@@ -109,7 +116,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut results = Vec::new();
     for &fast in paths {
         fer_kernels::set_fast_path(fast);
-        let t = time_model(&args, &device, &config)?;
+        let t = time_model(&args, &device, &config, &recipe)?;
+        let loop_rate = if args.train_loop { Some(time_train_loop(&args, &device, &config, &recipe)?) } else { None };
         let name = match (fast, fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32)) {
             (true, true) => "fer (fer-kernels on burn flex)",
             (true, false) | (false, _) => "fer (burn ops only)",
@@ -122,6 +130,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "train_img_per_s": b as f64 / t.train_s,
             "infer_img_per_s": b as f64 / t.infer_s,
             "latency_b1_ms": t.latency_ms,
+            "recipe": args.recipe,
+            "train_loop_img_per_s": loop_rate,
             "simd": fer_kernels::simd_level(),
             "threads": cpu_threads(),
         });
@@ -138,6 +148,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 b as f64 / t.infer_s,
                 t.latency_ms
             );
+            if let Some(rate) = loop_rate {
+                println!(
+                    "  fer train's loop, same steps on synthetic faces (augmentation, schedule{}): {rate:.1} img/s ({:.2}x the isolated step)",
+                    if recipe.ema_decay.is_some() { ", weight average" } else { "" },
+                    rate * t.train_s / b as f64
+                );
+            }
         }
         results.push(t);
     }
@@ -158,6 +175,40 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     fer_kernels::set_fast_path(true);
     Ok(())
+}
+
+/// The recipe named by `--recipe`, at the bench's batch size.
+fn bench_recipe(args: &BenchArgs, config: &ModelConfig) -> anyhow::Result<Recipe> {
+    let mut recipe = match args.recipe.as_str() {
+        "report" => Recipe::for_model(config),
+        "fast" => Recipe::fast_cnn(),
+        other => anyhow::bail!("--recipe {other:?}: valid recipes are report, fast"),
+    };
+    recipe.batch_size = args.batch_size;
+    Ok(recipe)
+}
+
+/// Runs `fer_train::train` on synthetic faces for one epoch of `train_steps + 1` steps and times
+/// the steps after the first by wall clock, as they happen (an observer notes each one).
+fn time_train_loop(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &Recipe) -> anyhow::Result<f64> {
+    struct Clock(Vec<Instant>);
+    impl fer_train::Observer for Clock {
+        fn on_step(&mut self, _: &StepInfo) {
+            self.0.push(Instant::now());
+        }
+    }
+    let mut run = RunConfig::new("synthetic", config.clone());
+    run.recipe = recipe.clone();
+    run.recipe.epochs = 1;
+    run.recipe.steps_per_epoch = Some(args.train_steps + 1);
+    let data = fer_data::synth::default_dataset(40, 2, 7);
+    let dir = tempfile::tempdir()?;
+    let mut clock = Clock(Vec::new());
+    fer_train::train(dir.path(), &run, &data, device, TrainOptions { time_budget: None, stop: None, max_steps: None, observer: &mut clock })?;
+    let (Some(first), Some(last)) = (clock.0.first(), clock.0.last()) else {
+        anyhow::bail!("the training loop ran no steps");
+    };
+    Ok((clock.0.len() - 1).max(1) as f64 * args.batch_size as f64 / last.duration_since(*first).as_secs_f64().max(1e-9))
 }
 
 fn cpu_threads() -> usize {

@@ -49,7 +49,7 @@ pub struct FaceArgs {
     split: Option<String>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
-    /// Output PNG.
+    /// Output figure: `.png` (or `.jpg`) for pixels, `.svg` for a vector copy with real text.
     #[arg(long)]
     out: PathBuf,
 }
@@ -118,6 +118,7 @@ pub struct AscentArgs {
     seed: u64,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
+    /// Output figure: `.png` (or `.jpg`) for pixels, `.svg` for a vector copy with real text.
     #[arg(long)]
     out: PathBuf,
 }
