@@ -177,7 +177,7 @@ pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) ->
     let mut out = Loaded::default();
     for file in resolve(spec)? {
         let bytes = std::fs::read(&file).map_err(|e| DataError::io(&file, e))?;
-        let df = read_checked(&bytes, &file)?;
+        let df = read_checked(bytes.into(), &file)?;
         load_frame(&df, &file, columns, skip_invalid, &mut out)?;
     }
     Ok((out.dataset, out.converted, out.skipped))
@@ -185,7 +185,7 @@ pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) ->
 
 /// One Parquet file held in memory (e.g. an upload); `name` names it in errors and gives its split.
 pub fn load_parquet_bytes(bytes: &[u8], name: &Path, columns: &ParquetColumns, skip_invalid: bool) -> Result<Dataset, DataError> {
-    let df = read_checked(bytes, name)?;
+    let df = read_checked(bytes.to_vec().into(), name)?;
     let mut out = Loaded::default();
     load_frame(&df, name, columns, skip_invalid, &mut out)?;
     Ok(out.dataset)
@@ -193,10 +193,10 @@ pub fn load_parquet_bytes(bytes: &[u8], name: &Path, columns: &ParquetColumns, s
 
 /// Reads a Parquet file's bytes into a frame: its structure is checked first
 /// (`parquet_check`), then polars reads it under [`guarded`].
-fn read_checked(bytes: &[u8], path: &Path) -> Result<DataFrame, DataError> {
+fn read_checked(file: polars_buffer::Buffer<u8>, path: &Path) -> Result<DataFrame, DataError> {
     guarded(path, || {
-        crate::parquet_check::check(bytes).map_err(|reason| polars_err!(ComputeError: "damaged Parquet file: {reason}"))?;
-        ParquetReader::new(std::io::Cursor::new(bytes)).finish()
+        crate::parquet_check::check(&file).map_err(|reason| polars_err!(ComputeError: "damaged Parquet file: {reason}"))?;
+        ParquetReader::new(std::io::Cursor::new(&*file)).finish()
     })
 }
 

@@ -15,17 +15,18 @@ use polars_parquet::parquet::read::{get_page_iterator, read_metadata};
 /// image (at least ~100 bytes); even an all-null column stores a row in a few bits.
 const MAX_ROWS_PER_BYTE: u64 = 64;
 /// Largest page fer decompresses (the Hub's pages are ~1 MB).
-pub(crate) const MAX_PAGE_BYTES: usize = 256 << 20;
+const MAX_PAGE_BYTES: usize = 256 << 20;
 /// Deepest nesting of thrift structs and lists accepted in the footer (Parquet's own metadata
 /// nests about 6 deep; the bound keeps a hostile footer from exhausting the stack).
 const MAX_DEPTH: usize = 32;
 
 /// Checks the footer's thrift encoding, then every row group, column chunk and page header.
-pub(crate) fn check(bytes: &[u8]) -> Result<(), String> {
-    let footer = footer(bytes)?;
+/// Takes the file as polars' own buffer, which the page reader shares without copying.
+pub(crate) fn check(file: &polars_buffer::Buffer<u8>) -> Result<(), String> {
+    let footer = footer(file)?;
     let mut walker = Compact { data: footer, pos: 0 };
     walker.structure(0)?;
-    check_pages(bytes)
+    check_pages(file)
 }
 
 fn footer(bytes: &[u8]) -> Result<&[u8], String> {
@@ -143,10 +144,10 @@ impl Compact<'_> {
     }
 }
 
-fn check_pages(bytes: &[u8]) -> Result<(), String> {
+fn check_pages(buffer: &polars_buffer::Buffer<u8>) -> Result<(), String> {
+    let bytes: &[u8] = buffer;
     let metadata = read_metadata(&mut std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
     let max_rows = (bytes.len() as u64).saturating_mul(MAX_ROWS_PER_BYTE).saturating_add(1024);
-    let buffer = polars_buffer::Buffer::from(bytes.to_vec());
     for (g, group) in metadata.row_groups.iter().enumerate() {
         let rows = group.num_rows() as u64;
         if rows > max_rows {
@@ -198,12 +199,12 @@ fn check_pages(bytes: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn file_with_footer(footer: &[u8]) -> Vec<u8> {
+    fn file_with_footer(footer: &[u8]) -> polars_buffer::Buffer<u8> {
         let mut f = b"PAR1".to_vec();
         f.extend_from_slice(footer);
         f.extend_from_slice(&(footer.len() as u32).to_le_bytes());
         f.extend_from_slice(b"PAR1");
-        f
+        f.into()
     }
 
     #[test]
@@ -222,7 +223,12 @@ mod tests {
         assert!(check(&file_with_footer(&long_string)).err().unwrap_or_default().contains("claims 65535 bytes"));
         let endless = [0x15, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
         assert!(check(&file_with_footer(&endless)).is_err());
-        assert!(check(b"PAR1").err().unwrap_or_default().contains("not a Parquet file"));
-        assert!(check(&[b"PAR1".as_slice(), &[0; 8], &u32::MAX.to_le_bytes(), b"PAR1"].concat()).err().unwrap_or_default().contains("footer claims"));
+        assert!(check(&b"PAR1".to_vec().into()).err().unwrap_or_default().contains("not a Parquet file"));
+        assert!(
+            check(&[b"PAR1".as_slice(), &[0; 8], &u32::MAX.to_le_bytes(), b"PAR1"].concat().into())
+                .err()
+                .unwrap_or_default()
+                .contains("footer claims")
+        );
     }
 }

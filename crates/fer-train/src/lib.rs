@@ -19,7 +19,7 @@ mod recipe;
 mod runlock;
 mod train;
 
-pub use batches::{Batch, BatchPlan, batch_to_tensors};
+pub use batches::{Batch, BatchPlan, batch_to_tensors, make_batch};
 pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_bytes, load_checkpoint};
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;

@@ -89,12 +89,13 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &
                 Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad),
             )
         } else {
-            // A different batch each step, as training has: faces k*b.., in a stride that mixes classes.
+            // A different batch each step, as training has: faces k*b.., in a stride that mixes
+            // classes, prepared as training prepares them (augmentation aside: in training it runs
+            // on its own thread, outside the step).
             let idx: Vec<usize> = (0..b).map(|i| (k * b + i) * 7 % faces.len()).collect();
+            let batch = fer_train::make_batch(&faces, &idx, &fer_data::augment::AugmentConfig::none(), recipe.seed, 0, k);
             k += 1;
-            let images = idx.iter().flat_map(|&i| faces.image(i).iter().map(|&p| p as f32 / 255.0)).collect();
-            let labels = idx.iter().map(|&i| faces.label(i).map_or(0, |e| e.id() as i64)).collect();
-            fer_train::batch_to_tensors(fer_train::Batch { images, labels }, &ad)
+            fer_train::batch_to_tensors(batch, &ad)
         };
         trainer.run(model, x, y, recipe.lr).0
     };
