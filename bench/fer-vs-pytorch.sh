@@ -27,5 +27,5 @@ for r in rows:
 print("(ratios above 1 mean fer-kernels is faster; latency ratio = that's latency / fer's)")
 PY
 if [ "$breakdown" = "--breakdown" ]; then
-  ./target/release/fer bench --model "$model" --train-steps "$steps" --infer-batches 1 --latency-runs 1 --path fast --breakdown | sed -n '/per-operation/,$p'
+  ./target/release/fer bench --model "$model" --train-steps "$steps" --infer-batches 1 --latency-runs 1 --path fast --breakdown | sed -n '/where a training step/,$p'
 fi

@@ -12,7 +12,7 @@ use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::conv::{self, ConvShape};
-use crate::pointwise;
+use crate::{pointwise, profile};
 
 #[backend_extension(Flex, Autodiff)]
 #[allow(clippy::too_many_arguments)]
@@ -120,7 +120,11 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize;
 fn contiguous(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice::<f32>() {
         Some(s) if t.is_contiguous() => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default()),
+        _ => std::borrow::Cow::Owned(profile::time(
+            "copy of a strided view",
+            || act_label(&dims(t)),
+            || t.to_contiguous().as_slice::<f32>().map(<[f32]>::to_vec).unwrap_or_default(),
+        )),
     }
 }
 
@@ -137,6 +141,16 @@ fn shape_of(x: &FlexTensor, w: &FlexTensor, pad_h: usize, pad_w: usize) -> ConvS
 
 fn dims(t: &FlexTensor) -> Vec<usize> {
     t.layout().shape().to_vec()
+}
+
+/// A profile row's shape: `cin->cout kxk @hxw`.
+fn conv_label(s: &ConvShape) -> String {
+    format!("{}->{} {}x{} @{}x{}", s.cin, s.cout, s.kh, s.kw, s.h, s.w)
+}
+
+/// A profile row's shape: the dimensions after the batch, `64x48x48`.
+fn act_label(d: &[usize]) -> String {
+    d.iter().skip(1).map(|v| v.to_string()).collect::<Vec<_>>().join("x")
 }
 
 /// `(n, channels, plane)` of an `[n, c, ...]` tensor.
@@ -172,13 +186,18 @@ impl FerKernels for Flex {
             epsilon,
             Some(&contiguous(&bias)),
         );
-        let y = conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope));
+        let y = profile::time(
+            "conv block (inference)",
+            || conv_label(&s),
+            || conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope)),
+        );
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 
     fn fer_bn_stats(x: FlexTensor) -> FlexTensor {
-        let (n, c, plane) = ncp(&dims(&x));
-        let (mut mean, var) = pointwise::channel_stats(&contiguous(&x), n, c, plane);
+        let d = dims(&x);
+        let (n, c, plane) = ncp(&d);
+        let (mut mean, var) = profile::time("batchnorm statistics", || act_label(&d), || pointwise::channel_stats(&contiguous(&x), n, c, plane));
         mean.extend(var);
         tensor(mean, &[2, c])
     }
@@ -187,28 +206,35 @@ impl FerKernels for Flex {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
-        tensor(pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope), &d)
+        let op = if slope.is_some() { "batchnorm+leaky forward" } else { "batchnorm forward" };
+        let y = profile::time(
+            op,
+            || act_label(&d),
+            || pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope),
+        );
+        tensor(y, &d)
     }
 
     fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
         let d = dims(&x);
-        tensor(pointwise::leaky_relu(&contiguous(&x), slope), &d)
+        tensor(profile::time("leaky relu forward", || act_label(&d), || pointwise::leaky_relu(&contiguous(&x), slope)), &d)
     }
 
     fn fer_dropout(x: FlexTensor, seed: u64, prob: f32) -> FlexTensor {
         let d = dims(&x);
-        tensor(pointwise::dropout(&contiguous(&x), seed, prob), &d)
+        tensor(profile::time("dropout forward", || act_label(&d), || pointwise::dropout(&contiguous(&x), seed, prob)), &d)
     }
 
     fn fer_max_pool2x2(x: FlexTensor) -> FlexTensor {
         let d = dims(&x);
-        let y = pointwise::max_pool2x2(&contiguous(&x), d[0] * d[1], d[2], d[3]);
+        let y = profile::time("max pool forward", || act_label(&d), || pointwise::max_pool2x2(&contiguous(&x), d[0] * d[1], d[2], d[3]));
         tensor(y, &[d[0], d[1], d[2] / 2, d[3] / 2])
     }
 
     fn fer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let y = conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s);
+        let y =
+            profile::time("conv forward", || conv_label(&s), || conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s));
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 }
@@ -224,7 +250,11 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
         let (x, weight, pad_h, pad_w) = ops.state;
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let g = conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, node_x.is_some(), node_w.is_some(), node_b.is_some());
+        let g = profile::time(
+            "conv backward",
+            || conv_label(&s),
+            || conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, node_x.is_some(), node_w.is_some(), node_b.is_some()),
+        );
         if let (Some(node), Some(dx)) = (node_x, g.dx) {
             grads.register::<Flex>(node.id, tensor(dx, &[s.n, s.cin, s.h, s.w]));
         }
@@ -350,18 +380,25 @@ impl Backward<Flex, 3> for BatchNormBackward {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
-        let (dx, dgamma, dbeta) = pointwise::batch_norm_backward(
-            &contiguous(&x),
-            &contiguous(&dy),
-            n,
-            c,
-            plane,
-            &mean,
-            &var,
-            &contiguous(&gamma),
-            &contiguous(&beta),
-            epsilon,
-            slope,
+        let op = if slope.is_some() { "batchnorm+leaky backward" } else { "batchnorm backward" };
+        let (dx, dgamma, dbeta) = profile::time(
+            op,
+            || act_label(&d),
+            || {
+                pointwise::batch_norm_backward(
+                    &contiguous(&x),
+                    &contiguous(&dy),
+                    n,
+                    c,
+                    plane,
+                    &mean,
+                    &var,
+                    &contiguous(&gamma),
+                    &contiguous(&beta),
+                    epsilon,
+                    slope,
+                )
+            },
         );
         if let Some(node) = node_x {
             grads.register::<Flex>(node.id, tensor(dx, &d));
@@ -420,14 +457,21 @@ fn unary<C: CheckpointStrategy>(
 }
 
 fn leaky_relu_grad(x: &FlexTensor, dy: &FlexTensor, slope: f32, _: u64) -> FlexTensor {
-    tensor(pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope), &dims(dy))
+    let d = dims(dy);
+    tensor(profile::time("leaky relu backward", || act_label(&d), || pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope)), &d)
 }
 
 fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTensor {
-    tensor(pointwise::dropout(&contiguous(dy), seed, prob), &dims(dy))
+    let d = dims(dy);
+    tensor(profile::time("dropout backward", || act_label(&d), || pointwise::dropout(&contiguous(dy), seed, prob)), &d)
 }
 
 fn max_pool_grad(x: &FlexTensor, dy: &FlexTensor, _: f32, _: u64) -> FlexTensor {
     let d = dims(x);
-    tensor(pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]), &d)
+    let dx = profile::time(
+        "max pool backward",
+        || act_label(&d),
+        || pointwise::max_pool2x2_backward(&contiguous(x), &contiguous(dy), d[0] * d[1], d[2], d[3]),
+    );
+    tensor(dx, &d)
 }

@@ -21,6 +21,7 @@ use burn::tensor::{DType, Distribution, Tensor};
 pub mod conv;
 mod flex;
 pub mod pointwise;
+pub mod profile;
 
 static FAST_PATH: AtomicBool = AtomicBool::new(true);
 

@@ -10,6 +10,41 @@ use crate::conv::scratch;
 /// Elements per rayon task for flat element-wise loops.
 const CHUNK: usize = 1 << 14;
 
+/// Defines a function whose body is compiled twice, for AVX-512 and for baseline x86-64, and
+/// picks the copy at run time. The loops below are written branch-free so that both copies
+/// vectorise; the same code in both gives the same results on every CPU.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the feature this copy was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// LeakyReLU's derivative at `z` (`negative` below zero, 1 at and above it) without a branch:
+/// real activations' signs are unpredictable, and a branch per element ran these passes 6-24x
+/// slower than a copy of the same buffer (pointwise_bench).
+#[inline(always)]
+fn leaky_factor(z: f32, negative: f32) -> f32 {
+    // All ones where z < 0 (not for -0.0 or NaN: the same as `if z < 0.0`).
+    let below = 0u32.wrapping_sub(u32::from(z < 0.0));
+    f32::from_bits((negative.to_bits() & below) | (1.0f32.to_bits() & !below))
+}
+
 /// Per-channel mean and biased variance (what burn's `batch_norm_train` returns).
 pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), n * c * plane, "channel_stats: length");
@@ -45,26 +80,6 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Two sums at once over paired slices, `f` giving both terms.
-fn lane_sum2(xs: &[f32], ys: &[f32], f: impl Fn(f32, f32) -> (f32, f32)) -> (f32, f32) {
-    let (mut a, mut b) = ([0.0f32; LANES], [0.0f32; LANES]);
-    let (xc, yc) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES));
-    let (mut ta, mut tb) = (0.0f32, 0.0f32);
-    for (&x, &y) in xc.remainder().iter().zip(yc.remainder()) {
-        let (p, q) = f(x, y);
-        ta += p;
-        tb += q;
-    }
-    for (cx, cy) in xc.zip(yc) {
-        for k in 0..LANES {
-            let (p, q) = f(cx[k], cy[k]);
-            a[k] += p;
-            b[k] += q;
-        }
-    }
-    (a.iter().sum::<f32>() + ta, b.iter().sum::<f32>() + tb)
-}
-
 /// BatchNorm as a per-channel affine map `x · scale + shift`, with `bias` (a preceding
 /// convolution's) folded in when given. Forward and backward passes and the fused inference
 /// block all use it, so they agree on every rounding.
@@ -92,15 +107,28 @@ pub fn batch_norm(
     let negative = slope.unwrap_or(1.0);
     let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
     let mut y = scratch(n * c * plane);
-    y.par_chunks_mut(plane.max(1)).zip(x.par_chunks(plane.max(1))).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, (out, inp))| {
-        let ch = i % c;
-        let (s, b) = (scale[ch], shift[ch]);
-        for (o, &v) in out.iter_mut().zip(inp) {
-            let z = v * s + b;
-            *o = if z < 0.0 { z * negative } else { z };
-        }
+    let plane = plane.max(1);
+    let per_task = CHUNK.div_ceil(plane);
+    y.par_chunks_mut(per_task * plane).zip(x.par_chunks(per_task * plane)).enumerate().for_each(|(t, (out, inp))| {
+        affine_leaky(out, inp, t * per_task, c, plane, &scale, &shift, negative);
     });
     y
+}
+
+multiversion! {
+    /// `out = leaky(inp · scale + shift)` over whole planes, the first being plane `first` of the
+    /// tensor (its channel is `plane index % c`).
+    #[allow(clippy::too_many_arguments)]
+    fn affine_leaky(out: &mut [f32], inp: &[f32], first: usize, c: usize, plane: usize, scale: &[f32], shift: &[f32], negative: f32) {
+        for (p, (out, inp)) in out.chunks_mut(plane).zip(inp.chunks(plane)).enumerate() {
+            let ch = (first + p) % c;
+            let (s, b) = (scale[ch], shift[ch]);
+            for (o, &v) in out.iter_mut().zip(inp) {
+                let z = v * s + b;
+                *o = z * leaky_factor(z, negative);
+            }
+        }
+    }
 }
 
 /// Gradients of [`batch_norm`] with batch statistics, `(dx, dgamma, dbeta)`. With `slope`, the
@@ -120,52 +148,80 @@ pub fn batch_norm_backward(
     eps: f32,
     slope: Option<f32>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    // Without an activation the factor is 1 everywhere.
     let negative = slope.unwrap_or(1.0);
     // d(activation)/dz, with z computed exactly as the forward pass did.
     let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
-    let act = |xv: f32, ch: usize| {
-        if slope.is_some() && xv * scale[ch] + shift[ch] < 0.0 { negative } else { 1.0 }
-    };
     let count = (n * plane).max(1) as f64;
     let inv_std: Vec<f32> = (0..c).map(|ch| 1.0 / (var[ch] + eps).sqrt()).collect();
+    let plane = plane.max(1);
     // Σ dy and Σ dy·x̂ per channel.
     let sums: Vec<(f64, f64)> = (0..c)
         .into_par_iter()
         .map(|ch| {
-            let (m, is) = (mean[ch], inv_std[ch]);
+            let affine = [scale[ch], shift[ch], mean[ch], inv_std[ch]];
             (0..n).fold((0.0, 0.0), |(sd, sdx), i| {
                 let r = (i * c + ch) * plane..(i * c + ch + 1) * plane;
-                let (a, b) = lane_sum2(&x[r.clone()], &dy[r], |xv, g| {
-                    let g = g * act(xv, ch);
-                    (g, g * (xv - m) * is)
-                });
+                let (a, b) = bn_backward_plane_sums(&x[r.clone()], &dy[r], affine, negative);
                 (sd + a as f64, sdx + b as f64)
             })
         })
         .collect();
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
+    // Per channel: [scale, shift, mean, 1/std, gamma, mean dy, mean dy·x̂].
+    let per_channel: Vec<[f32; 7]> =
+        (0..c).map(|ch| [scale[ch], shift[ch], mean[ch], inv_std[ch], gamma[ch], (sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32]).collect();
     let mut dx = scratch(x.len());
-    dx.par_chunks_mut(plane.max(1)).enumerate().with_min_len(CHUNK / plane.max(1) + 1).for_each(|(i, out)| {
-        let ch = i % c;
-        let (m, is, g) = (mean[ch], inv_std[ch], gamma[ch]);
-        let (mean_dy, mean_dyx) = ((sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32);
-        let r = i * plane..(i + 1) * plane;
-        for ((o, &xv), &d) in out.iter_mut().zip(&x[r.clone()]).zip(&dy[r]) {
-            let xhat = (xv - m) * is;
-            *o = g * is * (d * act(xv, ch) - mean_dy - xhat * mean_dyx);
-        }
+    let per_task = CHUNK.div_ceil(plane);
+    dx.par_chunks_mut(per_task * plane).enumerate().for_each(|(t, out)| {
+        let r = t * per_task * plane..t * per_task * plane + out.len();
+        bn_backward_dx(out, &x[r.clone()], &dy[r], t * per_task, plane, &per_channel, negative);
     });
     (dx, dgamma, dbeta)
 }
 
+multiversion! {
+    /// Σ dy·f'(z) and Σ dy·f'(z)·x̂ over one plane, `affine = [scale, shift, mean, 1/std]`,
+    /// in [`LANES`] independent partial sums.
+    fn bn_backward_plane_sums(x: &[f32], dy: &[f32], affine: [f32; 4], negative: f32) -> (f32, f32) {
+        let [s, b, m, is] = affine;
+        let (mut sum_g, mut sum_gx) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (xc, dc) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
+        let (mut tail_g, mut tail_gx) = (0.0f32, 0.0f32);
+        for (&xv, &d) in xc.remainder().iter().zip(dc.remainder()) {
+            let g = d * leaky_factor(xv * s + b, negative);
+            tail_g += g;
+            tail_gx += g * (xv - m) * is;
+        }
+        for (xs, ds) in xc.zip(dc) {
+            for k in 0..LANES {
+                let g = ds[k] * leaky_factor(xs[k] * s + b, negative);
+                sum_g[k] += g;
+                sum_gx[k] += g * (xs[k] - m) * is;
+            }
+        }
+        (sum_g.iter().sum::<f32>() + tail_g, sum_gx.iter().sum::<f32>() + tail_gx)
+    }
+}
+
+multiversion! {
+    /// The input gradient over whole planes, the first being plane `first` of the tensor.
+    fn bn_backward_dx(out: &mut [f32], x: &[f32], dy: &[f32], first: usize, plane: usize, per_channel: &[[f32; 7]], negative: f32) {
+        let c = per_channel.len();
+        for (p, ((out, x), dy)) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(dy.chunks(plane)).enumerate() {
+            let [s, b, m, is, g, mean_dy, mean_dyx] = per_channel[(first + p) % c];
+            for ((o, &xv), &d) in out.iter_mut().zip(x).zip(dy) {
+                let xhat = (xv - m) * is;
+                *o = g * is * (d * leaky_factor(xv * s + b, negative) - mean_dy - xhat * mean_dyx);
+            }
+        }
+    }
+}
+
 pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
     let mut y = scratch(x.len());
-    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| {
-        for (o, &v) in o.iter_mut().zip(i) {
-            *o = if v < 0.0 { v * slope } else { v };
-        }
-    });
+    y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, i)| scale_by_leaky_factor(o, i, i, slope));
     y
 }
 
@@ -173,12 +229,18 @@ pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
 /// the sign of the input for a positive slope, so either may be passed).
 pub fn leaky_relu_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     let mut dx = scratch(x.len());
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (i, g))| {
-        for ((o, &v), &d) in o.iter_mut().zip(i).zip(g) {
-            *o = if v < 0.0 { d * slope } else { d };
-        }
-    });
+    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (i, g))| scale_by_leaky_factor(o, i, g, slope));
     dx
+}
+
+multiversion! {
+    /// `out = values · f'(signs)`: the forward pass passes the input twice, the backward pass the
+    /// input and the output gradient.
+    fn scale_by_leaky_factor(out: &mut [f32], signs: &[f32], values: &[f32], slope: f32) {
+        for ((o, &z), &v) in out.iter_mut().zip(signs).zip(values) {
+            *o = v * leaky_factor(z, slope);
+        }
+    }
 }
 
 /// Whether element `index` is kept by the dropout mask of `seed`: a counter-based hash, so the
@@ -249,22 +311,44 @@ pub fn max_pool2x2(x: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
 pub fn max_pool2x2_backward(x: &[f32], dy: &[f32], planes: usize, h: usize, w: usize) -> Vec<f32> {
     assert_eq!(x.len(), planes * h * w, "max_pool2x2_backward: input length");
     let (oh, ow) = (h / 2, w / 2);
-    let mut dx = vec![0.0f32; x.len()];
-    dx.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, out)| {
-        let inp = &x[p * h * w..(p + 1) * h * w];
-        let g = &dy[p * oh * ow..(p + 1) * oh * ow];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let cands = [(2 * oy) * w + 2 * ox, (2 * oy) * w + 2 * ox + 1, (2 * oy + 1) * w + 2 * ox, (2 * oy + 1) * w + 2 * ox + 1];
-                let mut best = cands[0];
-                for &k in &cands[1..] {
-                    if inp[k] > inp[best] {
-                        best = k;
-                    }
-                }
-                out[best] += g[oy * ow + ox];
-            }
-        }
+    let mut dx = scratch(x.len());
+    let per_task = (CHUNK / (h * w).max(1)).max(1);
+    dx.par_chunks_mut((per_task * h * w).max(1)).enumerate().for_each(|(t, out)| {
+        let first = t * per_task;
+        let planes = out.len() / (h * w).max(1);
+        max_pool_backward_planes(out, &x[first * h * w..(first + planes) * h * w], &dy[first * oh * ow..(first + planes) * oh * ow], h, w);
     });
     dx
+}
+
+multiversion! {
+    /// [`max_pool2x2_backward`] over whole planes, every element of `out` written.
+    fn max_pool_backward_planes(out: &mut [f32], x: &[f32], dy: &[f32], h: usize, w: usize) {
+        let (oh, ow) = (h / 2, w / 2);
+        let pick = |win: bool, g: f32| if win { g } else { 0.0 };
+        for (p, (out, inp)) in out.chunks_mut(h * w).zip(x.chunks(h * w)).enumerate() {
+            let g = &dy[p * oh * ow..(p + 1) * oh * ow];
+            // Odd trailing rows and columns belong to no window.
+            out[2 * oh * w..].fill(0.0);
+            for oy in 0..oh {
+                let (r0, r1) = (&inp[2 * oy * w..2 * oy * w + w], &inp[(2 * oy + 1) * w..(2 * oy + 2) * w]);
+                let (top, bottom) = out[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
+                let g = &g[oy * ow..(oy + 1) * ow];
+                for ox in 0..ow {
+                    let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                    // The first maximum in row-major order takes the gradient, as in the forward pass.
+                    let wins_a = a >= b && a >= c && a >= d;
+                    let wins_b = !wins_a && b >= c && b >= d;
+                    let wins_c = !wins_a && !wins_b && c >= d;
+                    let wins_d = !wins_a && !wins_b && !wins_c;
+                    top[2 * ox] = pick(wins_a, g[ox]);
+                    top[2 * ox + 1] = pick(wins_b, g[ox]);
+                    bottom[2 * ox] = pick(wins_c, g[ox]);
+                    bottom[2 * ox + 1] = pick(wins_d, g[ox]);
+                }
+                top[2 * ow..].fill(0.0);
+                bottom[2 * ow..].fill(0.0);
+            }
+        }
+    }
 }

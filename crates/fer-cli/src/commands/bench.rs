@@ -22,6 +22,17 @@ pub enum KernelPath {
     Both,
 }
 
+/// What `--breakdown` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Breakdown {
+    /// Every fer-kernels call inside real training steps, and the rest of the step (burn's
+    /// graph and gradient bookkeeping, dense layers, loss, optimizer) as one remainder.
+    Step,
+    /// Every operation on its own at the CNN's shapes, forward then `sum().backward()` (also
+    /// covers the plain path; its backward times include copying the broadcast gradient of `sum`).
+    Isolated,
+}
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// cnn or dnn.
@@ -54,9 +65,10 @@ pub struct BenchArgs {
     /// Which kernels to time.
     #[arg(long, value_enum, default_value = "fast")]
     path: KernelPath,
-    /// Also time every operation of the CNN's training step on its own (forward and backward).
-    #[arg(long)]
-    breakdown: bool,
+    /// Also break the training step down by operation: `step` (the default when no value is given)
+    /// records fer's kernels inside real steps, `isolated` times each operation on its own.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "step")]
+    breakdown: Option<Breakdown>,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Print one JSON object per measured path (and one for the breakdown).
@@ -68,6 +80,8 @@ struct Timing {
     train_s: f64,
     infer_s: f64,
     latency_ms: f64,
+    /// fer-kernels' calls recorded over `profile_steps` further steps, and those steps' mean time.
+    profile: Option<(Vec<fer_kernels::profile::Record>, f64)>,
 }
 
 /// Times one full training step (forward, the recipe's loss, backward, its optimizer) through
@@ -105,6 +119,17 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &
         model = step(model);
     }
     let train_s = t.elapsed().as_secs_f64() / args.train_steps.max(1) as f64;
+    // The profile runs on steps of its own, so recording never touches the timed steps.
+    let profile = (args.breakdown == Some(Breakdown::Step)).then(|| {
+        fer_kernels::profile::enable(true);
+        let t = Instant::now();
+        for _ in 0..args.train_steps {
+            model = step(model.clone());
+        }
+        let step_s = t.elapsed().as_secs_f64() / args.train_steps.max(1) as f64;
+        fer_kernels::profile::enable(false);
+        (fer_kernels::profile::take(), step_s)
+    });
 
     let eval = model.valid();
     let x = Tensor::<4>::random([b, 1, 48, 48], Distribution::Uniform(0.0, 1.0), device);
@@ -121,7 +146,7 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &
         let _ = eval.forward(x1.clone()).into_data();
     }
     let latency_ms = 1e3 * t.elapsed().as_secs_f64() / args.latency_runs.max(1) as f64;
-    Ok(Timing { train_s, infer_s, latency_ms })
+    Ok(Timing { train_s, infer_s, latency_ms, profile })
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -188,7 +213,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             plain.latency_ms / fast.latency_ms
         );
     }
-    if args.breakdown {
+    for (t, &fast) in results.iter().zip(paths) {
+        if let Some((records, step_s)) = &t.profile {
+            print_step_profile(records, *step_s, args.train_steps.max(1), fast, args.json);
+        }
+    }
+    if args.breakdown == Some(Breakdown::Isolated) {
         for &fast in paths {
             fer_kernels::set_fast_path(fast);
             let rows = breakdown(&device, b, args.train_steps.max(1));
@@ -349,6 +379,57 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
     });
     push("adam update", "4,084,295 params".into(), (adam, 0.0));
     rows
+}
+
+/// The step profile: milliseconds per step of each fer-kernels operation and shape, totals per
+/// operation, and the remainder of the step.
+fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, steps: usize, fast: bool, json: bool) {
+    let per_step = |seconds: f64| 1e3 * seconds / steps as f64;
+    let kernels_ms: f64 = records.iter().map(|r| per_step(r.seconds)).sum();
+    let step_ms = 1e3 * step_s;
+    if json {
+        let ops: Vec<_> = records
+            .iter()
+            .map(|r| serde_json::json!({"op": r.op, "shape": r.shape, "calls_per_step": r.calls as f64 / steps as f64, "ms_per_step": per_step(r.seconds)}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"step_profile": if fast { "fast" } else { "plain" }, "step_ms": step_ms, "kernels_ms": kernels_ms, "ops": ops})
+        );
+        return;
+    }
+    println!(
+        "\nwhere a training step's time goes ({} path), mean of {steps} recorded steps of {step_ms:.0} ms:",
+        if fast { "fast" } else { "plain" }
+    );
+    if records.is_empty() {
+        println!("  (no fer-kernels calls: every operation ran through burn)");
+        return;
+    }
+    println!("{:<28} {:<26} {:>6} {:>9} {:>6}", "operation", "shape", "calls", "ms/step", "share");
+    for r in records {
+        let ms = per_step(r.seconds);
+        println!("{:<28} {:<26} {:>6.0} {ms:>9.1} {:>5.1}%", r.op, r.shape, r.calls as f64 / steps as f64, 100.0 * ms / step_ms);
+    }
+    let mut by_op: Vec<(String, f64)> = Vec::new();
+    for r in records {
+        match by_op.iter_mut().find(|(o, _)| *o == r.op) {
+            Some((_, ms)) => *ms += per_step(r.seconds),
+            None => by_op.push((r.op.clone(), per_step(r.seconds))),
+        }
+    }
+    by_op.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("totals per operation:");
+    for (op, ms) in by_op {
+        println!("  {op:<34} {ms:>9.1} ms {:>5.1}%", 100.0 * ms / step_ms);
+    }
+    println!("  {:<34} {kernels_ms:>9.1} ms {:>5.1}%", "all fer-kernels calls", 100.0 * kernels_ms / step_ms);
+    println!(
+        "  {:<34} {:>9.1} ms {:>5.1}%",
+        "the rest (burn: graph, dense, loss, adam)",
+        step_ms - kernels_ms,
+        100.0 * (step_ms - kernels_ms) / step_ms
+    );
 }
 
 fn print_breakdown(rows: &[OpRow], fast: bool, json: bool) {
