@@ -88,6 +88,10 @@ fn sgemm(
         return;
     }
     assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
+    if crate::effective_precision() == crate::Precision::Bf16 {
+        bf16_gemm(m, n, k, a, b, c, c_row_stride, accumulate, parallel);
+        return;
+    }
     let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
     // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
@@ -119,6 +123,40 @@ fn sgemm(
             threads,
         );
     }
+}
+
+/// [`sgemm`] through [`crate::bf16::gemm`]; `parallel` splits the rows of `c` across the cores.
+#[allow(clippy::too_many_arguments)]
+fn bf16_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    use crate::bf16::{Strided, gemm};
+    fn strided((data, rs, cs): (&[f32], isize, isize)) -> Strided<'_> {
+        Strided { data, rs: rs as usize, cs: cs as usize }
+    }
+    let (a, b) = (strided(a), strided(b));
+    let threads = if parallel { rayon::current_num_threads() } else { 1 };
+    // Row blocks of a multiple of 8 (the micro-tile's height), one per core.
+    let rows = m.div_ceil(threads).div_ceil(8) * 8;
+    if threads == 1 || rows >= m {
+        gemm(m, n, k, a, b, c, c_row_stride, accumulate);
+        return;
+    }
+    let used = (m - 1) * c_row_stride + n;
+    c[..used].par_chunks_mut(rows * c_row_stride).enumerate().for_each(|(part, c)| {
+        let first = part * rows;
+        let count = rows.min(m - first);
+        let a = Strided { data: &a.data[first * a.rs..], ..a };
+        gemm(count, n, k, a, b, c, c_row_stride, accumulate);
+    });
 }
 
 /// [`im2col`] of one image with its channels split across the cores (batch-1 latency).

@@ -18,6 +18,7 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, Tensor};
 
+pub mod bf16;
 pub mod conv;
 mod flex;
 pub mod pointwise;
@@ -32,6 +33,33 @@ pub fn set_fast_path(enabled: bool) {
 
 pub fn fast_path_enabled() -> bool {
     FAST_PATH.load(Ordering::Relaxed)
+}
+
+/// What the convolutions' GEMMs multiply. `f32` is the default everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16, products summed in `f32` (weights, optimizer state and
+    /// every other operation stay `f32`), on CPUs with AVX512-BF16; `f32` on any other CPU.
+    Bf16,
+}
+
+static BF16: AtomicBool = AtomicBool::new(false);
+
+/// Sets the convolutions' precision for the whole process (training and evaluation alike).
+pub fn set_precision(precision: Precision) {
+    BF16.store(precision == Precision::Bf16, Ordering::Relaxed);
+}
+
+/// The precision asked for with [`set_precision`].
+pub fn precision() -> Precision {
+    if BF16.load(Ordering::Relaxed) { Precision::Bf16 } else { Precision::F32 }
+}
+
+/// The precision the convolutions actually run at: bf16 only where asked for and the CPU has it.
+pub fn effective_precision() -> Precision {
+    if precision() == Precision::Bf16 && bf16::available() { Precision::Bf16 } else { Precision::F32 }
 }
 
 /// Whether fer's kernels will run for a tensor on this device with this dtype.

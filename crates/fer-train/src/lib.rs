@@ -27,7 +27,7 @@ pub use eval::{
     ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run, evaluate_run_to, evaluate_run_with,
     predict_probabilities, predict_probabilities_tta,
 };
-pub use recipe::{AdamParams, Recipe, RunConfig, Schedule, parse_duration};
+pub use recipe::{AdamParams, Precision, Recipe, RunConfig, Schedule, parse_duration};
 pub use runlock::RunLock;
 pub use train::{
     EpochRow, Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state, ensemble_members,

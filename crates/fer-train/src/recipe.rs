@@ -113,6 +113,35 @@ pub struct Recipe {
     /// beside the plain model and saved as `best-ema.fer`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ema_decay: Option<f64>,
+    /// What the convolutions multiply (see [`Precision`]); recorded so a resumed run keeps it.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
+}
+
+/// The convolutions' arithmetic: `f32` (the default), or bf16 operands with `f32` sums on CPUs
+/// with AVX512-BF16 (`f32` on others). Weights, optimizer state and every other operation stay
+/// `f32` either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+impl From<Precision> for fer_kernels::Precision {
+    fn from(p: Precision) -> Self {
+        match p {
+            Precision::F32 => fer_kernels::Precision::F32,
+            Precision::Bf16 => fer_kernels::Precision::Bf16,
+        }
+    }
 }
 
 impl Recipe {
@@ -130,6 +159,7 @@ impl Recipe {
             weight_decay: 0.0,
             label_smoothing: 0.0,
             ema_decay: None,
+            precision: Precision::F32,
         }
     }
 

@@ -276,6 +276,24 @@ fn next_lr(schedule: &Schedule, base: f64, state: &mut TrainState, epochs: usize
     }
 }
 
+/// The recipe's convolution precision for the length of a run (training and its validation),
+/// the process's earlier setting restored afterwards, however the run ends.
+struct PrecisionGuard(fer_kernels::Precision);
+
+impl PrecisionGuard {
+    fn set(precision: fer_kernels::Precision) -> PrecisionGuard {
+        let before = fer_kernels::precision();
+        fer_kernels::set_precision(precision);
+        PrecisionGuard(before)
+    }
+}
+
+impl Drop for PrecisionGuard {
+    fn drop(&mut self) {
+        fer_kernels::set_precision(self.0);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_loop(
     run_dir: &Path,
@@ -290,6 +308,7 @@ fn run_loop(
     options: TrainOptions<'_>,
 ) -> Result<TrainOutcome, TrainError> {
     let recipe = &config.recipe;
+    let _precision = PrecisionGuard::set(recipe.precision.into());
     let ad = device.clone().autodiff();
     let train_set = Arc::new(train_set);
     let plan = BatchPlan::new(train_set.len(), recipe.batch_size, recipe.steps_per_epoch, recipe.seed);

@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// records fer's kernels inside real steps, `isolated` times each operation on its own.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "step")]
     breakdown: Option<Breakdown>,
+    /// What the convolutions multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs;
+    /// `f32` elsewhere), as `fer train --precision`.
+    #[arg(long, value_enum, default_value = "f32")]
+    precision: crate::commands::PrecisionArg,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Print one JSON object per measured path (and one for the breakdown).
@@ -154,6 +158,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = ModelConfig::by_name(&args.model)?;
     let recipe = bench_recipe(&args, &config)?;
     let b = args.batch_size;
+    fer_kernels::set_precision(args.precision.into());
     let paths: &[bool] = match args.path {
         KernelPath::Fast => &[true],
         KernelPath::Plain => &[false],
@@ -180,15 +185,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "recipe": args.recipe,
             "train_loop_img_per_s": loop_rate,
             "simd": fer_kernels::simd_level(),
+            "precision": format!("{:?}", fer_kernels::effective_precision()).to_lowercase(),
             "threads": cpu_threads(),
         });
         if args.json {
             println!("{result}");
         } else {
             println!(
-                "{name} {} batch {b} ({}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
+                "{name} {} batch {b} ({}, {}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
                 args.model,
                 fer_kernels::simd_level(),
+                format!("{:?}", fer_kernels::effective_precision()).to_lowercase(),
                 cpu_threads(),
                 t.train_s,
                 b as f64 / t.train_s,

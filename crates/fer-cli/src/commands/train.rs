@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// Turn off augmentation (the CNN recipe uses rotation 10°, zoom 0.1, shear 10°, shifts 0.1, flips).
     #[arg(long)]
     no_augment: bool,
+    /// What the convolutions multiply: `f32`, or `bf16` operands with f32 sums and f32 master
+    /// weights and optimizer state (CPUs with AVX512-BF16; f32 elsewhere). Default: the recipe's (f32).
+    #[arg(long, value_enum)]
+    precision: Option<crate::commands::PrecisionArg>,
     /// Wall-clock budget, e.g. 60m or 1h30m: finish the step, validate, checkpoint, stop.
     #[arg(long)]
     time_budget: Option<String>,
@@ -222,6 +226,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if args.no_augment {
         r.augment = AugmentConfig::none();
+    }
+    if let Some(p) = args.precision {
+        r.precision = p.into();
+        if p == crate::commands::PrecisionArg::Bf16 && !fer_kernels::bf16::available() {
+            eprintln!("note: this CPU has no AVX512-BF16; --precision bf16 trains in f32 here");
+        }
     }
     r.validate()?;
     let run_dir = args.out.clone().context("--out is required for a new run")?;

@@ -1,0 +1,268 @@
+//! Mixed-precision GEMM: `f32` operands rounded to bfloat16, products accumulated in `f32`, on
+//! CPUs with AVX512-BF16 (`vdpbf16ps`: Zen 4 and later, Cooper Lake, Sapphire Rapids and later).
+//!
+//! One `vdpbf16ps` does 16 lanes x 2 multiply-adds, twice an AVX-512 FMA's work, and bf16
+//! operands halve the bytes the packed panels take. Each 32-bit lane of a packed panel holds two
+//! consecutive `k` values (low half `k`, high half `k + 1`), which is the pairing the instruction
+//! multiplies. The caller's operands stay `f32` everywhere else (master weights, optimizer
+//! state, activations); only the GEMMs see bf16, as PyTorch's autocast does.
+//!
+//! The summation order is fixed (k blocks in order, pairs in order within one lane), so results
+//! repeat bit for bit; they differ from the `f32` path by bf16's 8-bit mantissa (relative error
+//! about 2^-9 per operand).
+
+/// Rows of the micro-tile (broadcast A pairs).
+const MR: usize = 8;
+/// 16-lane vectors per micro-tile row.
+const NV: usize = 3;
+/// Columns of the micro-tile.
+const NR: usize = 16 * NV;
+/// `k` values per packed block (pairs = KC / 2); A's strip (8 x 256 x 2 bytes) stays in L1.
+const KC: usize = 256;
+/// Columns per packed B block (256 x 768 x 2 bytes = 384 KiB, within Zen 4's 1 MiB L2).
+const NC: usize = 768;
+
+/// Whether this CPU runs the bf16 GEMM.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// `x` rounded to bfloat16 (round to nearest, ties to even), as the upper 16 bits of an `f32`.
+#[inline(always)]
+pub fn round_bits(x: f32) -> u32 {
+    let u = x.to_bits();
+    u.wrapping_add(0x7FFF + ((u >> 16) & 1)) & 0xFFFF_0000
+}
+
+/// `x` rounded to bfloat16 and back: what the GEMM multiplies.
+pub fn round(x: f32) -> f32 {
+    f32::from_bits(round_bits(x))
+}
+
+/// The lane holding `lo` (k) and `hi` (k + 1).
+#[inline(always)]
+fn pair(lo: f32, hi: f32) -> u32 {
+    round_bits(hi) | (round_bits(lo) >> 16)
+}
+
+/// A strided `f32` matrix: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len(), "bf16 gemm: {what} too small");
+        }
+    }
+}
+
+/// Packs rows `rows` x k range `k0..k1` of `a` into MR-row strips: `[strip][pair][MR]`.
+/// (Compiled for AVX-512 so the rounding vectorises; only called where [`available`] holds.)
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16"))]
+unsafe fn pack_a(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
+    let pairs = (k1 - k0).div_ceil(2);
+    let strips = m.div_ceil(MR);
+    out.clear();
+    out.resize(strips * pairs * MR, 0);
+    for s in 0..strips {
+        let strip = &mut out[s * pairs * MR..(s + 1) * pairs * MR];
+        for r in 0..MR.min(m - s * MR) {
+            let row = s * MR + r;
+            for p in 0..pairs {
+                let k = k0 + 2 * p;
+                let hi = if k + 1 < k1 { a.at(row, k + 1) } else { 0.0 };
+                strip[p * MR + r] = pair(a.at(row, k), hi);
+            }
+        }
+    }
+}
+
+/// Packs k range `k0..k1` x columns `n0..n1` of `b` into NR-column strips: `[strip][pair][NR]`.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16"))]
+unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
+    let pairs = (k1 - k0).div_ceil(2);
+    let strips = (n1 - n0).div_ceil(NR);
+    out.clear();
+    out.resize(strips * pairs * NR, 0);
+    for t in 0..strips {
+        let strip = &mut out[t * pairs * NR..(t + 1) * pairs * NR];
+        let cols = NR.min(n1 - n0 - t * NR);
+        for p in 0..pairs {
+            let k = k0 + 2 * p;
+            let dst = &mut strip[p * NR..p * NR + cols];
+            if b.cs == 1 {
+                let lo = &b.data[k * b.rs + n0 + t * NR..][..cols];
+                if k + 1 < k1 {
+                    let hi = &b.data[(k + 1) * b.rs + n0 + t * NR..][..cols];
+                    for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                        *d = pair(l, h);
+                    }
+                } else {
+                    for (d, &l) in dst.iter_mut().zip(lo) {
+                        *d = pair(l, 0.0);
+                    }
+                }
+            } else {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    let col = n0 + t * NR + j;
+                    let hi = if k + 1 < k1 { b.at(k + 1, col) } else { 0.0 };
+                    *d = pair(b.at(k, col), hi);
+                }
+            }
+        }
+    }
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`), `a` m x k, `b` k x n, `c` row-major with row
+/// stride `ldc`, on one thread. Panics if [`available`] is false.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(available(), "bf16 gemm: this CPU lacks AVX512-BF16");
+    if m == 0 || n == 0 {
+        return;
+    }
+    a.check(m, k, "a");
+    b.check(k, n, "b");
+    assert!(c.len() >= (m - 1) * ldc + n, "bf16 gemm: c too small");
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let (mut packed_a, mut packed_b) = (Vec::new(), Vec::new());
+    for k0 in (0..k).step_by(KC) {
+        let k1 = (k0 + KC).min(k);
+        let pairs = (k1 - k0).div_ceil(2);
+        let add = accumulate || k0 > 0;
+        // SAFETY: `available()` was checked above.
+        unsafe { pack_a(a, m, k0, k1, &mut packed_a) };
+        for n0 in (0..n).step_by(NC) {
+            let n1 = (n0 + NC).min(n);
+            // SAFETY: as above.
+            unsafe { pack_b(b, k0, k1, n0, n1, &mut packed_b) };
+            for t in 0..(n1 - n0).div_ceil(NR) {
+                let b_strip = &packed_b[t * pairs * NR..(t + 1) * pairs * NR];
+                let col = n0 + t * NR;
+                let cols = NR.min(n1 - col);
+                for s in 0..m.div_ceil(MR) {
+                    let a_strip = &packed_a[s * pairs * MR..(s + 1) * pairs * MR];
+                    let rows = MR.min(m - s * MR);
+                    let mut tile = [0.0f32; MR * NR];
+                    // SAFETY: `available()` was checked above; the strips hold `pairs` pairs.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        micro_kernel(pairs, a_strip, b_strip, &mut tile)
+                    };
+                    for r in 0..rows {
+                        let dst = &mut c[(s * MR + r) * ldc + col..][..cols];
+                        let src = &tile[r * NR..r * NR + cols];
+                        if add {
+                            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                        } else {
+                            dst.copy_from_slice(src);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `tile[MR][NR] = Σ_p a_strip[p][r] · b_strip[p][j]` over bf16 pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn micro_kernel(pairs: usize, a_strip: &[u32], b_strip: &[u32], tile: &mut [f32; MR * NR]) {
+    use std::arch::x86_64::*;
+    assert!(a_strip.len() >= pairs * MR && b_strip.len() >= pairs * NR);
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
+    for p in 0..pairs {
+        // SAFETY: p < pairs and the asserts above bound every read.
+        unsafe {
+            let bv: [__m512bh; NV] =
+                std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR + 16 * v).cast())));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(p * MR + r) as i32));
+                for (v, lane) in row.iter_mut().enumerate() {
+                    *lane = _mm512_dpbf16_ps(*lane, av, bv[v]);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (v, lane) in row.iter().enumerate() {
+            // SAFETY: r * NR + 16 * v + 16 <= MR * NR.
+            unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(r * NR + 16 * v), *lane) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(round(1.0), 1.0);
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even mantissa (1.0).
+        assert_eq!(round(1.0 + 1.0 / 256.0), 1.0);
+        assert_eq!(round(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+        assert_eq!(round(-2.5), -2.5);
+        assert_eq!(round(0.0).to_bits(), 0);
+    }
+
+    /// `a · b` with operands rounded to bf16, summed in f64.
+    fn reference(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| round(a[i * k + p]) as f64 * round(b[p * n + j]) as f64).sum::<f64>() as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_the_rounded_reference_at_edge_sizes() {
+        if !available() {
+            eprintln!("skipped: no AVX512-BF16 on this CPU");
+            return;
+        }
+        for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 48, 2), (9, 49, 257), (17, 100, 513), (64, 800, 31)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 23.0).collect();
+            let want = reference(m, n, k, &a, &b);
+            let mut c = vec![f32::NAN; m * n];
+            gemm(m, n, k, Strided { data: &a, rs: k, cs: 1 }, Strided { data: &b, rs: n, cs: 1 }, &mut c, n, false);
+            let scale = want.iter().fold(1.0f32, |s, v| s.max(v.abs()));
+            for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{m}x{n}x{k} [{i}]: {g} vs {w}");
+            }
+            // Accumulating adds to what is there; transposed (strided) operands give the same.
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![1.0f32; m * n];
+            gemm(m, n, k, Strided { data: &a, rs: k, cs: 1 }, Strided { data: &bt, rs: 1, cs: k }, &mut c2, n, true);
+            for (g, w) in c2.iter().zip(&c) {
+                assert!((g - (w + 1.0)).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{m}x{n}x{k} accumulated: {g} vs {w} + 1");
+            }
+        }
+    }
+}
