@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{assert_close, reference_backward, reference_forward, values};
+use common::{assert_close, reference_backward, reference_forward, shapes, values};
 use fer_kernels::conv::{self, ConvShape};
 use fer_kernels::{Precision, bf16};
+use proptest::prelude::*;
 
 /// Relative tolerance of a bf16 product summed in f32 against the same sum of rounded operands.
 const ROUNDED_TOL: f32 = 1e-4;
@@ -29,8 +30,44 @@ fn assert_close_to_scale(name: &str, got: &[f32], want: &[f32], tol: f32) {
     assert!(worst <= tol * scale, "{name}: worst difference {worst} against scale {scale}");
 }
 
+/// The precision is process-wide and tests run in parallel: each test holds this while it runs.
+static PRECISION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_precision() -> std::sync::MutexGuard<'static, ()> {
+    PRECISION.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// bf16 forward and backward on `s` against the direct loops on rounded operands.
+fn check_rounded(s: &ConvShape, seed: u64) -> Result<(), TestCaseError> {
+    let (x, w, b, dy) = (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+    let y = conv::forward(&x, &w, Some(&b), s);
+    let g = conv::backward(&x, &w, &dy, s, true, true, true);
+    let (dx, dw, _) = reference_backward(&rounded(&x), &rounded(&w), &rounded(&dy), s);
+    assert_close("y", &y, &reference_forward(&rounded(&x), &rounded(&w), &b, s), ROUNDED_TOL);
+    assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, ROUNDED_TOL);
+    assert_close("dw", g.dw.as_deref().unwrap_or_default(), &dw, ROUNDED_TOL * 10.0);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Every padding, kernel and map size (the im2col matrix is made while packing in bf16 mode).
+    #[test]
+    fn bf16_convolutions_of_any_small_shape_match_the_rounded_reference(s in shapes(), seed in any::<u64>()) {
+        if bf16::available() {
+            let _held = hold_precision();
+            fer_kernels::set_precision(Precision::Bf16);
+            let checked = check_rounded(&s, seed);
+            fer_kernels::set_precision(Precision::F32);
+            checked?;
+        }
+    }
+}
+
 #[test]
 fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
+    let _held = hold_precision();
     if !bf16::available() {
         eprintln!("skipped: this CPU has no AVX512-BF16 (the setting falls back to f32)");
         fer_kernels::set_precision(Precision::Bf16);

@@ -9,14 +9,7 @@ use proptest::prelude::*;
 
 mod common;
 
-use common::{assert_close, reference_backward, reference_forward, values};
-
-fn shapes() -> impl Strategy<Value = ConvShape> {
-    (1usize..5, 1usize..4, 1usize..9, 1usize..9, 1usize..5, 1usize..4, 1usize..4)
-        .prop_flat_map(|(n, cin, h, w, cout, kh, kw)| (Just((n, cin, h, w, cout, kh, kw)), 0..kh, 0..kw))
-        .prop_filter("output must not be empty", |((_, _, h, w, _, kh, kw), ph, pw)| h + 2 * ph >= *kh && w + 2 * pw >= *kw)
-        .prop_map(|((n, cin, h, w, cout, kh, kw), pad_h, pad_w)| ConvShape { n, cin, h, w, cout, kh, kw, pad_h, pad_w })
-}
+use common::{assert_close, reference_backward, reference_forward, shapes, values};
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]

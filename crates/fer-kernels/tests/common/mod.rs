@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use fer_kernels::conv::ConvShape;
+use proptest::prelude::*;
 
 pub fn reference_forward(x: &[f32], w: &[f32], b: &[f32], s: &ConvShape) -> Vec<f32> {
     let (oh, ow) = (s.out_h(), s.out_w());
@@ -77,4 +78,12 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{name}[{i}]: got {g}, want {w}");
     }
+}
+
+/// Small convolution shapes with every padding that leaves an output.
+pub fn shapes() -> impl Strategy<Value = ConvShape> {
+    (1usize..5, 1usize..4, 1usize..9, 1usize..9, 1usize..5, 1usize..4, 1usize..4)
+        .prop_flat_map(|(n, cin, h, w, cout, kh, kw)| (Just((n, cin, h, w, cout, kh, kw)), 0..kh, 0..kw))
+        .prop_filter("output must not be empty", |((_, _, h, w, _, kh, kw), ph, pw)| h + 2 * ph >= *kh && w + 2 * pw >= *kw)
+        .prop_map(|((n, cin, h, w, cout, kh, kw), pad_h, pad_w)| ConvShape { n, cin, h, w, cout, kh, kw, pad_h, pad_w })
 }
