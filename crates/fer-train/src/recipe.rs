@@ -338,6 +338,18 @@ mod tests {
     }
 
     #[test]
+    fn precision_is_recorded_only_when_not_f32_and_read_back() {
+        let json = serde_json::to_string(&Recipe::report_cnn()).unwrap();
+        assert!(!json.contains("precision"), "{json}");
+        let bf16 = Recipe { precision: Precision::Bf16, ..Recipe::report_cnn() };
+        let json = serde_json::to_string(&bf16).unwrap();
+        assert!(json.contains(r#""precision":"bf16""#), "{json}");
+        assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), bf16);
+        assert_eq!(fer_kernels::Precision::from(Precision::Bf16), fer_kernels::Precision::Bf16);
+        assert_eq!(fer_kernels::Precision::from(Precision::F32), fer_kernels::Precision::F32);
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("60m").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
