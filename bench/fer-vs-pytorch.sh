@@ -13,18 +13,21 @@ bench/.venv/bin/python -c "import torch" 2>/dev/null || bench/.venv/bin/pip inst
 cargo build --release -q -p fer-cli
 out=$(mktemp)
 ./target/release/fer bench --model "$model" --train-steps "$steps" --path both --json | grep '"impl"' | tee -a "$out"
+# fer-kernels with bf16 convolutions (f32 on CPUs without AVX512-BF16; the row says which ran).
+./target/release/fer bench --model "$model" --train-steps "$steps" --precision bf16 --json | grep '"impl"' | sed 's/"impl":"fer (fer-kernels on burn flex)"/"impl":"fer (fer-kernels, bf16 convolutions)"/' | tee -a "$out"
 for mode in fp32 channels_last bf16; do
   bench/.venv/bin/python bench/torch_reference.py bench --model "$model" --mode "$mode" --train-steps "$steps" --json | tee -a "$out"
 done
 bench/.venv/bin/python - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-fer = rows[1]  # the fast path (row 0 is burn's ops only)
-print(f"\n{'implementation':38} {'train img/s':>12} {'infer img/s':>12} {'b1 ms':>8}   fer-kernels vs that: train  infer  b1 latency")
+fer, ferb = rows[1], rows[2]  # fer-kernels f32 and bf16 (row 0 is burn's ops only)
+def ratios(f, r):
+    return f"{f['train_img_per_s']/r['train_img_per_s']:6.2f}x {f['infer_img_per_s']/r['infer_img_per_s']:6.2f}x {r['latency_b1_ms']/f['latency_b1_ms']:6.2f}x"
+print(f"\n{'implementation':40} {'train img/s':>12} {'infer img/s':>12} {'b1 ms':>8}   fer f32 vs it: train  infer  b1     fer bf16 vs it: train  infer  b1")
 for r in rows:
-    print(f"{r['impl']:38} {r['train_img_per_s']:12.1f} {r['infer_img_per_s']:12.1f} {r['latency_b1_ms']:8.2f}   "
-          f"{fer['train_img_per_s']/r['train_img_per_s']:24.2f}x {fer['infer_img_per_s']/r['infer_img_per_s']:5.2f}x {r['latency_b1_ms']/fer['latency_b1_ms']:8.2f}x")
-print("(ratios above 1 mean fer-kernels is faster; latency ratio = that's latency / fer's)")
+    print(f"{r['impl']:40} {r['train_img_per_s']:12.1f} {r['infer_img_per_s']:12.1f} {r['latency_b1_ms']:8.2f}   {ratios(fer, r):>28}   {ratios(ferb, r):>28}")
+print(f"(ratios above 1 mean fer is faster; latency ratio = its latency / fer's; the bf16 row ran {ferb.get('precision', '?')})")
 PY
 if [ "$breakdown" = "--breakdown" ]; then
   ./target/release/fer bench --model "$model" --train-steps "$steps" --infer-batches 1 --latency-runs 1 --path fast --breakdown | sed -n '/where a training step/,$p'

@@ -164,11 +164,14 @@ impl Recipe {
     }
 
     /// fer's fast CNN recipe (docs/RECIPES.md): the report's model, batch and augmentation,
-    /// trained for 2,000 steps (256,000 faces, an hour at 70 img/s on a 2-core CPU) with a
-    /// one-cycle rate at twice the report's, AdamW, label smoothing 0.1 and a weight average.
-    /// The step count, not the clock, defines it, so a run is reproducible on any machine.
+    /// trained for 2,000 steps (256,000 faces, about 35 minutes at 125 img/s on a 2-core Zen 4)
+    /// with a one-cycle rate at twice the report's, AdamW, label smoothing 0.1, a weight average,
+    /// and bf16 convolutions (within half a point of f32 after the same steps, docs/PERFORMANCE.md).
+    /// The step count, not the clock, defines it, so a run repeats exactly on any machine of the
+    /// same kind (CPUs without AVX512-BF16 run it in f32).
     pub fn fast_cnn() -> Recipe {
         Recipe {
+            precision: Precision::Bf16,
             epochs: 8,
             steps_per_epoch: Some(250),
             lr: 2e-3,

@@ -66,7 +66,7 @@ pub struct TrainArgs {
     #[arg(long)]
     no_augment: bool,
     /// What the convolutions multiply: `f32`, or `bf16` operands with f32 sums and f32 master
-    /// weights and optimizer state (CPUs with AVX512-BF16; f32 elsewhere). Default: the recipe's (f32).
+    /// weights and optimizer state (CPUs with AVX512-BF16; f32 elsewhere). Default: the recipe's (`report`: f32, `fast`: bf16).
     #[arg(long, value_enum)]
     precision: Option<crate::commands::PrecisionArg>,
     /// Wall-clock budget, e.g. 60m or 1h30m: finish the step, validate, checkpoint, stop.
