@@ -1,18 +1,30 @@
-//! fp32 GEMM throughput of the `gemm` crate on this machine at a large square size and at the
-//! CNN's block-2 shapes: the ceiling the convolutions' GEMMs work against.
+//! GEMM throughput on this machine, at square sizes and at the CNN's convolution shapes: the `gemm`
+//! crate's f32 (one thread and all) and fer's bf16 GEMM (one thread, on AVX512-BF16 CPUs): the
+//! ceiling the convolutions' GEMMs work against.
 //!
 //! `cargo run --release -p fer-kernels --example gemm_peak`
 
 use std::time::Instant;
 
-fn gflops(m: usize, n: usize, k: usize, threads: gemm::Parallelism) -> f64 {
+/// GFLOP/s of the best of 5 runs of `product(a, b, c)` on row-major a [m,k], b [k,n], c [m,n].
+fn gflops(m: usize, n: usize, k: usize, product: impl Fn(&[f32], &[f32], &mut [f32])) -> f64 {
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
     let mut c = vec![0.0f32; m * n];
     let mut best = f64::INFINITY;
     for _ in 0..5 {
         let t = Instant::now();
-        // SAFETY: row-major a [m,k], b [k,n], c [m,n], all sized above.
+        product(&a, &b, &mut c);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// The `gemm` crate's f32 product (what the f32 path runs).
+fn f32_gemm(m: usize, n: usize, k: usize, threads: gemm::Parallelism) -> impl Fn(&[f32], &[f32], &mut [f32]) {
+    move |a, b, c| {
+        assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+        // SAFETY: row-major a [m,k], b [k,n], c [m,n], sizes asserted above.
         unsafe {
             gemm::gemm(
                 m,
@@ -34,26 +46,15 @@ fn gflops(m: usize, n: usize, k: usize, threads: gemm::Parallelism) -> f64 {
                 false,
                 false,
                 threads,
-            );
+            )
         }
-        best = best.min(t.elapsed().as_secs_f64());
     }
-    2.0 * (m * n * k) as f64 / best / 1e9
 }
 
-/// The same product through fer's bf16 GEMM (one thread).
-fn gflops_bf16(m: usize, n: usize, k: usize) -> f64 {
+/// fer's bf16 product (one thread).
+fn bf16_gemm(m: usize, n: usize, k: usize) -> impl Fn(&[f32], &[f32], &mut [f32]) {
     use fer_kernels::bf16::{Strided, gemm};
-    let a = vec![0.5f32; m * k];
-    let b = vec![0.25f32; k * n];
-    let mut c = vec![0.0f32; m * n];
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
-        let t = Instant::now();
-        gemm(m, n, k, Strided { data: &a, rs: k, cs: 1 }, Strided { data: &b, rs: n, cs: 1 }, &mut c, n, false);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * (m * n * k) as f64 / best / 1e9
+    move |a, b, c| gemm(m, n, k, Strided { data: a, rs: k, cs: 1 }, Strided { data: b, rs: n, cs: 1 }, c, n, false)
 }
 
 fn main() {
@@ -62,11 +63,11 @@ fn main() {
     for (m, n, k) in
         [(1024, 1024, 1024), (2048, 2048, 2048), (64, 2304, 25), (64, 2304, 576), (128, 576 * 4, 576), (256, 144 * 4, 1152), (512, 540, 2304)]
     {
-        let bf = if bf16 { format!(", bf16 1 thread {:.0} GFLOP/s", gflops_bf16(m, n, k)) } else { String::new() };
+        let bf = if bf16 { format!(", bf16 1 thread {:.0} GFLOP/s", gflops(m, n, k, bf16_gemm(m, n, k))) } else { String::new() };
         println!(
             "m={m} n={n} k={k}: f32 1 thread {:.0} GFLOP/s, all threads {:.0} GFLOP/s{bf}",
-            gflops(m, n, k, gemm::Parallelism::None),
-            gflops(m, n, k, gemm::Parallelism::Rayon(0))
+            gflops(m, n, k, f32_gemm(m, n, k, gemm::Parallelism::None)),
+            gflops(m, n, k, f32_gemm(m, n, k, gemm::Parallelism::Rayon(0)))
         );
     }
 }
