@@ -158,7 +158,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = ModelConfig::by_name(&args.model)?;
     let recipe = bench_recipe(&args, &config)?;
     let b = args.batch_size;
-    fer_kernels::set_precision(args.precision.into());
+    // One mapping from the flag: through the recipe's precision, as `fer train` does.
+    fer_kernels::set_precision(fer_train::Precision::from(args.precision).into());
     let paths: &[bool] = match args.path {
         KernelPath::Fast => &[true],
         KernelPath::Plain => &[false],

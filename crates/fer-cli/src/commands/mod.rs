@@ -17,15 +17,6 @@ pub enum PrecisionArg {
     Bf16,
 }
 
-impl From<PrecisionArg> for fer_kernels::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => fer_kernels::Precision::F32,
-            PrecisionArg::Bf16 => fer_kernels::Precision::Bf16,
-        }
-    }
-}
-
 impl From<PrecisionArg> for fer_train::Precision {
     fn from(p: PrecisionArg) -> Self {
         match p {
