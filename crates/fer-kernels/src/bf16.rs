@@ -117,6 +117,13 @@ unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &m
                         *d = pair(l, 0.0);
                     }
                 }
+            } else if cols == NR && gathers(b, k1, n1) {
+                // A transposed operand (the weight gradient's im2col): 16 columns per gather.
+                #[cfg(target_arch = "x86_64")]
+                for v in 0..NV {
+                    // SAFETY: `gathers` bounds every index the gathers read; `dst` holds NR lanes.
+                    unsafe { gather_pairs(b, k, k + 1 < k1, n0 + t * NR + 16 * v, &mut dst[16 * v..16 * v + 16]) };
+                }
             } else {
                 for (j, d) in dst.iter_mut().enumerate() {
                     let col = n0 + t * NR + j;
@@ -125,6 +132,34 @@ unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &m
                 }
             }
         }
+    }
+}
+
+/// Whether [`gather_pairs`] may read `b`'s rows below `k1` and columns below `n1`: offsets
+/// within one image of 32-bit indices, and every element in the slice.
+fn gathers(b: Strided, k1: usize, n1: usize) -> bool {
+    cfg!(target_arch = "x86_64") && n1 * b.cs < i32::MAX as usize && k1 > 0 && n1 > 0 && (k1 - 1) * b.rs + (n1 - 1) * b.cs < b.data.len()
+}
+
+/// The pairs (k, k + 1) of 16 consecutive columns from `col`: two gathers, rounded as
+/// [`round_bits`] rounds (integer arithmetic, so the result is the same bit for bit).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 16);
+    let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
+    let round = |u: __m512i| {
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd))
+    };
+    // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
+    unsafe {
+        let base = b.data.as_ptr().add(k * b.rs + col * b.cs);
+        let lo = round(_mm512_i32gather_epi32::<4>(offsets, base.cast()));
+        let hi = if has_hi { round(_mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast())) } else { _mm512_setzero_si512() };
+        let packed = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0xFFFF_0000u32 as i32)), _mm512_srli_epi32::<16>(lo));
+        _mm512_storeu_si512(dst.as_mut_ptr().cast(), packed);
     }
 }
 

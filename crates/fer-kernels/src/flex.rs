@@ -49,6 +49,50 @@ pub trait FerKernels: burn::backend::Backend {
     fn fer_leaky_relu(x: FloatTensor<Self>, slope: f32) -> FloatTensor<Self>;
     fn fer_dropout(x: FloatTensor<Self>, seed: u64, prob: f32) -> FloatTensor<Self>;
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// One Adam(W) step ([`crate::adam`]); never tracked. Returns (param, moment_1, moment_2).
+    fn fer_adam(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        first: bool,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        lr: f64,
+        time: i32,
+        decoupled_decay: Option<f32>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+pub fn adam<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moment_1: Tensor<D>,
+    moment_2: Tensor<D>,
+    first: bool,
+    s: &crate::adam::AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    let (p, m, v) = <Dispatch as FerKernels>::fer_adam(
+        param.into_dispatch(),
+        grad.into_dispatch(),
+        moment_1.into_dispatch(),
+        moment_2.into_dispatch(),
+        first,
+        s.beta_1,
+        s.beta_2,
+        s.epsilon,
+        s.lr,
+        s.time,
+        s.decoupled_decay,
+    );
+    (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
+}
+
+/// `t` as a contiguous buffer of its own at offset 0 (copied only when it is not one).
+fn owned_contiguous(t: FlexTensor) -> FlexTensor {
+    let len: usize = dims(&t).iter().product();
+    if t.layout().contiguous_offsets() == Some((0, len)) { t } else { t.to_contiguous() }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -231,6 +275,41 @@ impl FerKernels for Flex {
         tensor(y, &[d[0], d[1], d[2] / 2, d[3] / 2])
     }
 
+    fn fer_adam(
+        param: FlexTensor,
+        grad: FlexTensor,
+        moment_1: FlexTensor,
+        moment_2: FlexTensor,
+        first: bool,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        lr: f64,
+        time: i32,
+        decoupled_decay: Option<f32>,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let d = dims(&param);
+        let step = crate::adam::AdamStep { beta_1, beta_2, epsilon, lr, time, decoupled_decay };
+        // Updated in place where the tensors own their buffers (copied first where shared).
+        let (mut p, mut m, mut v) = (owned_contiguous(param), owned_contiguous(moment_1), owned_contiguous(moment_2));
+        let len = d.iter().product::<usize>();
+        profile::time(
+            "adam",
+            || d.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x"),
+            || {
+                crate::adam::adam_update(
+                    &mut p.storage_mut::<f32>()[..len],
+                    &contiguous(&grad),
+                    &mut m.storage_mut::<f32>()[..len],
+                    &mut v.storage_mut::<f32>()[..len],
+                    first,
+                    &step,
+                )
+            },
+        );
+        (p, m, v)
+    }
+
     fn fer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
         let y =
@@ -339,6 +418,37 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
 
     fn fer_max_pool2x2(x: FloatTensor<Self>) -> FloatTensor<Self> {
         unary::<C>(x, Flex::fer_max_pool2x2, max_pool_grad, true, 0.0, 0)
+    }
+
+    fn fer_adam(
+        param: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        moment_1: FloatTensor<Self>,
+        moment_2: FloatTensor<Self>,
+        first: bool,
+        beta_1: f32,
+        beta_2: f32,
+        epsilon: f32,
+        lr: f64,
+        time: i32,
+        decoupled_decay: Option<f32>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // Optimizers work on the parameters' inner tensors; on a gradient device this is a
+        // constant computation, as in `fer_conv_block`.
+        let (p, m, v) = Flex::fer_adam(
+            param.into_primitive(),
+            grad.into_primitive(),
+            moment_1.into_primitive(),
+            moment_2.into_primitive(),
+            first,
+            beta_1,
+            beta_2,
+            epsilon,
+            lr,
+            time,
+            decoupled_decay,
+        );
+        (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
     }
 
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {

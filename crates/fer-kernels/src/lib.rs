@@ -18,10 +18,12 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, Tensor};
 
+#[macro_use]
+pub mod pointwise;
+pub mod adam;
 pub mod bf16;
 pub mod conv;
 mod flex;
-pub mod pointwise;
 pub mod profile;
 
 static FAST_PATH: AtomicBool = AtomicBool::new(true);
@@ -164,6 +166,46 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         return pool.forward(x);
     }
     flex::max_pool2x2(x)
+}
+
+/// One Adam or AdamW step on a parameter: `(parameter, first moment, second moment)` after it.
+/// `moments` is `None` on the parameter's first step. On the fast path this is one fused pass
+/// ([`adam::adam_update`]); elsewhere burn's own tensor operations in the same order. Either
+/// way the values are those of burn's `Adam` (`step.decoupled_decay == None`) or `AdamW`.
+pub fn adam<const D: usize>(
+    param: Tensor<D>,
+    grad: Tensor<D>,
+    moments: Option<(Tensor<D>, Tensor<D>)>,
+    step: &adam::AdamStep,
+) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
+    if fast_for(&param) && grad.dtype() == DType::F32 && !param.device().is_autodiff() {
+        let first = moments.is_none();
+        let (m, v) = moments.unwrap_or_else(|| (param.zeros_like(), param.zeros_like()));
+        return flex::adam(param, grad, m, v, first, step);
+    }
+    let s = *step;
+    let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
+    let (m, v) = match moments {
+        None => (grad.clone().mul_scalar(f1), grad.clone().square().mul_scalar(f2)),
+        Some((m, v)) => (m.mul_scalar(s.beta_1).add(grad.clone().mul_scalar(f1)), v.mul_scalar(s.beta_2).add(grad.square().mul_scalar(f2))),
+    };
+    let param = match s.decoupled_decay {
+        None => {
+            let correction_2 = (1.0 - s.beta_2.powi(s.time)).sqrt();
+            let factor = correction_2 / (1.0 - s.beta_1.powi(s.time));
+            let delta = m.clone().mul_scalar(factor).div(v.clone().sqrt().add_scalar(s.epsilon * correction_2));
+            param - delta.mul_scalar(s.lr)
+        }
+        Some(decay) => {
+            let m_hat = m.clone().div_scalar(1.0 - s.beta_1.powi(s.time));
+            let v_hat = v.clone().div_scalar(1.0 - s.beta_2.powi(s.time));
+            let delta = m_hat.div(v_hat.sqrt().add_scalar(s.epsilon));
+            let rate = s.lr * f64::from(decay);
+            let decayed = if rate == 0.0 { param } else { param.mul_scalar(1.0 - rate) };
+            decayed - delta.mul_scalar(s.lr)
+        }
+    };
+    (param, m, v)
 }
 
 /// Keeps large freed blocks in the process instead of returning them to the kernel.

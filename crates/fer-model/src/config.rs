@@ -33,6 +33,19 @@ impl ModelConfig {
         }
     }
 
+    /// The same model with every dropout rate multiplied by `scale`: a training choice (short
+    /// schedules underfit with the report's rates), the parameters are unchanged. Rates that
+    /// reach 1 are refused by [`ModelConfig::validate`].
+    pub fn with_dropout_scaled(&self, scale: f64) -> ModelConfig {
+        let scaled = |rates: &[f64]| rates.iter().map(|p| p * scale).collect::<Vec<f64>>();
+        match self {
+            ModelConfig::Cnn(c) => {
+                ModelConfig::Cnn(CnnConfig { conv_dropout: scaled(&c.conv_dropout), dense_dropout: scaled(&c.dense_dropout), ..c.clone() })
+            }
+            ModelConfig::Dnn(d) => ModelConfig::Dnn(DnnConfig { dropout: scaled(&d.dropout), ..d.clone() }),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ModelError> {
         self.check_bounds()?;
         match self {
@@ -119,6 +132,21 @@ mod bounds_tests {
     fn parameter_estimate_is_exact_for_the_report_models() {
         assert_eq!(ModelConfig::by_name("cnn").unwrap().parameter_estimate(), 4_087_879);
         assert_eq!(ModelConfig::by_name("dnn").unwrap().parameter_estimate(), 4_099_847);
+    }
+
+    #[test]
+    fn dropout_scaling_changes_rates_not_parameters() {
+        let cnn = ModelConfig::by_name("cnn").unwrap().with_dropout_scaled(0.5);
+        let ModelConfig::Cnn(c) = &cnn else { panic!("not a cnn") };
+        assert_eq!(c.conv_dropout, vec![0.1, 0.1, 0.15, 0.2, 0.2]);
+        assert_eq!(c.dense_dropout, vec![0.25, 0.25]);
+        assert_eq!(cnn.parameter_estimate(), 4_087_879);
+        let dnn = ModelConfig::by_name("dnn").unwrap();
+        let ModelConfig::Dnn(before) = &dnn else { panic!("not a dnn") };
+        let ModelConfig::Dnn(after) = dnn.with_dropout_scaled(0.0) else { panic!("not a dnn") };
+        assert!(before.dropout.iter().any(|&p| p > 0.0));
+        assert!(after.dropout.iter().all(|&p| p == 0.0));
+        assert!(ModelConfig::by_name("cnn").unwrap().with_dropout_scaled(2.5).validate().unwrap_err().to_string().contains("dropout"));
     }
 
     #[test]

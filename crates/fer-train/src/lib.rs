@@ -15,6 +15,7 @@ mod ema;
 mod error;
 mod eval;
 pub mod frames;
+mod optim;
 mod recipe;
 mod runlock;
 mod train;

@@ -116,6 +116,17 @@ pub struct Recipe {
     /// What the convolutions multiply (see [`Precision`]); recorded so a resumed run keeps it.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Multiplies the model's dropout rates while training (1 = the model's own, the report's).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub dropout_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn is_one(v: &f64) -> bool {
+    *v == 1.0
 }
 
 /// The convolutions' arithmetic: `f32` (the default), or bf16 operands with `f32` sums on CPUs
@@ -160,6 +171,7 @@ impl Recipe {
             label_smoothing: 0.0,
             ema_decay: None,
             precision: Precision::F32,
+            dropout_scale: 1.0,
         }
     }
 
@@ -229,6 +241,9 @@ impl Recipe {
         }
         if self.ema_decay.is_some_and(|d| !(0.0..1.0).contains(&d)) {
             return bad("--ema-decay must be in [0, 1)");
+        }
+        if !(self.dropout_scale >= 0.0 && self.dropout_scale.is_finite()) {
+            return bad("--dropout-scale must be zero or positive");
         }
         Ok(())
     }
@@ -350,6 +365,20 @@ mod tests {
         assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), bf16);
         assert_eq!(fer_kernels::Precision::from(Precision::Bf16), fer_kernels::Precision::Bf16);
         assert_eq!(fer_kernels::Precision::from(Precision::F32), fer_kernels::Precision::F32);
+    }
+
+    #[test]
+    fn dropout_scale_is_recorded_only_when_not_one_and_checked() {
+        let json = serde_json::to_string(&Recipe::report_cnn()).unwrap();
+        assert!(!json.contains("dropout"), "{json}");
+        let light = Recipe { dropout_scale: 0.5, ..Recipe::report_cnn() };
+        let json = serde_json::to_string(&light).unwrap();
+        assert!(json.contains(r#""dropout_scale":0.5"#), "{json}");
+        assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), light);
+        for bad in [-0.5, f64::NAN, f64::INFINITY] {
+            let err = Recipe { dropout_scale: bad, ..Recipe::report_cnn() }.validate().unwrap_err().to_string();
+            assert!(err.contains("--dropout-scale"), "{bad}: {err}");
+        }
     }
 
     #[test]

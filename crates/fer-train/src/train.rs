@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::nn::loss::{CrossEntropyLoss, CrossEntropyLossConfig};
-use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Int, Tensor};
 use fer_data::Dataset;
 use fer_model::FerModel;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::batches::{BatchPlan, batch_to_tensors, mix, prefetch};
 use crate::checkpoint::{DataFingerprint, TrainState, checkpoint_path, load_checkpoint, restore_optimizer, save_checkpoint};
 use crate::ema::Ema;
+use crate::optim::optimizer;
 use crate::runlock::RunLock;
 use crate::{Evaluation, Recipe, RunConfig, Schedule, TrainError, evaluate};
 
@@ -90,15 +91,6 @@ pub enum StopReason {
 pub struct TrainOutcome {
     pub state: TrainState,
     pub stop: StopReason,
-}
-
-fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
-    let a = &recipe.adam;
-    if recipe.weight_decay > 0.0 {
-        AdamWConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).with_weight_decay(recipe.weight_decay).init()
-    } else {
-        AdamConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).init()
-    }
 }
 
 /// Reads a checkpoint's optimizer state as `--resume` would, for a run trained with `recipe`.
@@ -193,7 +185,8 @@ fn write_history(run_dir: &Path, rows: &[EpochRow]) -> Result<(), TrainError> {
 /// Starts a new run in `run_dir` (which must not hold a checkpoint yet).
 pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
     config.recipe.validate()?;
-    config.model.validate()?;
+    let model_config = config.model.with_dropout_scaled(config.recipe.dropout_scale);
+    model_config.validate()?;
     if checkpoint_path(run_dir).exists() {
         return Err(TrainError::BadRun {
             path: run_dir.into(),
@@ -208,7 +201,8 @@ pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device
     write_json(&RunConfig::path(run_dir), config)?;
     let ad = device.clone().autodiff();
     ad.seed(mix(config.recipe.seed, 0, 0, 0));
-    let model = FerModel::new(&config.model, &ad)?;
+    // The checkpoint keeps this config, so a resumed run trains with the same rates.
+    let model = FerModel::new(&model_config, &ad)?;
     let data = Some(DataFingerprint::of(&train_set, &val_set));
     let state = TrainState { lr: config.recipe.lr, data, ..TrainState::default() };
     let ema = config.recipe.ema_decay.map(|d| Ema::new(d, &model));

@@ -56,6 +56,10 @@ pub struct TrainArgs {
     /// Keep a weight average with this decay per step (e.g. 0.998); 0 turns it off.
     #[arg(long)]
     ema_decay: Option<f64>,
+    /// Multiply the model's dropout rates by this while training (the report's CNN: 0.2-0.4 per
+    /// block, 0.5 in the dense layers); 1 keeps them, 0 turns dropout off. Default: the recipe's.
+    #[arg(long)]
+    dropout_scale: Option<f64>,
     /// Comma-separated training splits, e.g. `Training,PublicTest` for the report's train+val variant.
     #[arg(long, default_value = "Training", value_delimiter = ',')]
     train_splits: Vec<String>,
@@ -211,6 +215,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     }
     if let Some(d) = args.ema_decay {
         r.ema_decay = (d > 0.0).then_some(d);
+    }
+    if let Some(d) = args.dropout_scale {
+        r.dropout_scale = d;
     }
     if let Some(e) = args.epochs {
         r.epochs = e;
