@@ -112,7 +112,8 @@ impl Ctx {
         match self.profile {
             Profile::Smoke => {
                 // The tiny CNN with the fast recipe's parts, so the smoke test covers them; in
-                // f32, so its snapshot is the same on CPUs with and without AVX512-BF16.
+                // f32, so its snapshot is the same on CPUs with and without AVX512-BF16, and with
+                // the tiny model's own dropout (the snapshot predates the fast recipe's lighter one).
                 let mut cnn = RunConfig::new(&self.spec, RunConfig::tiny_cnn());
                 cnn.recipe = Recipe {
                     epochs: 6,
@@ -120,6 +121,7 @@ impl Ctx {
                     batch_size: 32,
                     ema_decay: Some(0.95),
                     precision: Precision::F32,
+                    dropout_scale: 1.0,
                     ..Recipe::fast_cnn()
                 };
                 let mut dnn = RunConfig::new(&self.spec, RunConfig::tiny_dnn());

@@ -39,8 +39,8 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Recipe to start from: `report` (the report's: Adam 1e-3, constant rate, 30 x 500 steps) or
-    /// `fast` (one-cycle rate, AdamW, label smoothing, weight average; ~1 h on 2 cores; see
-    /// docs/RECIPES.md). The options below override its values.
+    /// `fast` (one-cycle rate, AdamW, label smoothing, weight average, half the dropout, bf16
+    /// convolutions; ~35 min on 2 cores; see docs/RECIPES.md). The options below override its values.
     #[arg(long, default_value = "report")]
     recipe: String,
     /// Learning-rate schedule: constant, cosine, plateau (reduce on validation-loss plateau) or
@@ -57,7 +57,8 @@ pub struct TrainArgs {
     #[arg(long)]
     ema_decay: Option<f64>,
     /// Multiply the model's dropout rates by this while training (the report's CNN: 0.2-0.4 per
-    /// block, 0.5 in the dense layers); 1 keeps them, 0 turns dropout off. Default: the recipe's.
+    /// block, 0.5 in the dense layers); 1 keeps them, 0 turns dropout off. Default: the recipe's
+    /// (`report`: 1, `fast`: 0.5).
     #[arg(long)]
     dropout_scale: Option<f64>,
     /// Comma-separated training splits, e.g. `Training,PublicTest` for the report's train+val variant.
