@@ -327,7 +327,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     assert_eq!(dy.len(), s.output_len(), "conv2d backward: output gradient length does not match {s:?}");
     // The input gradient as a forward convolution of `dy` where that is the smaller job (see
     // `input_gradient`); the rest below computes only the weight and bias gradients then.
-    let transposed = (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && s.cout <= s.cin).then(|| input_gradient(w, dy, s));
+    let transposed = (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && s.cout <= s.cin && s.plane() > 0).then(|| input_gradient(w, dy, s));
     let want_dx = want_dx && transposed.is_none();
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let image_len = s.cin * s.h * s.w;
