@@ -22,6 +22,8 @@ fn tiny_fast(epochs: usize) -> fer_train::RunConfig {
     c.recipe.schedule = fast.schedule;
     c.recipe.weight_decay = fast.weight_decay;
     c.recipe.label_smoothing = fast.label_smoothing;
+    // Scaled dropout: the resumed run must rebuild the model with the same rates.
+    c.recipe.dropout_scale = fast.dropout_scale;
     c.recipe.ema_decay = Some(0.9);
     c
 }
