@@ -99,6 +99,7 @@ unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &m
     let strips = (n1 - n0).div_ceil(NR);
     out.clear();
     out.resize(strips * pairs * NR, 0);
+    let gather = b.cs != 1 && gathers(b, k1, n1);
     for t in 0..strips {
         let strip = &mut out[t * pairs * NR..(t + 1) * pairs * NR];
         let cols = NR.min(n1 - n0 - t * NR);
@@ -117,7 +118,7 @@ unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &m
                         *d = pair(l, 0.0);
                     }
                 }
-            } else if cols == NR && gathers(b, k1, n1) {
+            } else if cols == NR && gather {
                 // A transposed operand (the weight gradient's im2col): 16 columns per gather.
                 #[cfg(target_arch = "x86_64")]
                 for v in 0..NV {

@@ -11,6 +11,7 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 
+use crate::adam::AdamStep;
 use crate::conv::{self, ConvShape};
 use crate::{pointwise, profile};
 
@@ -56,12 +57,7 @@ pub trait FerKernels: burn::backend::Backend {
         moment_1: FloatTensor<Self>,
         moment_2: FloatTensor<Self>,
         first: bool,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        lr: f64,
-        time: i32,
-        decoupled_decay: Option<f32>,
+        step: AdamStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
@@ -71,7 +67,7 @@ pub fn adam<const D: usize>(
     moment_1: Tensor<D>,
     moment_2: Tensor<D>,
     first: bool,
-    s: &crate::adam::AdamStep,
+    s: &AdamStep,
 ) -> (Tensor<D>, Tensor<D>, Tensor<D>) {
     let (p, m, v) = <Dispatch as FerKernels>::fer_adam(
         param.into_dispatch(),
@@ -79,12 +75,7 @@ pub fn adam<const D: usize>(
         moment_1.into_dispatch(),
         moment_2.into_dispatch(),
         first,
-        s.beta_1,
-        s.beta_2,
-        s.epsilon,
-        s.lr,
-        s.time,
-        s.decoupled_decay,
+        *s,
     );
     (Tensor::from_dispatch(p), Tensor::from_dispatch(m), Tensor::from_dispatch(v))
 }
@@ -281,15 +272,9 @@ impl FerKernels for Flex {
         moment_1: FlexTensor,
         moment_2: FlexTensor,
         first: bool,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        lr: f64,
-        time: i32,
-        decoupled_decay: Option<f32>,
+        step: AdamStep,
     ) -> (FlexTensor, FlexTensor, FlexTensor) {
         let d = dims(&param);
-        let step = crate::adam::AdamStep { beta_1, beta_2, epsilon, lr, time, decoupled_decay };
         // Updated in place where the tensors own their buffers (copied first where shared).
         let (mut p, mut m, mut v) = (owned_contiguous(param), owned_contiguous(moment_1), owned_contiguous(moment_2));
         let len = d.iter().product::<usize>();
@@ -426,28 +411,12 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
         moment_1: FloatTensor<Self>,
         moment_2: FloatTensor<Self>,
         first: bool,
-        beta_1: f32,
-        beta_2: f32,
-        epsilon: f32,
-        lr: f64,
-        time: i32,
-        decoupled_decay: Option<f32>,
+        step: AdamStep,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         // Optimizers work on the parameters' inner tensors; on a gradient device this is a
         // constant computation, as in `fer_conv_block`.
-        let (p, m, v) = Flex::fer_adam(
-            param.into_primitive(),
-            grad.into_primitive(),
-            moment_1.into_primitive(),
-            moment_2.into_primitive(),
-            first,
-            beta_1,
-            beta_2,
-            epsilon,
-            lr,
-            time,
-            decoupled_decay,
-        );
+        let (p, m, v) =
+            Flex::fer_adam(param.into_primitive(), grad.into_primitive(), moment_1.into_primitive(), moment_2.into_primitive(), first, step);
         (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
     }
 
