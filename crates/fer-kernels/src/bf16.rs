@@ -16,7 +16,7 @@ const MR: usize = 8;
 /// 16-lane vectors per micro-tile row.
 const NV: usize = 3;
 /// Columns of the micro-tile.
-const NR: usize = 16 * NV;
+pub(crate) const NR: usize = 16 * NV;
 /// `k` values per packed block (pairs = KC / 2); A's strip (8 x 256 x 2 bytes) stays in L1.
 const KC: usize = 256;
 /// Columns per packed B block (256 x 768 x 2 bytes = 384 KiB, within Zen 4's 1 MiB L2).
@@ -46,7 +46,7 @@ pub fn round(x: f32) -> f32 {
 
 /// The lane holding `lo` (k) and `hi` (k + 1).
 #[inline(always)]
-fn pair(lo: f32, hi: f32) -> u32 {
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     round_bits(hi) | (round_bits(lo) >> 16)
 }
 
@@ -71,24 +71,120 @@ impl Strided<'_> {
     }
 }
 
-/// Packs rows `rows` x k range `k0..k1` of `a` into MR-row strips: `[strip][pair][MR]`.
-/// (Compiled for AVX-512 so the rounding vectorises; only called where [`available`] holds.)
-#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16"))]
-unsafe fn pack_a(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
+/// A vector of `len` elements the caller overwrites completely before reading any, reusing
+/// `v`'s allocation: the packed panels are rewritten for every block, and zero-filling them
+/// first was 4% of a training step.
+pub(crate) fn overwrite(v: &mut Vec<u32>, len: usize) {
+    v.clear();
+    v.reserve(len);
+    // SAFETY: u32 accepts any bit pattern, and every packer writes each lane (zeros past the
+    // matrix's edge) before the micro-kernel reads it.
+    unsafe { v.set_len(len) };
+}
+
+/// Pairs per packed k block starting at `k0` of a `k`-deep product.
+fn block_pairs(k0: usize, k: usize) -> usize {
+    ((k0 + KC).min(k) - k0).div_ceil(2)
+}
+
+/// Packs rows `0..m` x k range `k0..k1` of the matrix `at(row, k)` into MR-row strips:
+/// `[strip][pair][MR]`, rows past `m` and the odd k past `k1` as zeros.
+#[inline(always)]
+fn pack_a_with(m: usize, k0: usize, k1: usize, out: &mut [u32], at: impl Fn(usize, usize) -> f32) {
     let pairs = (k1 - k0).div_ceil(2);
-    let strips = m.div_ceil(MR);
-    out.clear();
-    out.resize(strips * pairs * MR, 0);
-    for s in 0..strips {
-        let strip = &mut out[s * pairs * MR..(s + 1) * pairs * MR];
-        for r in 0..MR.min(m - s * MR) {
+    for (s, strip) in out.chunks_exact_mut(pairs * MR).enumerate() {
+        for r in 0..MR {
             let row = s * MR + r;
+            if row >= m {
+                (0..pairs).for_each(|p| strip[p * MR + r] = 0);
+                continue;
+            }
             for p in 0..pairs {
                 let k = k0 + 2 * p;
-                let hi = if k + 1 < k1 { a.at(row, k + 1) } else { 0.0 };
-                strip[p * MR + r] = pair(a.at(row, k), hi);
+                let hi = if k + 1 < k1 { at(row, k + 1) } else { 0.0 };
+                strip[p * MR + r] = pair(at(row, k), hi);
             }
         }
+    }
+}
+
+/// [`pack_a_with`] of a strided matrix. (Compiled for AVX-512 so the rounding vectorises; only
+/// called where [`available`] holds.)
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx512bf16"))]
+unsafe fn pack_a(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
+    overwrite(out, m.div_ceil(MR) * (k1 - k0).div_ceil(2) * MR);
+    pack_a_with(m, k0, k1, out, |i, k| a.at(i, k));
+}
+
+/// A left operand packed once for every k block, for products that reuse it: a convolution's
+/// weights are the left operand of every image group's GEMM, and used to be packed again for
+/// each (6% of a training step).
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    data: Vec<u32>,
+}
+
+impl PackedA {
+    /// Packs the `m` x `k` matrix `at(row, k)`, k blocks in parallel.
+    pub fn new(m: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        use rayon::prelude::*;
+        let strips = m.div_ceil(MR);
+        let starts: Vec<usize> = (0..k).step_by(KC).collect();
+        let mut data = Vec::new();
+        overwrite(&mut data, strips * k.div_ceil(2) * MR);
+        let mut blocks = Vec::with_capacity(starts.len());
+        let mut rest = &mut data[..];
+        for &k0 in &starts {
+            let (block, tail) = rest.split_at_mut(strips * block_pairs(k0, k) * MR);
+            blocks.push((k0, block));
+            rest = tail;
+        }
+        blocks.into_par_iter().for_each(|(k0, block)| pack_a_with(m, k0, (k0 + KC).min(k), block, &at));
+        PackedA { m, k, data }
+    }
+
+    /// Of a strided matrix.
+    pub fn from_strided(a: Strided, m: usize, k: usize) -> Self {
+        a.check(m, k, "a");
+        PackedA::new(m, k, |i, j| a.at(i, j))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Strips `first..first + count` of the k block starting at `k0`.
+    fn strips(&self, k0: usize, first: usize, count: usize) -> &[u32] {
+        let strips = self.m.div_ceil(MR);
+        let offset = strips * MR * (k0 / 2);
+        let pairs = block_pairs(k0, self.k);
+        &self.data[offset + first * pairs * MR..offset + (first + count) * pairs * MR]
+    }
+}
+
+/// The left operand of a product.
+#[derive(Clone, Copy)]
+pub enum Left<'a> {
+    /// Packed block by block as the product goes.
+    Strided(Strided<'a>),
+    /// Rows `first..` of an operand packed once; `first` a multiple of 8 (the micro-tile).
+    Packed(&'a PackedA, usize),
+}
+
+/// A right operand: anything that packs a block of itself into NR-column strips of bf16 pairs.
+/// Convolutions pack straight from their input this way, never writing the im2col matrix.
+pub trait Right: Sync {
+    /// Packs k range `k0..k1` x columns `n0..n1` into `out` as `[strip][pair][NR]`: lane `j` of
+    /// pair `p` in strip `t` holds `(B[k0 + 2p][n0 + NR t + j], B[k0 + 2p + 1][..])` as
+    /// [`pair`] forms it, every lane written (zeros past `k1` and `n1`). `k0` is even.
+    fn pack(&self, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>);
+}
+
+impl Right for Strided<'_> {
+    fn pack(&self, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
+        // SAFETY: only reached through `gemm_with`, which checks `available()`.
+        unsafe { pack_b(*self, k0, k1, n0, n1, out) }
     }
 }
 
@@ -97,15 +193,15 @@ unsafe fn pack_a(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>)
 unsafe fn pack_b(b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
     let pairs = (k1 - k0).div_ceil(2);
     let strips = (n1 - n0).div_ceil(NR);
-    out.clear();
-    out.resize(strips * pairs * NR, 0);
+    overwrite(out, strips * pairs * NR);
     let gather = b.cs != 1 && gathers(b, k1, n1);
     for t in 0..strips {
         let strip = &mut out[t * pairs * NR..(t + 1) * pairs * NR];
         let cols = NR.min(n1 - n0 - t * NR);
         for p in 0..pairs {
             let k = k0 + 2 * p;
-            let dst = &mut strip[p * NR..p * NR + cols];
+            let (dst, past) = strip[p * NR..(p + 1) * NR].split_at_mut(cols);
+            past.fill(0);
             if b.cs == 1 {
                 let lo = &b.data[k * b.rs + n0 + t * NR..][..cols];
                 if k + 1 < k1 {
@@ -168,13 +264,30 @@ unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut
 /// stride `ldc`, on one thread. Panics if [`available`] is false.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32], ldc: usize, accumulate: bool) {
+    if m > 0 && n > 0 {
+        a.check(m, k, "a");
+        b.check(k, n, "b");
+    }
+    gemm_with(m, n, k, Left::Strided(a), &b, c, ldc, accumulate);
+}
+
+thread_local! {
+    /// Each thread's packing buffers, kept between products (a fresh 400 KB panel per product
+    /// costs page faults as well as the fill).
+    static PANELS: std::cell::Cell<(Vec<u32>, Vec<u32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// [`gemm`] with any [`Left`] and [`Right`] operand.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool) {
     assert!(available(), "bf16 gemm: this CPU lacks AVX512-BF16");
     if m == 0 || n == 0 {
         return;
     }
-    a.check(m, k, "a");
-    b.check(k, n, "b");
     assert!(c.len() >= (m - 1) * ldc + n, "bf16 gemm: c too small");
+    if let Left::Packed(p, first) = a {
+        assert!(first % MR == 0 && first + m <= p.rows() && p.k == k, "bf16 gemm: packed operand does not cover the product");
+    }
     if k == 0 {
         if !accumulate {
             for row in c.chunks_mut(ldc).take(m) {
@@ -183,51 +296,55 @@ pub fn gemm(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32],
         }
         return;
     }
-    let (mut packed_a, mut packed_b) = (Vec::new(), Vec::new());
+    // Taken rather than borrowed, so that a nested product (none today) would just allocate.
+    let (mut packed_a, mut packed_b) = PANELS.take();
+    let strips = m.div_ceil(MR);
     for k0 in (0..k).step_by(KC) {
         let k1 = (k0 + KC).min(k);
         let pairs = (k1 - k0).div_ceil(2);
         let add = accumulate || k0 > 0;
-        // SAFETY: `available()` was checked above.
-        unsafe { pack_a(a, m, k0, k1, &mut packed_a) };
+        let a_block: &[u32] = match a {
+            Left::Strided(a) => {
+                // SAFETY: `available()` was checked above.
+                unsafe { pack_a(a, m, k0, k1, &mut packed_a) };
+                &packed_a
+            }
+            Left::Packed(p, first) => p.strips(k0, first / MR, strips),
+        };
         for n0 in (0..n).step_by(NC) {
             let n1 = (n0 + NC).min(n);
-            // SAFETY: as above.
-            unsafe { pack_b(b, k0, k1, n0, n1, &mut packed_b) };
+            b.pack(k0, k1, n0, n1, &mut packed_b);
+            assert_eq!(packed_b.len(), (n1 - n0).div_ceil(NR) * pairs * NR, "bf16 gemm: packed right operand has the wrong size");
             for t in 0..(n1 - n0).div_ceil(NR) {
                 let b_strip = &packed_b[t * pairs * NR..(t + 1) * pairs * NR];
                 let col = n0 + t * NR;
                 let cols = NR.min(n1 - col);
-                for s in 0..m.div_ceil(MR) {
-                    let a_strip = &packed_a[s * pairs * MR..(s + 1) * pairs * MR];
+                for s in 0..strips {
+                    let a_strip = &a_block[s * pairs * MR..(s + 1) * pairs * MR];
                     let rows = MR.min(m - s * MR);
-                    let mut tile = [0.0f32; MR * NR];
-                    // SAFETY: `available()` was checked above; the strips hold `pairs` pairs.
+                    let c_tile = &mut c[s * MR * ldc + col..(s * MR + rows - 1) * ldc + col + cols];
+                    // SAFETY: `available()` was checked above; the strips hold `pairs` pairs and
+                    // `c_tile` spans `rows` rows of `cols` columns at stride `ldc`.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
-                        micro_kernel(pairs, a_strip, b_strip, &mut tile)
+                        micro_kernel(pairs, a_strip, b_strip, c_tile, ldc, rows, cols, add)
                     };
-                    for r in 0..rows {
-                        let dst = &mut c[(s * MR + r) * ldc + col..][..cols];
-                        let src = &tile[r * NR..r * NR + cols];
-                        if add {
-                            dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
-                        } else {
-                            dst.copy_from_slice(src);
-                        }
-                    }
                 }
             }
         }
     }
+    PANELS.set((packed_a, packed_b));
 }
 
-/// `tile[MR][NR] = Σ_p a_strip[p][r] · b_strip[p][j]` over bf16 pairs.
+/// `c[r][j] (+)= Σ_p a_strip[p][r] · b_strip[p][j]` over bf16 pairs, for the tile's `rows` x
+/// `cols` (the rest of the 8 x 48 micro-tile is computed and dropped).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn micro_kernel(pairs: usize, a_strip: &[u32], b_strip: &[u32], tile: &mut [f32; MR * NR]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_kernel(pairs: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
     use std::arch::x86_64::*;
     assert!(a_strip.len() >= pairs * MR && b_strip.len() >= pairs * NR);
+    assert!(rows >= 1 && rows <= MR && cols >= 1 && cols <= NR && c.len() >= (rows - 1) * ldc + cols);
     let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
     for p in 0..pairs {
@@ -243,10 +360,20 @@ unsafe fn micro_kernel(pairs: usize, a_strip: &[u32], b_strip: &[u32], tile: &mu
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
+    for (r, row) in acc.iter().enumerate().take(rows) {
         for (v, lane) in row.iter().enumerate() {
-            // SAFETY: r * NR + 16 * v + 16 <= MR * NR.
-            unsafe { _mm512_storeu_ps(tile.as_mut_ptr().add(r * NR + 16 * v), *lane) };
+            let width = cols.saturating_sub(16 * v).min(16);
+            if width == 0 {
+                break;
+            }
+            let mask: __mmask16 = if width == 16 { 0xFFFF } else { (1u16 << width) - 1 };
+            // SAFETY: the masked lanes are columns 16v.. 16v + width of row r, inside `c` by the
+            // assert above; masked-off lanes are neither read nor written.
+            unsafe {
+                let dst = c.as_mut_ptr().add(r * ldc + 16 * v);
+                let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *lane) } else { *lane };
+                _mm512_mask_storeu_ps(dst, mask, sum);
+            }
         }
     }
 }

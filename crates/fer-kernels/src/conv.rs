@@ -9,6 +9,9 @@
 
 use rayon::prelude::*;
 
+use crate::bf16::{Left, PackedA, Right, Strided, gemm_with};
+use crate::bf16_conv::{ChannelPairs, PixelPairs, weight_order};
+
 /// Fewest GEMM columns worth a call of their own; smaller maps are batched up to this.
 pub const MIN_COLUMNS: usize = 512;
 
@@ -138,24 +141,36 @@ fn bf16_gemm(
     accumulate: bool,
     parallel: bool,
 ) {
-    use crate::bf16::{Strided, gemm};
     fn strided((data, rs, cs): (&[f32], isize, isize)) -> Strided<'_> {
         Strided { data, rs: rs as usize, cs: cs as usize }
     }
     let (a, b) = (strided(a), strided(b));
+    if m > 0 && n > 0 {
+        assert!(k == 0 || (m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "bf16 gemm: a too small");
+        assert!(k == 0 || (k - 1) * b.rs + (n - 1) * b.cs < b.data.len(), "bf16 gemm: b too small");
+    }
+    bf16_product(m, n, k, Left::Strided(a), &b, c, c_row_stride, accumulate, parallel);
+}
+
+/// [`crate::bf16::gemm_with`]; `parallel` splits the rows of `c` across the cores, in blocks of
+/// a multiple of 8 (the micro-tile's height).
+#[allow(clippy::too_many_arguments)]
+fn bf16_product(m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool, parallel: bool) {
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
-    // Row blocks of a multiple of 8 (the micro-tile's height), one per core.
     let rows = m.div_ceil(threads).div_ceil(8) * 8;
-    if threads == 1 || rows >= m {
-        gemm(m, n, k, a, b, c, c_row_stride, accumulate);
+    if threads == 1 || rows >= m || m == 0 || n == 0 {
+        gemm_with(m, n, k, a, b, c, ldc, accumulate);
         return;
     }
-    let used = (m - 1) * c_row_stride + n;
-    c[..used].par_chunks_mut(rows * c_row_stride).enumerate().for_each(|(part, c)| {
+    let used = (m - 1) * ldc + n;
+    c[..used].par_chunks_mut(rows * ldc).enumerate().for_each(|(part, c)| {
         let first = part * rows;
         let count = rows.min(m - first);
-        let a = Strided { data: &a.data[first * a.rs..], ..a };
-        gemm(count, n, k, a, b, c, c_row_stride, accumulate);
+        let a = match a {
+            Left::Strided(a) => Left::Strided(Strided { data: &a.data[first * a.rs..], ..a }),
+            Left::Packed(p, f) => Left::Packed(p, f + first),
+        };
+        gemm_with(count, n, k, a, b, c, ldc, accumulate);
     });
 }
 
@@ -252,11 +267,44 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
     let mut y = scratch(s.output_len());
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
-    let finish = |v: f32, co: usize| {
-        let v = v * scale.map_or(1.0, |k| k[co]) + shift.map_or(0.0, |b| b[co]);
-        match slope {
-            Some(k) if v < 0.0 => v * k,
-            _ => v,
+    // `dst = src · scale + shift`, then LeakyReLU, for output channel `co`: constants hoisted
+    // out of the loop so that it vectorises (the same arithmetic as element by element).
+    let finish = |dst: &mut [f32], src: Option<&[f32]>, co: usize| {
+        let (k, b) = (scale.map_or(1.0, |k| k[co]), shift.map_or(0.0, |b| b[co]));
+        let f = |v: f32| {
+            let v = v * k + b;
+            match slope {
+                Some(a) if v < 0.0 => v * a,
+                _ => v,
+            }
+        };
+        match src {
+            Some(src) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = f(v)),
+            None => dst.iter_mut().for_each(|d| *d = f(*d)),
+        }
+    };
+    let bf16 = crate::effective_precision() == crate::Precision::Bf16;
+    // bf16 with an even number of input channels: the weights packed once for every group, in
+    // the channel-pair order of the input packed straight from the images (`bf16_conv`).
+    let paired_w = (bf16 && ChannelPairs::fits(s)).then(|| {
+        let order: Vec<usize> = (0..patch).map(|k| weight_order(s, k)).collect();
+        PackedA::new(s.cout, patch, |co, k| w[co * patch + order[k]])
+    });
+    // A group's product `prod[cout, images * plane]` into the output's NCHW order.
+    let scatter = |prod: &[f32], out: &mut [f32], images: usize| {
+        let width = images * plane;
+        for g in 0..images {
+            for co in 0..s.cout {
+                let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
+                finish(dst, Some(&prod[co * width + g * plane..co * width + (g + 1) * plane]), co);
+            }
+        }
+    };
+    let finish_in_place = |out: &mut [f32]| {
+        if scale.is_some() || shift.is_some() || slope.is_some() {
+            for (co, row) in out.chunks_mut(plane).enumerate() {
+                finish(row, None, co);
+            }
         }
     };
     y.par_chunks_mut(group * s.cout * plane).enumerate().for_each(|(gi, out)| {
@@ -264,6 +312,19 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
         let images = out.len() / (s.cout * plane);
         let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
         let width = images * plane;
+        if let Some(packed) = &paired_w {
+            let b = ChannelPairs::new(input, s, images);
+            if images == 1 {
+                // One image's product is already in the output's [cout, plane] order.
+                bf16_product(s.cout, width, patch, Left::Packed(packed, 0), &b, out, width, false, parallel_gemm);
+                finish_in_place(out);
+            } else {
+                let mut prod = scratch(s.cout * width);
+                bf16_product(s.cout, width, patch, Left::Packed(packed, 0), &b, &mut prod, width, false, parallel_gemm);
+                scatter(&prod, out, images);
+            }
+            return;
+        }
         let mut col = scratch(patch * width);
         if images == 1 && parallel_gemm {
             // A lone image (batch 1): split im2col by input channel and the product by output
@@ -275,7 +336,7 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
                 let count = out.len() / plane;
                 sgemm(count, width, patch, (&w[first * patch..], patch as isize, 1), (&col, width as isize, 1), out, width, false, false);
                 for (r, row) in out.chunks_mut(plane).enumerate() {
-                    row.iter_mut().for_each(|v| *v = finish(*v, first + r));
+                    finish(row, None, first + r);
                 }
             });
             return;
@@ -284,24 +345,12 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
         if images == 1 {
             // One image's product is already in the output's [cout, plane] order.
             sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), out, width, false, parallel_gemm);
-            if scale.is_some() || shift.is_some() || slope.is_some() {
-                for (co, row) in out.chunks_mut(plane).enumerate() {
-                    row.iter_mut().for_each(|v| *v = finish(*v, co));
-                }
-            }
+            finish_in_place(out);
             return;
         }
         let mut prod = scratch(s.cout * width);
         sgemm(s.cout, width, patch, (w, patch as isize, 1), (&col, width as isize, 1), &mut prod, width, false, parallel_gemm);
-        for g in 0..images {
-            for co in 0..s.cout {
-                let dst = &mut out[(g * s.cout + co) * plane..(g * s.cout + co + 1) * plane];
-                let src = &prod[co * width + g * plane..co * width + (g + 1) * plane];
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = finish(v, co);
-                }
-            }
-        }
+        scatter(&prod, out, images);
     });
     y
 }
@@ -327,13 +376,20 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     assert_eq!(dy.len(), s.output_len(), "conv2d backward: output gradient length does not match {s:?}");
     // The input gradient as a forward convolution of `dy` where that is the smaller job (see
     // `input_gradient`); the rest below computes only the weight and bias gradients then.
-    let transposed = (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && s.cout <= s.cin && s.plane() > 0).then(|| input_gradient(w, dy, s));
+    let bf16_pairs = crate::effective_precision() == crate::Precision::Bf16 && s.cout % 2 == 0;
+    let transposed =
+        (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || bf16_pairs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
     let want_dx = want_dx && transposed.is_none();
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let image_len = s.cin * s.h * s.w;
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
     let mut dx = if want_dx { vec![0.0f32; s.input_len()] } else { Vec::new() };
+    let bf16 = crate::effective_precision() == crate::Precision::Bf16;
+    // bf16: the weight gradient's im2col operand packed straight from the input (`bf16_conv`),
+    // and wᵀ packed once for every group's input-gradient product.
+    let pixel_pairs = bf16 && PixelPairs::fits(s);
+    let packed_wt = (bf16 && want_dx).then(|| PackedA::from_strided(Strided { data: w, rs: 1, cs: patch }, patch, s.cout));
     let work = |gi: usize, dx_group: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32]| {
         let first = gi * group;
         let images = group.min(s.n - first);
@@ -354,10 +410,14 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
         };
         if want_db {
             for co in 0..s.cout {
-                db[co] += g[co * width..(co + 1) * width].iter().sum::<f32>();
+                db[co] += crate::pointwise::lane_sum(&g[co * width..(co + 1) * width], |v| v);
             }
         }
-        if want_dw {
+        if want_dw && pixel_pairs {
+            let b = PixelPairs::new(&x[first * image_len..(first + images) * image_len], s, images);
+            // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
+            bf16_product(s.cout, patch, width, Left::Strided(Strided { data: &g, rs: width, cs: 1 }), &b, dw, patch, true, parallel_gemm);
+        } else if want_dw {
             let mut col = scratch(patch * width);
             im2col(&x[first * image_len..(first + images) * image_len], s, images, &mut col);
             // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
@@ -366,7 +426,13 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
         if let Some(dx_group) = dx_group {
             let mut col = scratch(patch * width);
             // dcol[patch, width] = wᵀ[patch, cout] · g[cout, width]
-            sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm);
+            match &packed_wt {
+                Some(wt) => {
+                    let g = Strided { data: &g, rs: width, cs: 1 };
+                    bf16_product(patch, width, s.cout, Left::Packed(wt, 0), &g, &mut col, width, false, parallel_gemm);
+                }
+                None => sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm),
+            }
             col2im(&col, s, images, dx_group);
         }
     };

@@ -22,6 +22,7 @@ use burn::tensor::{DType, Distribution, Tensor};
 pub mod pointwise;
 pub mod adam;
 pub mod bf16;
+pub mod bf16_conv;
 pub mod conv;
 mod flex;
 pub mod profile;

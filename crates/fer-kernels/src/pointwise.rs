@@ -68,7 +68,7 @@ pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, 
 /// four cycles per element); sixteen chains let the compiler use vector adds.
 const LANES: usize = 16;
 
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; LANES];
     let chunks = values.chunks_exact(LANES);
     let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();

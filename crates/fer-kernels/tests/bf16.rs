@@ -78,6 +78,10 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
         ConvShape { n: 3, cin: 1, h: 12, w: 11, cout: 9, kh: 5, kw: 5, pad_h: 2, pad_w: 2 },
         ConvShape { n: 37, cin: 6, h: 6, w: 6, cout: 17, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
         ConvShape { n: 2, cin: 40, h: 8, w: 8, cout: 70, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
+        // Several k blocks of pixels in the weight gradient (groups of 4 images, 576 columns),
+        // and a map wider than one packed panel of columns (900 > 768).
+        ConvShape { n: 20, cin: 4, h: 12, w: 12, cout: 10, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
+        ConvShape { n: 2, cin: 2, h: 30, w: 30, cout: 9, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
     ];
     for s in shapes {
         let (x, w, b, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.cout, 3), values(s.output_len(), 4));
