@@ -9,8 +9,8 @@
 
 use rayon::prelude::*;
 
-use crate::bf16::{Left, PackedA, Right, Strided, gemm_with};
-use crate::bf16_conv::{ChannelPairs, PixelPairs, weight_order};
+use crate::conv_operands::{PaddedInput, PaddedPlanes, weight_order};
+use crate::panel::{Left, Mode, PackedA, Right, Strided, gemm_with};
 
 /// Fewest GEMM columns worth a call of their own; smaller maps are batched up to this.
 pub const MIN_COLUMNS: usize = 512;
@@ -74,6 +74,26 @@ pub(crate) fn scratch(len: usize) -> Vec<f32> {
     v
 }
 
+static PANEL_F32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether `f32` convolutions use fer's own GEMM ([`crate::panel`], packing straight from the
+/// input; the default where the CPU has AVX-512F) or im2col and the `gemm` crate (the path for
+/// every other CPU). For measuring one against the other, and for testing the portable path.
+pub fn set_panel_f32(enabled: bool) {
+    PANEL_F32.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The mode of fer's GEMM the convolutions run in, or `None` for im2col and the `gemm` crate.
+pub fn panel_mode() -> Option<Mode> {
+    if crate::effective_precision() == crate::Precision::Bf16 {
+        Some(Mode::Bf16)
+    } else if PANEL_F32.load(std::sync::atomic::Ordering::Relaxed) && Mode::F32.available() {
+        Some(Mode::F32)
+    } else {
+        None
+    }
+}
+
 /// `c = a · b (+ c)`, row-major with explicit strides; single-threaded unless `parallel`.
 #[allow(clippy::too_many_arguments)]
 fn sgemm(
@@ -91,8 +111,8 @@ fn sgemm(
         return;
     }
     assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
-    if crate::effective_precision() == crate::Precision::Bf16 {
-        bf16_gemm(m, n, k, a, b, c, c_row_stride, accumulate, parallel);
+    if let Some(mode) = panel_mode() {
+        panel_gemm(mode, m, n, k, a, b, c, c_row_stride, accumulate, parallel);
         return;
     }
     let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
@@ -128,9 +148,10 @@ fn sgemm(
     }
 }
 
-/// [`sgemm`] through [`crate::bf16::gemm`]; `parallel` splits the rows of `c` across the cores.
+/// [`sgemm`] through [`crate::panel`]; `parallel` splits the rows of `c` across the cores.
 #[allow(clippy::too_many_arguments)]
-fn bf16_gemm(
+fn panel_gemm(
+    mode: Mode,
     m: usize,
     n: usize,
     k: usize,
@@ -145,21 +166,19 @@ fn bf16_gemm(
         Strided { data, rs: rs as usize, cs: cs as usize }
     }
     let (a, b) = (strided(a), strided(b));
-    if m > 0 && n > 0 {
-        assert!(k == 0 || (m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "bf16 gemm: a too small");
-        assert!(k == 0 || (k - 1) * b.rs + (n - 1) * b.cs < b.data.len(), "bf16 gemm: b too small");
-    }
-    bf16_product(m, n, k, Left::Strided(a), &b, c, c_row_stride, accumulate, parallel);
+    a.check(m, k, "a");
+    b.check(k, n, "b");
+    panel_product(mode, m, n, k, Left::Strided(a), &b, c, c_row_stride, accumulate, parallel);
 }
 
-/// [`crate::bf16::gemm_with`]; `parallel` splits the rows of `c` across the cores, in blocks of
+/// [`crate::panel::gemm_with`]; `parallel` splits the rows of `c` across the cores, in blocks of
 /// a multiple of 8 (the micro-tile's height).
 #[allow(clippy::too_many_arguments)]
-fn bf16_product(m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool, parallel: bool) {
+fn panel_product(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool, parallel: bool) {
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
     let rows = m.div_ceil(threads).div_ceil(8) * 8;
     if threads == 1 || rows >= m || m == 0 || n == 0 {
-        gemm_with(m, n, k, a, b, c, ldc, accumulate);
+        gemm_with(mode, m, n, k, a, b, c, ldc, accumulate);
         return;
     }
     let used = (m - 1) * ldc + n;
@@ -170,7 +189,7 @@ fn bf16_product(m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [
             Left::Strided(a) => Left::Strided(Strided { data: &a.data[first * a.rs..], ..a }),
             Left::Packed(p, f) => Left::Packed(p, f + first),
         };
-        gemm_with(count, n, k, a, b, c, ldc, accumulate);
+        gemm_with(mode, count, n, k, a, b, c, ldc, accumulate);
     });
 }
 
@@ -262,6 +281,32 @@ pub fn forward(x: &[f32], w: &[f32], b: Option<&[f32]>, s: &ConvShape) -> Vec<f3
 /// as the output is written (inference folds BatchNorm into `scale` and `shift`, so a whole conv
 /// block is one call and the weights are never rescaled).
 pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Option<&[f32]>, s: &ConvShape, slope: Option<f32>) -> Vec<f32> {
+    forward_prepacked(x, w, None, scale, shift, s, slope)
+}
+
+/// The weights as the forward convolution multiplies them where it runs in fer's own GEMM
+/// (bf16, or f32 on AVX-512 CPUs) and packs its input straight from the images; `None`
+/// elsewhere. Inference packs a model's weights once and passes them to [`forward_prepacked`].
+pub fn pack_weights(w: &[f32], s: &ConvShape) -> Option<PackedA> {
+    assert_eq!(w.len(), s.weight_len(), "conv2d: weight length does not match {s:?}");
+    let patch = s.patch();
+    let mode = panel_mode().filter(|&mode| PaddedInput::fits(mode, s))?;
+    let order: Vec<usize> = (0..patch).map(|k| weight_order(mode, s, k)).collect();
+    Some(PackedA::new(mode, s.cout, patch, |co, k| w[co * patch + order[k]]))
+}
+
+/// [`forward_activated`] with `w` already packed by [`pack_weights`] (ignored where that gives
+/// `None`, i.e. the precision or the shape does not use it).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_prepacked(
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&PackedA>,
+    scale: Option<&[f32]>,
+    shift: Option<&[f32]>,
+    s: &ConvShape,
+    slope: Option<f32>,
+) -> Vec<f32> {
     check(s, x.len(), w.len());
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let mut y = scratch(s.output_len());
@@ -283,13 +328,14 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
             None => dst.iter_mut().for_each(|d| *d = f(*d)),
         }
     };
-    let bf16 = crate::effective_precision() == crate::Precision::Bf16;
-    // bf16 with an even number of input channels: the weights packed once for every group, in
-    // the channel-pair order of the input packed straight from the images (`bf16_conv`).
-    let paired_w = (bf16 && ChannelPairs::fits(s)).then(|| {
-        let order: Vec<usize> = (0..patch).map(|k| weight_order(s, k)).collect();
-        PackedA::new(s.cout, patch, |co, k| w[co * patch + order[k]])
-    });
+    // In fer's own GEMM, where the input packs straight from the images: the weights packed
+    // once for every group (`conv_operands`).
+    let mode = panel_mode().filter(|&mode| PaddedInput::fits(mode, s));
+    let own = if mode.is_some() && packed.is_none() { pack_weights(w, s) } else { None };
+    let packed_w = if mode.is_some() { packed.or(own.as_ref()) } else { None };
+    if let (Some(p), Some(mode)) = (packed_w, mode) {
+        assert!(p.rows() == s.cout && p.depth() == patch && p.mode() == mode, "conv2d: packed weights do not match {s:?}");
+    }
     // A group's product `prod[cout, images * plane]` into the output's NCHW order.
     let scatter = |prod: &[f32], out: &mut [f32], images: usize| {
         let width = images * plane;
@@ -312,15 +358,15 @@ pub fn forward_activated(x: &[f32], w: &[f32], scale: Option<&[f32]>, shift: Opt
         let images = out.len() / (s.cout * plane);
         let input = &x[first * s.cin * s.h * s.w..(first + images) * s.cin * s.h * s.w];
         let width = images * plane;
-        if let Some(packed) = &paired_w {
-            let b = ChannelPairs::new(input, s, images);
+        if let (Some(packed), Some(mode)) = (packed_w, mode) {
+            let b = PaddedInput::new(mode, input, s, images);
             if images == 1 {
                 // One image's product is already in the output's [cout, plane] order.
-                bf16_product(s.cout, width, patch, Left::Packed(packed, 0), &b, out, width, false, parallel_gemm);
+                panel_product(mode, s.cout, width, patch, Left::Packed(packed, 0), &b, out, width, false, parallel_gemm);
                 finish_in_place(out);
             } else {
                 let mut prod = scratch(s.cout * width);
-                bf16_product(s.cout, width, patch, Left::Packed(packed, 0), &b, &mut prod, width, false, parallel_gemm);
+                panel_product(mode, s.cout, width, patch, Left::Packed(packed, 0), &b, &mut prod, width, false, parallel_gemm);
                 scatter(&prod, out, images);
             }
             return;
@@ -376,20 +422,22 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     assert_eq!(dy.len(), s.output_len(), "conv2d backward: output gradient length does not match {s:?}");
     // The input gradient as a forward convolution of `dy` where that is the smaller job (see
     // `input_gradient`); the rest below computes only the weight and bias gradients then.
-    let bf16_pairs = crate::effective_precision() == crate::Precision::Bf16 && s.cout % 2 == 0;
+    let mode = panel_mode();
+    // In fer's own GEMM the input gradient is a convolution that packs `dy` straight from its
+    // images: that beats wᵀ · dy and col2im on every layer, widening ones included.
+    let dy_packs = mode.is_some_and(|mode| s.cout.is_multiple_of(mode.per_lane()));
     let transposed =
-        (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || bf16_pairs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
+        (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || dy_packs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
     let want_dx = want_dx && transposed.is_none();
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let image_len = s.cin * s.h * s.w;
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
     let mut dx = if want_dx { vec![0.0f32; s.input_len()] } else { Vec::new() };
-    let bf16 = crate::effective_precision() == crate::Precision::Bf16;
-    // bf16: the weight gradient's im2col operand packed straight from the input (`bf16_conv`),
-    // and wᵀ packed once for every group's input-gradient product.
-    let pixel_pairs = bf16 && PixelPairs::fits(s);
-    let packed_wt = (bf16 && want_dx).then(|| PackedA::from_strided(Strided { data: w, rs: 1, cs: patch }, patch, s.cout));
+    // In fer's own GEMM: the weight gradient's im2col operand packed straight from the input
+    // (`conv_operands`), and wᵀ packed once for every group's input-gradient product.
+    let planes = mode.filter(|&mode| PaddedPlanes::fits(mode, s));
+    let packed_wt = mode.filter(|_| want_dx).map(|mode| PackedA::from_strided(mode, Strided { data: w, rs: 1, cs: patch }, patch, s.cout));
     let work = |gi: usize, dx_group: Option<&mut [f32]>, dw: &mut [f32], db: &mut [f32]| {
         let first = gi * group;
         let images = group.min(s.n - first);
@@ -413,10 +461,11 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
                 db[co] += crate::pointwise::lane_sum(&g[co * width..(co + 1) * width], |v| v);
             }
         }
-        if want_dw && pixel_pairs {
-            let b = PixelPairs::new(&x[first * image_len..(first + images) * image_len], s, images);
+        if let (true, Some(mode)) = (want_dw, planes) {
+            let b = PaddedPlanes::new(mode, &x[first * image_len..(first + images) * image_len], s, images);
             // dw[cout, patch] += g[cout, width] · colᵀ[width, patch]
-            bf16_product(s.cout, patch, width, Left::Strided(Strided { data: &g, rs: width, cs: 1 }), &b, dw, patch, true, parallel_gemm);
+            let g = Left::Strided(Strided { data: &g, rs: width, cs: 1 });
+            panel_product(mode, s.cout, patch, width, g, &b, dw, patch, true, parallel_gemm);
         } else if want_dw {
             let mut col = scratch(patch * width);
             im2col(&x[first * image_len..(first + images) * image_len], s, images, &mut col);
@@ -429,7 +478,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
             match &packed_wt {
                 Some(wt) => {
                     let g = Strided { data: &g, rs: width, cs: 1 };
-                    bf16_product(patch, width, s.cout, Left::Packed(wt, 0), &g, &mut col, width, false, parallel_gemm);
+                    panel_product(wt.mode(), patch, width, s.cout, Left::Packed(wt, 0), &g, &mut col, width, false, parallel_gemm);
                 }
                 None => sgemm(patch, width, s.cout, (w, 1, patch as isize), (&g, width as isize, 1), &mut col, width, false, parallel_gemm),
             }

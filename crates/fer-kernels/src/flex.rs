@@ -198,6 +198,43 @@ fn stats_of(stats: &FlexTensor, c: usize) -> (Vec<f32>, Vec<f32>) {
     (s[..c].to_vec(), s[c..2 * c].to_vec())
 }
 
+/// Weights packed for fer's own GEMM, one entry per weight buffer seen at inference.
+struct Packed {
+    /// Held so that the buffer is neither freed (its address reused) nor written in place while
+    /// the entry lives: flex copies shared storage before writing to it.
+    weight: FlexTensor,
+    shape: ConvShape,
+    packed: std::sync::Arc<crate::panel::PackedA>,
+}
+
+/// Most weight buffers remembered: five convolutions a model, an ensemble of five, and spare.
+const PACKED_ENTRIES: usize = 32;
+
+static PACKED: std::sync::Mutex<Vec<Packed>> = std::sync::Mutex::new(Vec::new());
+
+/// `weight` packed once per buffer (inference reuses a loaded model's weights for every batch:
+/// packing the CNN's weights was a fifth of its batch-1 latency); `None` where the convolution
+/// does not use packed weights.
+fn packed_weights(weight: &FlexTensor, s: &ConvShape) -> Option<std::sync::Arc<crate::panel::PackedA>> {
+    let w = match contiguous(weight) {
+        std::borrow::Cow::Borrowed(w) => w,
+        std::borrow::Cow::Owned(_) => return None,
+    };
+    let key = ConvShape { n: 0, ..*s };
+    let mode = conv::panel_mode();
+    let same = |e: &Packed| e.shape == key && Some(e.packed.mode()) == mode && contiguous(&e.weight).as_ptr() == w.as_ptr();
+    let mut cache = PACKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = cache.iter().find(|e| same(e)) {
+        return Some(e.packed.clone());
+    }
+    let packed = std::sync::Arc::new(conv::pack_weights(w, s)?);
+    if cache.len() == PACKED_ENTRIES {
+        cache.remove(0);
+    }
+    cache.push(Packed { weight: weight.clone(), shape: key, packed: packed.clone() });
+    Some(packed)
+}
+
 impl FerKernels for Flex {
     fn fer_conv_block(
         x: FlexTensor,
@@ -221,10 +258,11 @@ impl FerKernels for Flex {
             epsilon,
             Some(&contiguous(&bias)),
         );
+        let packed = packed_weights(&weight, &s);
         let y = profile::time(
             "conv block (inference)",
             || conv_label(&s),
-            || conv::forward_activated(&contiguous(&x), &contiguous(&weight), Some(&scale), Some(&shift), &s, Some(slope)),
+            || conv::forward_prepacked(&contiguous(&x), &contiguous(&weight), packed.as_deref(), Some(&scale), Some(&shift), &s, Some(slope)),
         );
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }

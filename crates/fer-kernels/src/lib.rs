@@ -22,9 +22,10 @@ use burn::tensor::{DType, Distribution, Tensor};
 pub mod pointwise;
 pub mod adam;
 pub mod bf16;
-pub mod bf16_conv;
 pub mod conv;
+pub mod conv_operands;
 mod flex;
+pub mod panel;
 pub mod profile;
 
 static FAST_PATH: AtomicBool = AtomicBool::new(true);

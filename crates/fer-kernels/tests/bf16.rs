@@ -112,3 +112,63 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
         assert_eq!((again.dx, again.dw), (g.dx, g.dw), "bf16 backward changed between identical calls: {what}");
     }
 }
+
+#[test]
+fn prepacked_weights_give_exactly_the_unpacked_result() {
+    let _held = hold_precision();
+    let s = ConvShape { n: 3, cin: 6, h: 7, w: 7, cout: 10, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
+    let (x, w, b) = (values(s.input_len(), 11), values(s.weight_len(), 12), values(s.cout, 13));
+    fer_kernels::set_precision(Precision::F32);
+    // f32 packs ahead where it runs in fer's own GEMM (AVX-512F), in the weights' own order.
+    let f32_packed = conv::pack_weights(&w, &s);
+    assert_eq!(f32_packed.is_some(), fer_kernels::panel::Mode::F32.available());
+    if let Some(packed) = &f32_packed {
+        let y = conv::forward_activated(&x, &w, None, Some(&b), &s, Some(0.1));
+        assert_eq!(y, conv::forward_prepacked(&x, &w, Some(packed), None, Some(&b), &s, Some(0.1)));
+    }
+    if !bf16::available() {
+        return;
+    }
+    fer_kernels::set_precision(Precision::Bf16);
+    let packed = conv::pack_weights(&w, &s).expect("bf16 with an even number of input channels packs its weights");
+    let y = conv::forward_activated(&x, &w, None, Some(&b), &s, Some(0.1));
+    let again = conv::forward_prepacked(&x, &w, Some(&packed), None, Some(&b), &s, Some(0.1));
+    let odd = ConvShape { cin: 5, ..s };
+    let odd_packed = conv::pack_weights(&values(odd.weight_len(), 14), &odd);
+    fer_kernels::set_precision(Precision::F32);
+    assert_eq!(y, again);
+    assert!(odd_packed.is_none(), "an odd number of input channels takes the im2col path");
+}
+
+/// Inference keeps each weight buffer's packed form: the same model gives the same answer, and
+/// another model (other weights) never gets the first one's.
+#[test]
+fn bf16_inference_packs_weights_once_per_buffer_and_never_serves_stale_ones() {
+    use burn::nn::conv::{Conv2d, Conv2dConfig};
+    use burn::nn::{BatchNormConfig, LeakyReluConfig, PaddingConfig2d};
+    use burn::tensor::{Device, Tensor, TensorData};
+    let _held = hold_precision();
+    if !bf16::available() {
+        return;
+    }
+    let device = Device::flex();
+    let to_vec = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+    let make_conv = |seed: u64| {
+        let mut conv = Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Same).init(&device);
+        conv.weight = conv.weight.map(|_| Tensor::<4>::from_data(TensorData::new(values(6 * 4 * 9, seed), [6, 4, 3, 3]), &device));
+        conv
+    };
+    let bn = BatchNormConfig::new(6).init(&device);
+    let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
+    let x = Tensor::<4>::from_data(TensorData::new(values(2 * 4 * 7 * 7, 9), [2, 4, 7, 7]), &device);
+    let (a, b) = (make_conv(1), make_conv(2));
+    let fused = |conv: &Conv2d| to_vec(fer_kernels::conv_block_inference(conv, &bn, &act, x.clone()).expect("fast path on flex"));
+    fer_kernels::set_precision(Precision::Bf16);
+    let (first, again, other) = (fused(&a), fused(&a), fused(&b));
+    fer_kernels::set_precision(Precision::F32);
+    let plain = |conv: &Conv2d| to_vec(act.forward(bn.forward(conv.forward(x.clone()))));
+    assert_eq!(first, again, "the cached packing changed the answer");
+    assert_close_to_scale("model a", &first, &plain(&a), F32_TOL);
+    assert_close_to_scale("model b", &other, &plain(&b), F32_TOL);
+    assert_ne!(first, other);
+}

@@ -1,0 +1,507 @@
+//! fer's own GEMM for the convolutions: packed panels and an 8 x 48 AVX-512 micro-kernel, in
+//! two modes that share everything but the inner instruction.
+//!
+//! - [`Mode::Bf16`]: `f32` operands rounded to bfloat16, products summed in `f32`, on CPUs with
+//!   AVX512-BF16 (`vdpbf16ps`: Zen 4 and later, Cooper Lake, Sapphire Rapids and later). One
+//!   instruction does 16 lanes x 2 multiply-adds, twice an FMA's work, and each 32-bit panel lane
+//!   holds two consecutive `k` values (low half `k`, high half `k + 1`), the pairing the
+//!   instruction multiplies. Only the GEMMs see bf16, as PyTorch's autocast does.
+//! - [`Mode::F32`]: plain `f32` FMAs (AVX-512F), one `k` value per lane.
+//!
+//! Why not the `gemm` crate for both: a GEMM that takes strided matrices needs the convolution's
+//! im2col matrix written out in full (9 copies of the input for 3x3 kernels) and then packs it
+//! again. Here the right operand is anything that packs itself ([`Right`]), so a convolution
+//! packs its panels straight from the input (`conv_operands`), and a left operand reused by
+//! every image group is packed once ([`PackedA`]).
+//!
+//! The summation order is fixed (k blocks in order, lanes in order), so results repeat bit for
+//! bit.
+
+use crate::bf16::pair;
+
+/// Rows of the micro-tile (broadcast left-operand lanes).
+const MR: usize = 8;
+/// 16-lane vectors per micro-tile row.
+const NV: usize = 3;
+/// Columns of the micro-tile.
+pub(crate) const NR: usize = 16 * NV;
+/// Lanes per packed k block: 128 lanes keep a 48-column right strip (128 x 48 x 4 bytes = 24 KiB)
+/// in Zen 4's 32 KiB L1 while the micro-kernel runs down the left strips.
+const SLOTS: usize = 128;
+/// Columns per packed right block (128 x 768 x 4 bytes = 384 KiB, within Zen 4's 1 MiB L2).
+const NC: usize = 768;
+
+/// What the products multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// bfloat16 operands, `f32` sums.
+    Bf16,
+    /// `f32` throughout.
+    F32,
+}
+
+impl Mode {
+    /// `k` values per 32-bit panel lane.
+    pub fn per_lane(self) -> usize {
+        match self {
+            Mode::Bf16 => 2,
+            Mode::F32 => 1,
+        }
+    }
+
+    /// Whether this CPU runs the mode.
+    pub fn available(self) -> bool {
+        match self {
+            Mode::Bf16 => crate::bf16::available(),
+            Mode::F32 => avx512f(),
+        }
+    }
+
+    /// Lanes that `k` range `k0..k1` packs into.
+    pub fn lanes(self, k0: usize, k1: usize) -> usize {
+        (k1 - k0).div_ceil(self.per_lane())
+    }
+
+    /// `k` values per packed block.
+    fn kc(self) -> usize {
+        SLOTS * self.per_lane()
+    }
+
+    /// The lane holding `lo` (`k`) and, in bf16, `hi` (`k + 1`).
+    #[inline(always)]
+    pub(crate) fn lane(self, lo: f32, hi: f32) -> u32 {
+        match self {
+            Mode::Bf16 => pair(lo, hi),
+            Mode::F32 => lo.to_bits(),
+        }
+    }
+}
+
+fn avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// A strided `f32` matrix: element `(i, j)` is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub struct Strided<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl Strided<'_> {
+    #[inline(always)]
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    pub(crate) fn check(&self, rows: usize, cols: usize, what: &str) {
+        if rows > 0 && cols > 0 {
+            assert!((rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len(), "panel gemm: {what} too small");
+        }
+    }
+}
+
+/// A vector of `len` elements the caller overwrites completely before reading any, reusing
+/// `v`'s allocation: the packed panels are rewritten for every block, and zero-filling them
+/// first was 4% of a training step.
+pub(crate) fn overwrite(v: &mut Vec<u32>, len: usize) {
+    v.clear();
+    v.reserve(len);
+    // SAFETY: u32 accepts any bit pattern, and every packer writes each lane (zeros past the
+    // matrix's edge) before the micro-kernel reads it.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        v.set_len(len)
+    };
+}
+
+/// Packs rows `0..m` x k range `k0..k1` of the matrix `at(row, k)` into MR-row strips:
+/// `[strip][lane][MR]`, rows past `m` and the odd k past `k1` as zeros.
+#[inline(always)]
+fn pack_a_with(mode: Mode, m: usize, k0: usize, k1: usize, out: &mut [u32], at: impl Fn(usize, usize) -> f32) {
+    let lanes = mode.lanes(k0, k1);
+    let per = mode.per_lane();
+    for (s, strip) in out.chunks_exact_mut(lanes * MR).enumerate() {
+        for r in 0..MR {
+            let row = s * MR + r;
+            if row >= m {
+                (0..lanes).for_each(|p| strip[p * MR + r] = 0);
+                continue;
+            }
+            for p in 0..lanes {
+                let k = k0 + per * p;
+                let hi = if per == 2 && k + 1 < k1 { at(row, k + 1) } else { 0.0 };
+                strip[p * MR + r] = mode.lane(at(row, k), hi);
+            }
+        }
+    }
+}
+
+/// [`pack_a_with`] of a strided matrix. (Compiled for AVX-512 so the rounding vectorises; only
+/// called where the mode is available.)
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn pack_a(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
+    overwrite(out, m.div_ceil(MR) * mode.lanes(k0, k1) * MR);
+    pack_a_with(mode, m, k0, k1, out, |i, k| a.at(i, k));
+}
+
+/// A left operand packed once for every k block, for products that reuse it: a convolution's
+/// weights are the left operand of every image group's GEMM, and used to be packed again for
+/// each (6% of a training step).
+pub struct PackedA {
+    mode: Mode,
+    m: usize,
+    k: usize,
+    data: Vec<u32>,
+}
+
+impl PackedA {
+    /// Packs the `m` x `k` matrix `at(row, k)`, k blocks in parallel.
+    pub fn new(mode: Mode, m: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
+        use rayon::prelude::*;
+        let strips = m.div_ceil(MR);
+        let mut data = Vec::new();
+        overwrite(&mut data, strips * mode.lanes(0, k) * MR);
+        let mut blocks = Vec::new();
+        let mut rest = &mut data[..];
+        for k0 in (0..k).step_by(mode.kc()) {
+            let k1 = (k0 + mode.kc()).min(k);
+            let (block, tail) = rest.split_at_mut(strips * mode.lanes(k0, k1) * MR);
+            blocks.push((k0, k1, block));
+            rest = tail;
+        }
+        blocks.into_par_iter().for_each(|(k0, k1, block)| pack_a_with(mode, m, k0, k1, block, &at));
+        PackedA { mode, m, k, data }
+    }
+
+    /// Of a strided matrix.
+    pub fn from_strided(mode: Mode, a: Strided, m: usize, k: usize) -> Self {
+        a.check(m, k, "a");
+        PackedA::new(mode, m, k, |i, j| a.at(i, j))
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Strips `first..first + count` of the k block starting at `k0`.
+    fn strips(&self, k0: usize, first: usize, count: usize) -> &[u32] {
+        let strips = self.m.div_ceil(MR);
+        // Every block before `k0` is whole.
+        let offset = strips * MR * (k0 / self.mode.per_lane());
+        let lanes = self.mode.lanes(k0, (k0 + self.mode.kc()).min(self.k));
+        &self.data[offset + first * lanes * MR..offset + (first + count) * lanes * MR]
+    }
+}
+
+/// The left operand of a product.
+#[derive(Clone, Copy)]
+pub enum Left<'a> {
+    /// Packed block by block as the product goes.
+    Strided(Strided<'a>),
+    /// Rows `first..` of an operand packed once; `first` a multiple of 8 (the micro-tile).
+    Packed(&'a PackedA, usize),
+}
+
+/// A right operand: anything that packs a block of itself into NR-column strips of lanes.
+/// Convolutions pack straight from their input this way, never writing the im2col matrix.
+pub trait Right: Sync {
+    /// Packs k range `k0..k1` x columns `n0..n1` into `out` as `[strip][lane][NR]`: lane `j` of
+    /// entry `p` in strip `t` holds `mode.lane(B[k0 + per p][n0 + NR t + j], B[.. + 1][..])`,
+    /// every lane written (zeros past `k1` and `n1`). `k0` is a multiple of the lanes' `k` count.
+    fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>);
+}
+
+impl Right for Strided<'_> {
+    fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
+        assert!(mode.available(), "panel gemm: {mode:?} needs a CPU feature this one lacks");
+        // SAFETY: the CPU has AVX-512F (every mode needs it, checked just above).
+        unsafe { pack_b(mode, *self, k0, k1, n0, n1, out) }
+    }
+}
+
+/// Packs k range `k0..k1` x columns `n0..n1` of `b` into NR-column strips: `[strip][lane][NR]`.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
+unsafe fn pack_b(mode: Mode, b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
+    let lanes = mode.lanes(k0, k1);
+    let per = mode.per_lane();
+    let strips = (n1 - n0).div_ceil(NR);
+    overwrite(out, strips * lanes * NR);
+    let gather = mode == Mode::Bf16 && b.cs != 1 && gathers(b, k1, n1);
+    for t in 0..strips {
+        let strip = &mut out[t * lanes * NR..(t + 1) * lanes * NR];
+        let cols = NR.min(n1 - n0 - t * NR);
+        for p in 0..lanes {
+            let k = k0 + per * p;
+            let has_hi = per == 2 && k + 1 < k1;
+            let (dst, past) = strip[p * NR..(p + 1) * NR].split_at_mut(cols);
+            past.fill(0);
+            if b.cs == 1 {
+                let lo = &b.data[k * b.rs + n0 + t * NR..][..cols];
+                if has_hi {
+                    let hi = &b.data[(k + 1) * b.rs + n0 + t * NR..][..cols];
+                    for ((d, &l), &h) in dst.iter_mut().zip(lo).zip(hi) {
+                        *d = pair(l, h);
+                    }
+                } else {
+                    for (d, &l) in dst.iter_mut().zip(lo) {
+                        *d = mode.lane(l, 0.0);
+                    }
+                }
+            } else if cols == NR && gather {
+                // A transposed operand (the weight gradient's im2col): 16 columns per gather.
+                #[cfg(target_arch = "x86_64")]
+                for v in 0..NV {
+                    // SAFETY: `gathers` bounds every index the gathers read; `dst` holds NR lanes.
+                    unsafe { gather_pairs(b, k, has_hi, n0 + t * NR + 16 * v, &mut dst[16 * v..16 * v + 16]) };
+                }
+            } else {
+                for (j, d) in dst.iter_mut().enumerate() {
+                    let col = n0 + t * NR + j;
+                    let hi = if has_hi { b.at(k + 1, col) } else { 0.0 };
+                    *d = mode.lane(b.at(k, col), hi);
+                }
+            }
+        }
+    }
+}
+
+/// Whether [`gather_pairs`] may read `b`'s rows below `k1` and columns below `n1`: offsets
+/// within one image of 32-bit indices, and every element in the slice.
+fn gathers(b: Strided, k1: usize, n1: usize) -> bool {
+    cfg!(target_arch = "x86_64") && n1 * b.cs < i32::MAX as usize && k1 > 0 && n1 > 0 && (k1 - 1) * b.rs + (n1 - 1) * b.cs < b.data.len()
+}
+
+/// The bf16 pairs (k, k + 1) of 16 consecutive columns from `col`: two gathers, rounded as
+/// [`crate::bf16::round_bits`] rounds (integer arithmetic, so the result is the same bit for bit).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 16);
+    let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
+    let round = |u: __m512i| {
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd))
+    };
+    // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
+    unsafe {
+        let base = b.data.as_ptr().add(k * b.rs + col * b.cs);
+        let lo = round(_mm512_i32gather_epi32::<4>(offsets, base.cast()));
+        let hi = if has_hi { round(_mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast())) } else { _mm512_setzero_si512() };
+        let packed = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0xFFFF_0000u32 as i32)), _mm512_srli_epi32::<16>(lo));
+        _mm512_storeu_si512(dst.as_mut_ptr().cast(), packed);
+    }
+}
+
+thread_local! {
+    /// Each thread's packing buffers, kept between products (a fresh 400 KB panel per product
+    /// costs page faults as well as the fill).
+    static PANELS: std::cell::Cell<(Vec<u32>, Vec<u32>)> = const { std::cell::Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// `c = a · b` (or `c += a · b` when `accumulate`), `a` m x k, `b` k x n, `c` row-major with row
+/// stride `ldc`, on one thread. Panics if the mode is not available on this CPU.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(mode.available(), "panel gemm: {mode:?} needs a CPU feature this one lacks");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * ldc + n, "panel gemm: c too small");
+    match a {
+        Left::Packed(p, first) => {
+            assert!(p.mode == mode && first % MR == 0 && first + m <= p.rows() && p.k == k, "panel gemm: packed operand does not cover the product")
+        }
+        Left::Strided(a) => a.check(m, k, "a"),
+    }
+    if k == 0 {
+        if !accumulate {
+            for row in c.chunks_mut(ldc).take(m) {
+                row[..n].fill(0.0);
+            }
+        }
+        return;
+    }
+    // Taken rather than borrowed, so that a nested product (none today) would just allocate.
+    let (mut packed_a, mut packed_b) = PANELS.take();
+    let strips = m.div_ceil(MR);
+    for k0 in (0..k).step_by(mode.kc()) {
+        let k1 = (k0 + mode.kc()).min(k);
+        let lanes = mode.lanes(k0, k1);
+        let add = accumulate || k0 > 0;
+        let a_block: &[u32] = match a {
+            Left::Strided(a) => {
+                // SAFETY: the mode is available (checked above), so the CPU has AVX-512F.
+                unsafe { pack_a(mode, a, m, k0, k1, &mut packed_a) };
+                &packed_a
+            }
+            Left::Packed(p, first) => p.strips(k0, first / MR, strips),
+        };
+        for n0 in (0..n).step_by(NC) {
+            let n1 = (n0 + NC).min(n);
+            b.pack(mode, k0, k1, n0, n1, &mut packed_b);
+            assert_eq!(packed_b.len(), (n1 - n0).div_ceil(NR) * lanes * NR, "panel gemm: packed right operand has the wrong size");
+            for t in 0..(n1 - n0).div_ceil(NR) {
+                let b_strip = &packed_b[t * lanes * NR..(t + 1) * lanes * NR];
+                let col = n0 + t * NR;
+                let cols = NR.min(n1 - col);
+                for s in 0..strips {
+                    let a_strip = &a_block[s * lanes * MR..(s + 1) * lanes * MR];
+                    let rows = MR.min(m - s * MR);
+                    let c_tile = &mut c[s * MR * ldc + col..(s * MR + rows - 1) * ldc + col + cols];
+                    // SAFETY: the mode is available (checked above); the strips hold `lanes`
+                    // lanes and `c_tile` spans `rows` rows of `cols` columns at stride `ldc`.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        match mode {
+                            Mode::Bf16 => micro_kernel_bf16(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::F32 => micro_kernel_f32(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                        }
+                    };
+                }
+            }
+        }
+    }
+    PANELS.set((packed_a, packed_b));
+}
+
+/// Stores the micro-tile's `rows` x `cols` corner into `c` (adding to it when `add`).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_tile(acc: &[[std::arch::x86_64::__m512; NV]; MR], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+    use std::arch::x86_64::*;
+    assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols) && c.len() >= (rows - 1) * ldc + cols);
+    for (r, row) in acc.iter().enumerate().take(rows) {
+        for (v, lane) in row.iter().enumerate() {
+            let width = cols.saturating_sub(16 * v).min(16);
+            if width == 0 {
+                break;
+            }
+            let mask: __mmask16 = if width == 16 { 0xFFFF } else { (1u16 << width) - 1 };
+            // SAFETY: the masked lanes are columns 16v.. 16v + width of row r, inside `c` by the
+            // assert above; masked-off lanes are neither read nor written. The caller runs with
+            // AVX-512F.
+            unsafe {
+                let dst = c.as_mut_ptr().add(r * ldc + 16 * v);
+                let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *lane) } else { *lane };
+                _mm512_mask_storeu_ps(dst, mask, sum);
+            }
+        }
+    }
+}
+
+/// `c[r][j] (+)= Σ_p a_strip[p][r] · b_strip[p][j]` over bf16 pairs, for the tile's `rows` x
+/// `cols` (the rest of the 8 x 48 micro-tile is computed and dropped).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_kernel_bf16(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+    use std::arch::x86_64::*;
+    assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
+    for p in 0..lanes {
+        // SAFETY: p < lanes and the assert above bounds every read.
+        unsafe {
+            let bv: [__m512bh; NV] =
+                std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR + 16 * v).cast())));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(p * MR + r) as i32));
+                for (v, lane) in row.iter_mut().enumerate() {
+                    *lane = _mm512_dpbf16_ps(*lane, av, bv[v]);
+                }
+            }
+        }
+    }
+    // SAFETY: this function runs with AVX-512F; `store_tile` checks the bounds.
+    unsafe { store_tile(&acc, c, ldc, rows, cols, add) }
+}
+
+/// [`micro_kernel_bf16`] with `f32` lanes and FMAs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn micro_kernel_f32(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+    use std::arch::x86_64::*;
+    assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+    let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
+    for p in 0..lanes {
+        // SAFETY: p < lanes and the assert above bounds every read.
+        unsafe {
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v).cast()));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(f32::from_bits(*a.add(p * MR + r)));
+                for (v, lane) in row.iter_mut().enumerate() {
+                    *lane = _mm512_fmadd_ps(av, bv[v], *lane);
+                }
+            }
+        }
+    }
+    // SAFETY: this function runs with AVX-512F; `store_tile` checks the bounds.
+    unsafe { store_tile(&acc, c, ldc, rows, cols, add) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bf16::round;
+
+    /// `a · b` with operands as `mode` multiplies them, summed in f64.
+    fn reference(mode: Mode, m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f32> {
+        let r = |v: f32| if mode == Mode::Bf16 { round(v) } else { v };
+        let mut c = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| r(a[i * k + p]) as f64 * r(b[p * n + j]) as f64).sum::<f64>() as f32;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn both_modes_match_the_reference_at_edge_sizes() {
+        for mode in [Mode::Bf16, Mode::F32] {
+            if !mode.available() {
+                eprintln!("skipped {mode:?}: this CPU lacks it");
+                continue;
+            }
+            for &(m, n, k) in &[(1, 1, 1), (3, 5, 7), (8, 48, 2), (9, 49, 257), (17, 100, 513), (64, 800, 31)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 23.0).collect();
+                let want = reference(mode, m, n, k, &a, &b);
+                let sa = Strided { data: &a, rs: k, cs: 1 };
+                let mut c = vec![f32::NAN; m * n];
+                gemm_with(mode, m, n, k, Left::Strided(sa), &Strided { data: &b, rs: n, cs: 1 }, &mut c, n, false);
+                let scale = want.iter().fold(1.0f32, |s, v| s.max(v.abs()));
+                for (i, (g, w)) in c.iter().zip(&want).enumerate() {
+                    assert!((g - w).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{mode:?} {m}x{n}x{k} [{i}]: {g} vs {w}");
+                }
+                // Accumulating adds to what is there; transposed (strided) operands and a left
+                // operand packed ahead give the same.
+                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                let packed = PackedA::from_strided(mode, sa, m, k);
+                let mut c2 = vec![1.0f32; m * n];
+                gemm_with(mode, m, n, k, Left::Packed(&packed, 0), &Strided { data: &bt, rs: 1, cs: k }, &mut c2, n, true);
+                for (g, w) in c2.iter().zip(&c) {
+                    assert!((g - (w + 1.0)).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{mode:?} {m}x{n}x{k} accumulated: {g} vs {w} + 1");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The portable convolution path (im2col and the `gemm` crate, what CPUs without AVX-512 run)
+//! against the direct loops, on any CPU: a test binary of its own because the switch that
+//! selects it is process-wide.
+
+mod common;
+
+use common::{assert_close, reference_backward, reference_forward, shapes, values};
+use fer_kernels::conv;
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn portable_convolutions_match_the_direct_loops(s in shapes(), seed in any::<u64>()) {
+        conv::set_panel_f32(false);
+        prop_assert_eq!(conv::panel_mode(), None);
+        let (x, w, b, dy) = (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+        assert_close("y", &conv::forward(&x, &w, Some(&b), &s), &reference_forward(&x, &w, &b, &s), 1e-5);
+        let g = conv::backward(&x, &w, &dy, &s, true, true, true);
+        let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
+        assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, 1e-5);
+        assert_close("dw", g.dw.as_deref().unwrap_or_default(), &dw, 1e-5);
+        assert_close("db", g.db.as_deref().unwrap_or_default(), &db, 1e-5);
+    }
+}
