@@ -1,6 +1,6 @@
 //! Augmentation: properties (proptest) and parity with Keras' `apply_affine_transform`.
 
-use fer_data::augment::{AffineParams, AugmentConfig, FillMode, apply_affine};
+use fer_data::augment::{AffineParams, AugmentConfig, ERASED_AREA, ERASED_ASPECT, FillMode, apply_affine, apply_affine_f32, erased_rect};
 use fer_data::{PIXELS, SIDE, rng::Rng};
 use proptest::prelude::*;
 
@@ -75,6 +75,71 @@ proptest! {
         config.augment_f32(&img, &mut Rng::seed(seed), &mut b);
         prop_assert_eq!(a, b);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random erasing changes one rectangle within the drawn ranges and nothing else, and repeats
+    /// for a seed.
+    #[test]
+    fn random_erasing_replaces_one_rectangle_of_the_stated_size(seed in any::<u64>(), img in face()) {
+        let config = AugmentConfig { erasing: 1.0, ..AugmentConfig::none() };
+        let mut out = vec![0.0f32; PIXELS];
+        config.augment_f32(&img, &mut Rng::seed(seed), &mut out);
+        let mut again = vec![0.0f32; PIXELS];
+        config.augment_f32(&img, &mut Rng::seed(seed), &mut again);
+        prop_assert_eq!(&out, &again);
+        // The same draws, replayed: the probability's coin, then the rectangle.
+        let mut rng = Rng::seed(seed);
+        prop_assert!(rng.bool(1.0));
+        let rect = erased_rect(&mut rng);
+        let mut plain = vec![0.0f32; PIXELS];
+        apply_affine_f32(&img, &AffineParams::default(), FillMode::Nearest, &mut plain);
+        for (i, (&o, &p)) in out.iter().zip(&plain).enumerate() {
+            let (r, c) = (i / SIDE, i % SIDE);
+            let inside = rect.is_some_and(|e| (e.top..e.top + e.height).contains(&r) && (e.left..e.left + e.width).contains(&c));
+            prop_assert!((0.0..=255.0).contains(&o), "pixel {i}: {o}");
+            if !inside {
+                prop_assert_eq!(o, p, "pixel {} outside the rectangle changed", i);
+            }
+        }
+        if let Some(e) = rect {
+            let area = (e.height * e.width) as f64 / PIXELS as f64;
+            let aspect = e.height as f64 / e.width as f64;
+            // Rounding the sides to whole pixels moves area and aspect a little past the ranges.
+            prop_assert!(area >= ERASED_AREA.0 * 0.7 && area <= ERASED_AREA.1 * 1.1, "area {area}");
+            prop_assert!(aspect >= ERASED_ASPECT.0 * 0.8 && aspect <= ERASED_ASPECT.1 * 1.25, "aspect {aspect}");
+        }
+    }
+}
+
+#[test]
+fn random_erasing_happens_at_its_probability_and_not_without_it() {
+    let img: Vec<u8> = (0..PIXELS).map(|i| (i % 251) as u8).collect();
+    let mut plain = vec![0.0f32; PIXELS];
+    apply_affine_f32(&img, &AffineParams::default(), FillMode::Nearest, &mut plain);
+    let erased = |p: f64| {
+        let config = AugmentConfig { erasing: p, ..AugmentConfig::none() };
+        let mut rng = Rng::seed(3);
+        let mut out = vec![0.0f32; PIXELS];
+        (0..1000)
+            .filter(|_| {
+                config.augment_f32(&img, &mut rng, &mut out);
+                out != plain
+            })
+            .count()
+    };
+    assert_eq!(erased(0.0), 0);
+    assert_eq!(erased(1.0), 1000);
+    let half = erased(0.5);
+    assert!((430..570).contains(&half), "{half} of 1000 erased at p = 0.5");
+    // Off by default, and left out of saved configs when off (old configs keep their text).
+    assert_eq!(AugmentConfig::report().erasing, 0.0);
+    let json = serde_json::to_string(&AugmentConfig::report()).unwrap_or_default();
+    assert!(!json.contains("erasing"), "{json}");
+    let on: AugmentConfig = serde_json::from_str(&json.replace("}", ",\"erasing\":0.25}")).expect("a config with erasing loads");
+    assert_eq!(on.erasing, 0.25);
 }
 
 #[test]

@@ -248,6 +248,9 @@ impl Recipe {
         if !(self.dropout_scale >= 0.0 && self.dropout_scale.is_finite()) {
             return bad("--dropout-scale must be zero or positive");
         }
+        if !(0.0..=1.0).contains(&self.augment.erasing) {
+            return bad("--random-erasing must be a probability in [0, 1]");
+        }
         Ok(())
     }
 }
@@ -381,6 +384,20 @@ mod tests {
         for bad in [-0.5, f64::NAN, f64::INFINITY] {
             let err = Recipe { dropout_scale: bad, ..Recipe::report_cnn() }.validate().unwrap_err().to_string();
             assert!(err.contains("--dropout-scale"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn random_erasing_must_be_a_probability() {
+        let with = |p: f64| {
+            let mut r = Recipe::fast_cnn();
+            r.augment.erasing = p;
+            r.validate()
+        };
+        assert!(with(0.0).is_ok() && with(0.5).is_ok() && with(1.0).is_ok());
+        for bad in [-0.1, 1.5, f64::NAN] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("--random-erasing"), "{bad}: {err}");
         }
     }
 
