@@ -1,11 +1,16 @@
-//! 2-D convolution (stride 1, any padding) on contiguous NCHW `f32` buffers: im2col plus one
-//! GEMM per group of images, forward and backward.
+//! 2-D convolution (stride 1, any padding) on contiguous NCHW `f32` buffers: one GEMM per group
+//! of images, forward and backward.
 //!
 //! Why not burn's own kernels: flex computes the weight gradient as a convolution with batch and
 //! channels swapped and the input gradient as a transposed convolution, each with its own large
-//! temporaries. Here all three products are plain GEMMs over the same im2col matrix, images are
+//! temporaries. Here all three products are plain GEMMs over the im2col matrix, images are
 //! grouped so that every GEMM has at least [`MIN_COLUMNS`] columns (the deep layers have 6x6
 //! maps), and the two CPU cores each take whole groups, so no GEMM is split across threads.
+//!
+//! Two ways to run them: fer's own GEMM ([`crate::panel`], bf16 on AVX512-BF16 CPUs when asked,
+//! f32 on AVX-512 CPUs), whose operands pack straight from the input ([`crate::conv_operands`])
+//! so the im2col matrix is never written; and, on every other CPU, im2col into memory and the
+//! `gemm` crate ([`panel_mode`] says which runs).
 
 use rayon::prelude::*;
 
