@@ -405,57 +405,62 @@ unsafe fn store_tile(acc: &[[std::arch::x86_64::__m512; NV]; MR], c: &mut [f32],
     }
 }
 
-/// `c[r][j] (+)= Σ_p a_strip[p][r] · b_strip[p][j]` over bf16 pairs, for the tile's `rows` x
-/// `cols` (the rest of the 8 x 48 micro-tile is computed and dropped).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro_kernel_bf16(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
-    use std::arch::x86_64::*;
-    assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
-    for p in 0..lanes {
-        // SAFETY: p < lanes and the assert above bounds every read.
-        unsafe {
-            let bv: [__m512bh; NV] =
-                std::array::from_fn(|v| std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR + 16 * v).cast())));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(p * MR + r) as i32));
-                for (v, lane) in row.iter_mut().enumerate() {
-                    *lane = _mm512_dpbf16_ps(*lane, av, bv[v]);
+/// Defines a micro-kernel: `c[r][j] (+)= Σ_p a_strip[p][r] · b_strip[p][j]` over `lanes` lanes,
+/// for the tile's `rows` x `cols` (the rest of the 8 x 48 micro-tile is computed and dropped).
+/// The modes differ only in the CPU features, how a lane is loaded and broadcast, and the
+/// multiply-add; one body keeps their loops, bounds and stores identical.
+macro_rules! micro_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, |$bits:ident| $load:expr, |$word:ident| $broadcast:expr, |$acc:ident, $av:ident, $bv:ident| $madd:expr) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+            #[allow(unused_imports)]
+            use std::arch::x86_64::*;
+            assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
+            for p in 0..lanes {
+                // SAFETY: p < lanes and the assert above bounds every read.
+                unsafe {
+                    let bv = std::array::from_fn::<_, NV, _>(|v| {
+                        let $bits = _mm512_loadu_si512(b.add(p * NR + 16 * v).cast());
+                        $load
+                    });
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let $word = *a.add(p * MR + r);
+                        let $av = $broadcast;
+                        for (v, lane) in row.iter_mut().enumerate() {
+                            let ($acc, $bv) = (*lane, bv[v]);
+                            *lane = $madd;
+                        }
+                    }
                 }
             }
+            // SAFETY: this function runs with AVX-512F; `store_tile` checks the bounds.
+            unsafe { store_tile(&acc, c, ldc, rows, cols, add) }
         }
-    }
-    // SAFETY: this function runs with AVX-512F; `store_tile` checks the bounds.
-    unsafe { store_tile(&acc, c, ldc, rows, cols, add) }
+    };
 }
 
-/// [`micro_kernel_bf16`] with `f32` lanes and FMAs.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn micro_kernel_f32(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
-    use std::arch::x86_64::*;
-    assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
-    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
-    let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
-    for p in 0..lanes {
-        // SAFETY: p < lanes and the assert above bounds every read.
-        unsafe {
-            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(p * NR + 16 * v).cast()));
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = _mm512_set1_ps(f32::from_bits(*a.add(p * MR + r)));
-                for (v, lane) in row.iter_mut().enumerate() {
-                    *lane = _mm512_fmadd_ps(av, bv[v], *lane);
-                }
-            }
-        }
-    }
-    // SAFETY: this function runs with AVX-512F; `store_tile` checks the bounds.
-    unsafe { store_tile(&acc, c, ldc, rows, cols, add) }
-}
+micro_kernel!(
+    /// bf16 pairs: `vdpbf16ps`, two multiply-adds per lane.
+    micro_kernel_bf16,
+    "avx512f,avx512bf16",
+    |bits| std::mem::transmute::<__m512i, __m512bh>(bits),
+    |word| std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(word as i32)),
+    |acc, av, bv| _mm512_dpbf16_ps(acc, av, bv)
+);
+
+micro_kernel!(
+    /// `f32` lanes: FMAs.
+    micro_kernel_f32,
+    "avx512f",
+    |bits| _mm512_castsi512_ps(bits),
+    |word| _mm512_set1_ps(f32::from_bits(word)),
+    |acc, av, bv| _mm512_fmadd_ps(av, bv, acc)
+);
 
 #[cfg(test)]
 mod tests {
