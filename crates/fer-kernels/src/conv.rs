@@ -101,7 +101,7 @@ pub fn panel_mode() -> Option<Mode> {
 
 /// `c = a · b (+ c)`, row-major with explicit strides; single-threaded unless `parallel`.
 #[allow(clippy::too_many_arguments)]
-fn sgemm(
+pub(crate) fn sgemm(
     m: usize,
     n: usize,
     k: usize,
@@ -120,6 +120,26 @@ fn sgemm(
         panel_gemm(mode, m, n, k, a, b, c, c_row_stride, accumulate, parallel);
         return;
     }
+    gemm_crate(m, n, k, a, b, c, c_row_stride, accumulate, parallel);
+}
+
+/// [`sgemm`] through the `gemm` crate, in `f32` on any CPU.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_crate(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[f32], isize, isize),
+    b: (&[f32], isize, isize),
+    c: &mut [f32],
+    c_row_stride: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
     let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
     // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
     // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
@@ -179,7 +199,18 @@ fn panel_gemm(
 /// [`crate::panel::gemm_with`]; `parallel` splits the rows of `c` across the cores, in blocks of
 /// a multiple of 8 (the micro-tile's height).
 #[allow(clippy::too_many_arguments)]
-fn panel_product(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Right, c: &mut [f32], ldc: usize, accumulate: bool, parallel: bool) {
+pub(crate) fn panel_product(
+    mode: Mode,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Left,
+    b: &impl Right,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+    parallel: bool,
+) {
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
     let rows = m.div_ceil(threads).div_ceil(8) * 8;
     if threads == 1 || rows >= m || m == 0 || n == 0 {

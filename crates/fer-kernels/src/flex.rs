@@ -13,12 +13,23 @@ use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::adam::AdamStep;
 use crate::conv::{self, ConvShape};
+use crate::dense::{self as dense_kernel, DenseShape, DropoutMask, Epilogue};
 use crate::{pointwise, profile};
 
 #[backend_extension(Flex, Autodiff)]
 #[allow(clippy::too_many_arguments)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    /// `x · weight + bias`, then LeakyReLU (`slope`) and dropout (`dropout_prob > 0`, its mask
+    /// from `dropout_seed`) when given ([`crate::dense`]).
+    fn fer_dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        slope: Option<f32>,
+        dropout_seed: u64,
+        dropout_prob: f32,
+    ) -> FloatTensor<Self>;
     /// Convolution, BatchNorm with the given `mean` and `var`, and LeakyReLU in one pass over the
     /// output. Inference only: no gradient.
     fn fer_conv_block(
@@ -149,6 +160,26 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize;
         padding[0],
         padding[1],
     ))
+}
+
+pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, slope: Option<f32>, dropout: Option<DropoutMask>) -> Tensor<2> {
+    let (seed, prob) = dropout.map_or((0, 0.0), |d| (d.seed, d.prob));
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dense(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), slope, seed, prob))
+}
+
+fn epilogue(slope: Option<f32>, seed: u64, prob: f32) -> Epilogue {
+    Epilogue { slope, dropout: (prob > 0.0).then_some(DropoutMask { seed, prob }) }
+}
+
+fn dense_shape(x: &FlexTensor, w: &FlexTensor) -> DenseShape {
+    let (xd, wd) = (dims(x), dims(w));
+    assert!(xd.len() == 2 && wd.len() == 2 && xd[1] == wd[0], "fer dense: input {xd:?} and weight {wd:?} do not fit");
+    DenseShape { batch: xd[0], inputs: wd[0], outputs: wd[1] }
+}
+
+/// A profile row's shape: `inputs->outputs`.
+fn dense_label(s: &DenseShape) -> String {
+    format!("{}->{}", s.inputs, s.outputs)
 }
 
 /// The tensor's elements in row-major order (copied only when the tensor is a strided view).
@@ -339,6 +370,50 @@ impl FerKernels for Flex {
             profile::time("conv forward", || conv_label(&s), || conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s));
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
+
+    fn fer_dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, slope: Option<f32>, dropout_seed: u64, dropout_prob: f32) -> FlexTensor {
+        let s = dense_shape(&x, &weight);
+        let e = epilogue(slope, dropout_seed, dropout_prob);
+        let y = profile::time(
+            "dense forward",
+            || dense_label(&s),
+            || dense_kernel::forward(&contiguous(&x), &contiguous(&weight), &contiguous(&bias), &s, &e),
+        );
+        tensor(y, &[s.batch, s.outputs])
+    }
+}
+
+#[derive(Debug)]
+struct DenseBackward;
+
+impl Backward<Flex, 3> for DenseBackward {
+    /// Input, weight, the output where the epilogue needs it, and the epilogue.
+    type State = (FlexTensor, FlexTensor, Option<FlexTensor>, Epilogue);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let dy: FlexTensor = grads.consume::<Flex>(&ops.node);
+        let (x, weight, y, e) = ops.state;
+        let s = dense_shape(&x, &weight);
+        let y = y.as_ref().map(contiguous);
+        let g = profile::time(
+            "dense backward",
+            || dense_label(&s),
+            || {
+                let want = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
+                dense_kernel::backward(&contiguous(&x), &contiguous(&weight), y.as_deref().unwrap_or(&[]), &contiguous(&dy), &s, &e, want)
+            },
+        );
+        if let (Some(node), Some(dx)) = (node_x, g.dx) {
+            grads.register::<Flex>(node.id, tensor(dx, &[s.batch, s.inputs]));
+        }
+        if let (Some(node), Some(dw)) = (node_w, g.dw) {
+            grads.register::<Flex>(node.id, tensor(dw, &[s.inputs, s.outputs]));
+        }
+        if let (Some(node), Some(db)) = (node_b, g.db) {
+            grads.register::<Flex>(node.id, tensor(db, &[s.outputs]));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -467,6 +542,28 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
             }
             OpsKind::UnTracked(prep) => {
                 prep.finish(Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), pad_h, pad_w))
+            }
+        }
+    }
+
+    fn fer_dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        slope: Option<f32>,
+        dropout_seed: u64,
+        dropout_prob: f32,
+    ) -> FloatTensor<Self> {
+        match DenseBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (x, weight, bias) = (x.into_primitive(), weight.into_primitive(), bias.into_primitive());
+                let e = epilogue(slope, dropout_seed, dropout_prob);
+                let y = Flex::fer_dense(x.clone(), weight.clone(), bias, slope, dropout_seed, dropout_prob);
+                let saved = e.needs_output().then(|| y.clone());
+                prep.finish((x, weight, saved, e), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fer_dense(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), slope, dropout_seed, dropout_prob))
             }
         }
     }

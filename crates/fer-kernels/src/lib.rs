@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
-use burn::nn::{BatchNorm, Dropout, LeakyRelu, PaddingConfig2d};
+use burn::nn::{BatchNorm, Dropout, LeakyRelu, Linear, PaddingConfig2d};
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, Tensor};
@@ -24,6 +24,7 @@ pub mod adam;
 pub mod bf16;
 pub mod conv;
 pub mod conv_operands;
+pub mod dense;
 mod flex;
 pub mod panel;
 pub mod profile;
@@ -151,10 +152,50 @@ pub fn dropout<const D: usize>(layer: &Dropout, x: Tensor<D>) -> Tensor<D> {
     if !fast_for(&x) || !layer.training.is_enabled() || !x.device().is_autodiff() || layer.prob == 0.0 {
         return layer.forward(x);
     }
-    let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &x.device().inner()).into_data();
-    let draws = draws.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
-    let seed = draws.iter().fold(0u64, |acc, v| (acc << 32) ^ u64::from(v.to_bits()));
+    let seed = dropout_seed(&x.device());
     flex::dropout(x, seed, layer.prob as f32)
+}
+
+/// A dropout mask's seed, drawn from burn's random generator on `device`.
+fn dropout_seed(device: &burn::tensor::Device) -> u64 {
+    let draws = Tensor::<1>::random([2], Distribution::Uniform(0.0, 1.0), &device.clone().inner()).into_data();
+    let draws = draws.convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    draws.iter().fold(0u64, |acc, v| (acc << 32) ^ u64::from(v.to_bits()))
+}
+
+/// A burn `Linear` layer's forward pass for `[batch, features]` inputs, through [`dense`]'s
+/// GEMM on the fast path.
+pub fn linear(layer: &Linear, x: Tensor<2>) -> Tensor<2> {
+    match fast_dense(layer, &x) {
+        Some((weight, bias)) => flex::dense(x, weight, bias, None, None),
+        None => layer.forward(x),
+    }
+}
+
+/// Dense → LeakyReLU → dropout, as one kernel each way on the fast path ([`dense`]): the bias,
+/// activation and dropout mask are applied as the product's output is finished, and the backward
+/// pass recomputes the mask from its seed. The seed is drawn exactly as [`dropout`] draws it, so
+/// a run gives the masks it gave with the layers one by one. Elsewhere, the layers one by one.
+pub fn linear_leaky_dropout(layer: &Linear, act: &LeakyRelu, drop: &Dropout, x: Tensor<2>) -> Tensor<2> {
+    // burn's layer drops only on a gradient device, in training.
+    let dropping = drop.training.is_enabled() && drop.prob > 0.0 && x.device().is_autodiff();
+    match fast_dense(layer, &x).filter(|_| act.negative_slope >= 0.0) {
+        Some((weight, bias)) => {
+            let mask = dropping.then(|| dense::DropoutMask { seed: dropout_seed(&x.device()), prob: drop.prob as f32 });
+            flex::dense(x, weight, bias, Some(act.negative_slope as f32), mask)
+        }
+        None => dropout(drop, leaky_relu(act, linear(layer, x))),
+    }
+}
+
+/// The layer's weight and bias (zeros where it has none) where its product runs on the fast path.
+fn fast_dense(layer: &Linear, x: &Tensor<2>) -> Option<(Tensor<2>, Tensor<1>)> {
+    let weight = layer.weight.val();
+    if !fast_for(x) || weight.dtype() != DType::F32 {
+        return None;
+    }
+    let bias = layer.bias.as_ref().map_or_else(|| Tensor::zeros([weight.dims()[1]], &weight.device()), |b| b.val());
+    Some((weight, bias))
 }
 
 /// A burn `MaxPool2d` layer's forward pass; fer's kernel covers the 2x2, stride-2, unpadded case.

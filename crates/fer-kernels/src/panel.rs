@@ -241,7 +241,7 @@ unsafe fn pack_b(mode: Mode, b: Strided, k0: usize, k1: usize, n0: usize, n1: us
     let per = mode.per_lane();
     let strips = (n1 - n0).div_ceil(NR);
     overwrite(out, strips * lanes * NR);
-    let gather = mode == Mode::Bf16 && b.cs != 1 && gathers(b, k1, n1);
+    let gather = b.cs != 1 && gathers(b, k1, n1);
     for t in 0..strips {
         let strip = &mut out[t * lanes * NR..(t + 1) * lanes * NR];
         let cols = NR.min(n1 - n0 - t * NR);
@@ -263,11 +263,18 @@ unsafe fn pack_b(mode: Mode, b: Strided, k0: usize, k1: usize, n0: usize, n1: us
                     }
                 }
             } else if cols == NR && gather {
-                // A transposed operand (the weight gradient's im2col): 16 columns per gather.
+                // A transposed operand (the weight gradient's im2col, a dense layer's weights in
+                // its input gradient): 16 columns per gather.
                 #[cfg(target_arch = "x86_64")]
                 for v in 0..NV {
+                    let (col, lanes16) = (n0 + t * NR + 16 * v, &mut dst[16 * v..16 * v + 16]);
                     // SAFETY: `gathers` bounds every index the gathers read; `dst` holds NR lanes.
-                    unsafe { gather_pairs(b, k, has_hi, n0 + t * NR + 16 * v, &mut dst[16 * v..16 * v + 16]) };
+                    unsafe {
+                        match mode {
+                            Mode::Bf16 => gather_pairs(b, k, has_hi, col, lanes16),
+                            Mode::F32 => gather_f32(b, k, col, lanes16),
+                        }
+                    }
                 }
             } else {
                 for (j, d) in dst.iter_mut().enumerate() {
@@ -305,6 +312,20 @@ unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut
         let hi = if has_hi { round(_mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast())) } else { _mm512_setzero_si512() };
         let packed = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0xFFFF_0000u32 as i32)), _mm512_srli_epi32::<16>(lo));
         _mm512_storeu_si512(dst.as_mut_ptr().cast(), packed);
+    }
+}
+
+/// 16 consecutive columns of row `k` from `col`: one gather.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_f32(b: Strided, k: usize, col: usize, dst: &mut [u32]) {
+    use std::arch::x86_64::*;
+    assert!(dst.len() >= 16);
+    let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
+    // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
+    unsafe {
+        let base = b.data.as_ptr().add(k * b.rs + col * b.cs);
+        _mm512_storeu_si512(dst.as_mut_ptr().cast(), _mm512_i32gather_epi32::<4>(offsets, base.cast()));
     }
 }
 

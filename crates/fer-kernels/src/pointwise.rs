@@ -39,7 +39,7 @@ macro_rules! multiversion {
 /// real activations' signs are unpredictable, and a branch per element ran these passes 6-24x
 /// slower than a copy of the same buffer (pointwise_bench).
 #[inline(always)]
-fn leaky_factor(z: f32, negative: f32) -> f32 {
+pub(crate) fn leaky_factor(z: f32, negative: f32) -> f32 {
     // All ones where z < 0 (not for -0.0 or NaN: the same as `if z < 0.0`).
     let below = 0u32.wrapping_sub(u32::from(z < 0.0));
     f32::from_bits((negative.to_bits() & below) | (1.0f32.to_bits() & !below))

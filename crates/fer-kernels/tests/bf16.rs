@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::{assert_close, reference_backward, reference_forward, shapes, values};
+use common::{assert_close, reference_backward, reference_dense, reference_forward, shapes, values};
 use fer_kernels::conv::{self, ConvShape};
+use fer_kernels::dense::{self, DenseShape, Epilogue, FEW_ROWS};
 use fer_kernels::{Precision, bf16};
 use proptest::prelude::*;
 
@@ -171,4 +172,34 @@ fn bf16_inference_packs_weights_once_per_buffer_and_never_serves_stale_ones() {
     assert_close_to_scale("model a", &first, &plain(&a), F32_TOL);
     assert_close_to_scale("model b", &other, &plain(&b), F32_TOL);
     assert_ne!(first, other);
+}
+
+#[test]
+fn bf16_dense_layers_match_the_rounded_reference_and_few_rows_stay_f32() {
+    let _held = hold_precision();
+    if !bf16::available() {
+        eprintln!("skipped: this CPU has no AVX512-BF16");
+        return;
+    }
+    fer_kernels::set_precision(Precision::Bf16);
+    for (batch, inputs, outputs, seed) in [(FEW_ROWS, 33, 50, 1), (128, 301, 97, 2), (40, 64, 900, 3), (FEW_ROWS - 1, 70, 20, 4), (1, 9, 7, 5)] {
+        let s = DenseShape { batch, inputs, outputs };
+        let (x, w, b, dy) =
+            (values(batch * inputs, seed), values(inputs * outputs, seed ^ 1), values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
+        let y = dense::forward(&x, &w, &b, &s, &Epilogue::default());
+        let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), [true, true, true]);
+        // Below FEW_ROWS the products run in f32 (the `gemm` crate), at or above it in bf16.
+        let (want, tol) = if batch >= FEW_ROWS {
+            (reference_dense(&rounded(&x), &rounded(&w), &b, &rounded(&dy), &s), ROUNDED_TOL)
+        } else {
+            (reference_dense(&x, &w, &b, &dy, &s), 1e-5)
+        };
+        let name = format!("{batch}x{inputs}->{outputs}");
+        assert_close(&format!("{name} y"), &y, &want.0, tol);
+        assert_close(&format!("{name} dx"), g.dx.as_deref().unwrap_or_default(), &want.1, tol);
+        assert_close(&format!("{name} dw"), g.dw.as_deref().unwrap_or_default(), &want.2, tol * 10.0);
+        // The bias gradient sums dy itself, in f32, at any precision.
+        assert_close(&format!("{name} db"), g.db.as_deref().unwrap_or_default(), &reference_dense(&x, &w, &b, &dy, &s).3, 1e-5);
+    }
+    fer_kernels::set_precision(Precision::F32);
 }

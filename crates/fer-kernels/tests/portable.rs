@@ -1,11 +1,12 @@
-//! The portable convolution path (im2col and the `gemm` crate, what CPUs without AVX-512 run)
-//! against the direct loops, on any CPU: a test binary of its own because the switch that
+//! The portable path of the convolutions and dense layers (im2col and the `gemm` crate, what
+//! CPUs without AVX-512 run) against the direct loops, on any CPU: a test binary of its own because the switch that
 //! selects it is process-wide.
 
 mod common;
 
-use common::{assert_close, reference_backward, reference_forward, shapes, values};
+use common::{assert_close, reference_backward, reference_dense, reference_forward, shapes, values};
 use fer_kernels::conv;
+use fer_kernels::dense::{self, DenseShape, Epilogue};
 use proptest::prelude::*;
 
 proptest! {
@@ -19,6 +20,19 @@ proptest! {
         assert_close("y", &conv::forward(&x, &w, Some(&b), &s), &reference_forward(&x, &w, &b, &s), 1e-5);
         let g = conv::backward(&x, &w, &dy, &s, true, true, true);
         let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
+        assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, 1e-5);
+        assert_close("dw", g.dw.as_deref().unwrap_or_default(), &dw, 1e-5);
+        assert_close("db", g.db.as_deref().unwrap_or_default(), &db, 1e-5);
+    }
+
+    #[test]
+    fn portable_dense_layers_match_the_direct_loops(batch in 1usize..80, inputs in 1usize..100, outputs in 1usize..100, seed in any::<u64>()) {
+        conv::set_panel_f32(false);
+        let s = DenseShape { batch, inputs, outputs };
+        let (x, w, b, dy) = (values(batch * inputs, seed), values(inputs * outputs, seed ^ 1), values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
+        let (y, dx, dw, db) = reference_dense(&x, &w, &b, &dy, &s);
+        assert_close("y", &dense::forward(&x, &w, &b, &s, &Epilogue::default()), &y, 1e-5);
+        let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), [true, true, true]);
         assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, 1e-5);
         assert_close("dw", g.dw.as_deref().unwrap_or_default(), &dw, 1e-5);
         assert_close("db", g.db.as_deref().unwrap_or_default(), &db, 1e-5);

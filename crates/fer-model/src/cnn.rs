@@ -177,7 +177,11 @@ impl DenseBlock {
     /// Dense → [BatchNorm] → LeakyReLU → dropout, tapping each output under `prefix`.
     /// `None` once the tap's stop layer has been reached.
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<2>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
-        let x = tap.dense(&format!("{prefix}.dense"), self.dense.forward(x))?;
+        if self.bn.is_none() && tap.is_plain() {
+            // Nothing taps the layers in between: one fused kernel each way.
+            return Some(fer_kernels::linear_leaky_dropout(&self.dense, &self.act, &self.dropout, x));
+        }
+        let x = tap.dense(&format!("{prefix}.dense"), fer_kernels::linear(&self.dense, x))?;
         let x = self.bn_act(x, tap, prefix)?;
         tap.dense(&format!("{prefix}.dropout"), fer_kernels::dropout(&self.dropout, x))
     }
@@ -206,6 +210,6 @@ impl Cnn {
         for (i, block) in self.dense.iter().enumerate() {
             x = block.forward_tapped(&format!("fc{}", i + 1), x, tap)?;
         }
-        tap.dense("logits", self.logits.forward(x))
+        tap.dense("logits", fer_kernels::linear(&self.logits, x))
     }
 }

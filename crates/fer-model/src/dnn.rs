@@ -68,6 +68,6 @@ impl Dnn {
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward_tapped(&format!("fc{}", i + 1), x, tap)?;
         }
-        tap.dense("logits", self.logits.forward(x))
+        tap.dense("logits", fer_kernels::linear(&self.logits, x))
     }
 }

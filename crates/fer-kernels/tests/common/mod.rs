@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use fer_kernels::conv::ConvShape;
+use fer_kernels::dense::DenseShape;
 use proptest::prelude::*;
 
 pub fn reference_forward(x: &[f32], w: &[f32], b: &[f32], s: &ConvShape) -> Vec<f32> {
@@ -61,6 +62,31 @@ pub fn reference_backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) -> (V
     }
     let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
     (f(dx), f(dw), f(db))
+}
+
+/// `x · w + b` and the gradients of `sum(y ⊙ dy)` by plain loops summed in f64.
+#[allow(clippy::type_complexity)]
+pub fn reference_dense(x: &[f32], w: &[f32], b: &[f32], dy: &[f32], s: &DenseShape) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (m, k, n) = (s.batch, s.inputs, s.outputs);
+    let mut y = vec![0.0f32; m * n];
+    let (mut dx, mut dw, mut db) = (vec![0.0f32; m * k], vec![0.0f32; k * n], vec![0.0f32; n]);
+    for r in 0..m {
+        for j in 0..n {
+            y[r * n + j] = (b[j] as f64 + (0..k).map(|p| x[r * k + p] as f64 * w[p * n + j] as f64).sum::<f64>()) as f32;
+        }
+        for p in 0..k {
+            dx[r * k + p] = (0..n).map(|j| dy[r * n + j] as f64 * w[p * n + j] as f64).sum::<f64>() as f32;
+        }
+    }
+    for p in 0..k {
+        for j in 0..n {
+            dw[p * n + j] = (0..m).map(|r| x[r * k + p] as f64 * dy[r * n + j] as f64).sum::<f64>() as f32;
+        }
+    }
+    for (j, d) in db.iter_mut().enumerate() {
+        *d = (0..m).map(|r| dy[r * n + j] as f64).sum::<f64>() as f32;
+    }
+    (y, dx, dw, db)
 }
 
 pub fn values(len: usize, seed: u64) -> Vec<f32> {
