@@ -13,8 +13,8 @@ bench/.venv/bin/python -c "import torch" 2>/dev/null || bench/.venv/bin/pip inst
 cargo build --release -q -p fer-cli
 out=$(mktemp)
 ./target/release/fer bench --model "$model" --train-steps "$steps" --path both --json | grep '"impl"' | tee -a "$out"
-# fer-kernels with bf16 convolutions (f32 on CPUs without AVX512-BF16; the row says which ran).
-./target/release/fer bench --model "$model" --train-steps "$steps" --precision bf16 --json | grep '"impl"' | sed 's/"impl":"fer (fer-kernels on burn flex)"/"impl":"fer (fer-kernels, bf16 convolutions)"/' | tee -a "$out"
+# fer-kernels with bf16 GEMMs: convolutions and dense layers (f32 on CPUs without AVX512-BF16; the row says which ran).
+./target/release/fer bench --model "$model" --train-steps "$steps" --precision bf16 --json | grep '"impl"' | sed 's/"impl":"fer (fer-kernels on burn flex)"/"impl":"fer (fer-kernels, bf16 GEMMs)"/' | tee -a "$out"
 for mode in fp32 channels_last bf16; do
   bench/.venv/bin/python bench/torch_reference.py bench --model "$model" --mode "$mode" --train-steps "$steps" --json | tee -a "$out"
 done

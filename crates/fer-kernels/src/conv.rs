@@ -16,6 +16,7 @@ use rayon::prelude::*;
 
 use crate::conv_operands::{PaddedInput, PaddedPlanes, weight_order};
 use crate::panel::{Left, Mode, PackedA, Right, Strided, gemm_with};
+use crate::winograd;
 
 /// Fewest GEMM columns worth a call of their own; smaller maps are batched up to this.
 pub const MIN_COLUMNS: usize = 512;
@@ -86,6 +87,19 @@ static PANEL_F32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool:
 /// every other CPU). For measuring one against the other, and for testing the portable path.
 pub fn set_panel_f32(enabled: bool) {
     PANEL_F32.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether `f32` 3x3 convolutions with padding 1 (forward and input gradient) run by Winograd's
+/// F(2x2, 3x3) ([`crate::winograd`], the default) or as direct GEMMs. For measuring one against
+/// the other and testing both.
+pub fn set_winograd(enabled: bool) {
+    WINOGRAD.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn winograd_enabled() -> bool {
+    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// The mode of fer's GEMM the convolutions run in, or `None` for im2col and the `gemm` crate.
@@ -364,6 +378,11 @@ pub fn forward_prepacked(
             None => dst.iter_mut().for_each(|d| *d = f(*d)),
         }
     };
+    // 3x3 "same" convolutions in f32 by Winograd's algorithm, where every core gets images of
+    // its own (training, and the input gradient, which is such a convolution too).
+    if panel_mode() == Some(Mode::F32) && packed.is_none() && winograd_enabled() && winograd::fits(s) && s.n >= rayon::current_num_threads() {
+        return winograd::forward(x, w, s, &|plane: &mut [f32], co: usize| finish(plane, None, co));
+    }
     // In fer's own GEMM, where the input packs straight from the images: the weights packed
     // once for every group (`conv_operands`).
     let mode = panel_mode().filter(|&mode| PaddedInput::fits(mode, s));

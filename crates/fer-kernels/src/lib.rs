@@ -28,6 +28,7 @@ pub mod dense;
 mod flex;
 pub mod panel;
 pub mod profile;
+pub mod winograd;
 
 static FAST_PATH: AtomicBool = AtomicBool::new(true);
 
