@@ -1,6 +1,6 @@
-//! The CNN's 3x3 convolutions at batch 128, forward and input gradient (a convolution with the
-//! channels swapped), by Winograd's F(2x2, 3x3) and by the direct GEMM, alternated in one
-//! process: milliseconds (best of 3) and the ratio.
+//! The CNN's 3x3 convolutions at batch 128, forward, input gradient (a convolution with the
+//! channels swapped) and weight gradient, by Winograd's F(2x2, 3x3) and by the direct GEMM,
+//! alternated in one process: milliseconds (best of 3) and the ratio.
 //!
 //! `cargo run --release -p fer-kernels --example conv_bench` (`CONV_BENCH_LAYER=0..3` for one layer)
 
@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use fer_kernels::conv::{self, ConvShape};
 
-fn best_ms(s: &ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> f64 {
+fn best_ms(f: impl Fn()) -> f64 {
     (0..3)
         .map(|_| {
             let t = Instant::now();
-            std::hint::black_box(conv::forward(x, w, Some(b), s));
+            f();
             t.elapsed().as_secs_f64() * 1e3
         })
         .fold(f64::INFINITY, f64::min)
@@ -24,18 +24,26 @@ fn main() {
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
     for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {
-        for (what, cin, cout) in [("forward", cin, cout), ("input gradient", cout, cin)] {
+        for (what, cin, cout) in [("forward", cin, cout), ("input gradient", cout, cin), ("weight gradient", cin, cout)] {
             let s = ConvShape { n: 128, cin, h: side, w: side, cout, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
             let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
             let w: Vec<f32> = (0..s.weight_len()).map(|i| ((i * 104_729 % 1000) as f32 - 500.0) / 5000.0).collect();
             let b = vec![0.1f32; cout];
+            let dy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 6007 % 1000) as f32 - 500.0) / 500.0).collect();
+            let run = || {
+                if what == "weight gradient" {
+                    std::hint::black_box(conv::backward(&x, &w, &dy, &s, false, true, false));
+                } else {
+                    std::hint::black_box(conv::forward(&x, &w, Some(&b), &s));
+                }
+            };
             let flops = 2.0 * (s.n * s.cout * s.plane() * s.patch()) as f64;
             let (mut direct, mut winograd) = (f64::INFINITY, f64::INFINITY);
             for _ in 0..2 {
                 conv::set_winograd(false);
-                direct = direct.min(best_ms(&s, &x, &w, &b));
+                direct = direct.min(best_ms(run));
                 conv::set_winograd(true);
-                winograd = winograd.min(best_ms(&s, &x, &w, &b));
+                winograd = winograd.min(best_ms(run));
             }
             println!(
                 "{cin:>3}->{cout:<3} @{side:>2}x{side:<2} {what:<15} direct {direct:7.1} ms ({:4.0} GFLOP/s)  winograd {winograd:7.1} ms  ratio {:.2}x",

@@ -98,8 +98,10 @@ pub fn set_winograd(enabled: bool) {
     WINOGRAD.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn winograd_enabled() -> bool {
-    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+/// Whether [`crate::winograd`] computes `s`: f32 in fer's GEMM, a 3x3 "same" kernel, and an
+/// image per core (training batches; a lone image keeps the direct GEMM split across the cores).
+fn winograd_applies(s: &ConvShape) -> bool {
+    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed) && panel_mode() == Some(Mode::F32) && winograd::fits(s) && s.n >= rayon::current_num_threads()
 }
 
 /// The mode of fer's GEMM the convolutions run in, or `None` for im2col and the `gemm` crate.
@@ -380,7 +382,7 @@ pub fn forward_prepacked(
     };
     // 3x3 "same" convolutions in f32 by Winograd's algorithm, where every core gets images of
     // its own (training, and the input gradient, which is such a convolution too).
-    if panel_mode() == Some(Mode::F32) && packed.is_none() && winograd_enabled() && winograd::fits(s) && s.n >= rayon::current_num_threads() {
+    if packed.is_none() && winograd_applies(s) {
         return winograd::forward(x, w, s, &|plane: &mut [f32], co: usize| finish(plane, None, co));
     }
     // In fer's own GEMM, where the input packs straight from the images: the weights packed
@@ -484,6 +486,13 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     let transposed =
         (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || dy_packs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
     let want_dx = want_dx && transposed.is_none();
+    // The weight gradient by Winograd's algorithm where its forward pass ran so; the bias
+    // gradient then on its own (nothing else needs the group loop below).
+    let winograd_dw = (want_dw && winograd_applies(s)).then(|| winograd::weight_gradient(x, dy, s));
+    if winograd_dw.is_some() && !want_dx {
+        return Gradients { dx: transposed, dw: winograd_dw, db: want_db.then(|| bias_gradient(dy, s)) };
+    }
+    let want_dw = want_dw && winograd_dw.is_none();
     let (plane, patch, group) = (s.plane(), s.patch(), s.group());
     let image_len = s.cin * s.h * s.w;
     let groups = s.n.div_ceil(group);
@@ -571,7 +580,36 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     let dw = sum_in_order(if want_dw { s.weight_len() } else { 0 }, &dws);
     let db = sum_in_order(if want_db { s.cout } else { 0 }, &dbs);
     let dx = transposed.or(want_dx.then_some(dx));
-    Gradients { dx, dw: want_dw.then_some(dw), db: want_db.then_some(db) }
+    Gradients { dx, dw: winograd_dw.or(want_dw.then_some(dw)), db: want_db.then_some(db) }
+}
+
+/// `Σ dy` per output channel, summed exactly as [`backward`]'s group loop sums it (each group's
+/// planes as one row in lanes, groups in order within a fixed number of parts, parts in order),
+/// so the result does not depend on which path computed the other gradients.
+fn bias_gradient(dy: &[f32], s: &ConvShape) -> Vec<f32> {
+    let (plane, group) = (s.plane(), s.group());
+    let groups = s.n.div_ceil(group);
+    let parts = groups.min(PARTS);
+    let groups_per_part = groups.div_ceil(parts.max(1));
+    let partials: Vec<Vec<f32>> = (0..parts)
+        .into_par_iter()
+        .map(|p| {
+            let mut db = vec![0.0f32; s.cout];
+            let mut row = Vec::new();
+            for gi in p * groups_per_part..((p + 1) * groups_per_part).min(groups) {
+                let (first, images) = (gi * group, group.min(s.n - gi * group));
+                for (co, db) in db.iter_mut().enumerate() {
+                    row.clear();
+                    for i in first..first + images {
+                        row.extend_from_slice(&dy[(i * s.cout + co) * plane..(i * s.cout + co + 1) * plane]);
+                    }
+                    *db += crate::pointwise::lane_sum(&row, |v| v);
+                }
+            }
+            db
+        })
+        .collect();
+    sum_in_order(s.cout, &partials)
 }
 
 /// The input gradient of a stride-1 convolution is itself a convolution: of `dy`, with the

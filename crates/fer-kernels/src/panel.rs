@@ -27,7 +27,7 @@ const NV: usize = 3;
 pub(crate) const NR: usize = 16 * NV;
 /// Lanes per packed k block: 128 lanes keep a 48-column right strip (128 x 48 x 4 bytes = 24 KiB)
 /// in Zen 4's 32 KiB L1 while the micro-kernel runs down the left strips.
-const SLOTS: usize = 128;
+pub(crate) const SLOTS: usize = 128;
 /// Columns per packed right block (128 x 768 x 4 bytes = 384 KiB, within Zen 4's 1 MiB L2).
 const NC: usize = 768;
 
@@ -224,6 +224,12 @@ pub trait Right: Sync {
     /// entry `p` in strip `t` holds `mode.lane(B[k0 + per p][n0 + NR t + j], B[.. + 1][..])`,
     /// every lane written (zeros past `k1` and `n1`). `k0` is a multiple of the lanes' `k` count.
     fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>);
+
+    /// The same block where the operand already holds it packed, to be read in place (no copy);
+    /// `None` (the default) has it packed by [`Right::pack`].
+    fn packed(&self, _mode: Mode, _k0: usize, _k1: usize, _n0: usize, _n1: usize) -> Option<&[u32]> {
+        None
+    }
 }
 
 impl Right for Strided<'_> {
@@ -375,10 +381,16 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
         };
         for n0 in (0..n).step_by(NC) {
             let n1 = (n0 + NC).min(n);
-            b.pack(mode, k0, k1, n0, n1, &mut packed_b);
-            assert_eq!(packed_b.len(), (n1 - n0).div_ceil(NR) * lanes * NR, "panel gemm: packed right operand has the wrong size");
+            let b_block: &[u32] = match b.packed(mode, k0, k1, n0, n1) {
+                Some(block) => block,
+                None => {
+                    b.pack(mode, k0, k1, n0, n1, &mut packed_b);
+                    &packed_b
+                }
+            };
+            assert_eq!(b_block.len(), (n1 - n0).div_ceil(NR) * lanes * NR, "panel gemm: packed right operand has the wrong size");
             for t in 0..(n1 - n0).div_ceil(NR) {
-                let b_strip = &packed_b[t * lanes * NR..(t + 1) * lanes * NR];
+                let b_strip = &b_block[t * lanes * NR..(t + 1) * lanes * NR];
                 let col = n0 + t * NR;
                 let cols = NR.min(n1 - col);
                 for s in 0..strips {

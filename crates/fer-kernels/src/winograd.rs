@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use crate::conv::{ConvShape, scratch};
-use crate::panel::{Left, Mode, PackedA, Strided, gemm_with};
+use crate::panel::{Left, Mode, NR, PackedA, Right, SLOTS, Strided, gemm_with};
 
 /// Tiles per block: the columns of each of the 16 GEMMs (three 48-column strips of the
 /// micro-kernel).
@@ -78,13 +78,14 @@ pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, finish: &(impl Fn(&mu
         let total = images * tiles_per_image;
         for first in (0..total).step_by(TILES) {
             let count = TILES.min(total - first);
-            transform_input(input, s, first, count, &mut v);
+            let layout = Layout::Panel { strips: count.div_ceil(NR), cin: s.cin };
+            transform_input(input, s, first, count, &mut v, layout);
             // The products for a slice of output channels at a time, so that they are still in
             // the cache when the output transform reads them.
             for co in (0..s.cout).step_by(rows) {
                 let rows = rows.min(s.cout - co);
                 for (xi, u) in u.iter().enumerate() {
-                    let b = Strided { data: &v[xi * s.cin * TILES..(xi + 1) * s.cin * TILES], rs: TILES, cs: 1 };
+                    let b = InPanels { data: &v[xi * s.cin * TILES..(xi + 1) * s.cin * TILES], cin: s.cin, count };
                     let m = &mut m[xi * rows * TILES..(xi + 1) * rows * TILES];
                     gemm_with(Mode::F32, rows, count, s.cin, Left::Packed(u, co), &b, m, TILES, false);
                 }
@@ -96,6 +97,127 @@ pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, finish: &(impl Fn(&mu
         }
     });
     y
+}
+
+/// Tiles per block of the weight gradient: one k block of fer's GEMM (the tiles are what its
+/// products sum over).
+const GRADIENT_TILES: usize = 128;
+
+/// How many partial weight gradients are summed (fixed, so the sums do not depend on the cores).
+const PARTS: usize = 8;
+
+/// The weight gradient `[cout, cin, 3, 3]` of a convolution that [`fits`], given its input `x`
+/// and output gradient `dy`: the adjoint of [`forward`]'s steps. With `dM = A dY Aᵀ` per tile,
+/// `dU_ξ = Σ_tiles dM_ξ V_ξᵀ` (16 GEMMs summing over tiles) and `dW = Gᵀ dU G`.
+pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> {
+    assert!(fits(s) && Mode::F32.available(), "winograd: {s:?} is not a 3x3 'same' convolution on an AVX-512 CPU");
+    assert_eq!(x.len(), s.input_len(), "winograd: input length does not match {s:?}");
+    assert_eq!(dy.len(), s.output_len(), "winograd: output gradient length does not match {s:?}");
+    let (image_in, image_out) = (s.cin * s.h * s.w, s.cout * s.h * s.w);
+    let tiles_per_image = s.h.div_ceil(2) * s.w.div_ceil(2);
+    let pairs = s.cout * s.cin;
+    let per_part = s.n.div_ceil(PARTS.min(s.n).max(1));
+    let partials: Vec<Vec<f32>> = (0..s.n.div_ceil(per_part.max(1)))
+        .into_par_iter()
+        .map(|part| {
+            let images = per_part.min(s.n - part * per_part);
+            let x = &x[part * per_part * image_in..(part * per_part + images) * image_in];
+            let dy = &dy[part * per_part * image_out..(part * per_part + images) * image_out];
+            let mut du = vec![0.0f32; 16 * pairs];
+            let (mut v, mut d) = (scratch(16 * s.cin * GRADIENT_TILES), scratch(16 * s.cout * GRADIENT_TILES));
+            let total = images * tiles_per_image;
+            for first in (0..total).step_by(GRADIENT_TILES) {
+                let count = GRADIENT_TILES.min(total - first);
+                transform_input(x, s, first, count, &mut v, Layout::Rows { block: GRADIENT_TILES });
+                transform_output_gradient(dy, s, first, count, &mut d);
+                for xi in 0..16 {
+                    // dU_ξ[co][ci] += Σ_t dM_ξ[co][t] · V_ξ[ci][t]
+                    let a = Strided { data: &d[xi * s.cout * GRADIENT_TILES..(xi + 1) * s.cout * GRADIENT_TILES], rs: GRADIENT_TILES, cs: 1 };
+                    let b = Strided { data: &v[xi * s.cin * GRADIENT_TILES..(xi + 1) * s.cin * GRADIENT_TILES], rs: 1, cs: GRADIENT_TILES };
+                    gemm_with(Mode::F32, s.cout, s.cin, count, Left::Strided(a), &b, &mut du[xi * pairs..(xi + 1) * pairs], s.cin, true);
+                }
+            }
+            du
+        })
+        .collect();
+    let mut du = vec![0.0f32; 16 * pairs];
+    for part in &partials {
+        du.par_chunks_mut(1 << 14).zip(part.par_chunks(1 << 14)).for_each(|(t, p)| t.iter_mut().zip(p).for_each(|(t, v)| *t += v));
+    }
+    // dW = Gᵀ dU G for every (output, input) channel pair.
+    let mut dw = scratch(s.weight_len());
+    dw.par_chunks_mut(9).enumerate().for_each(|(pair, g)| {
+        let at = |i: usize, j: usize| du[(4 * i + j) * pairs + pair];
+        // r = dU G, row by row; then Gᵀ r, column by column.
+        let r: [[f32; 3]; 4] = std::array::from_fn(|i| {
+            let (u0, u1, u2, u3) = (at(i, 0), at(i, 1), at(i, 2), at(i, 3));
+            [u0 + 0.5 * (u1 + u2), 0.5 * (u1 - u2), 0.5 * (u1 + u2) + u3]
+        });
+        for b in 0..3 {
+            g[b] = r[0][b] + 0.5 * (r[1][b] + r[2][b]);
+            g[3 + b] = 0.5 * (r[1][b] - r[2][b]);
+            g[6 + b] = 0.5 * (r[1][b] + r[2][b]) + r[3][b];
+        }
+    });
+    dw
+}
+
+/// `dM = A dY Aᵀ` (the adjoint of the output transform) for tiles `first..first + count` of
+/// `dy` into `d[ξ][co][tile - first]` (row stride [`GRADIENT_TILES`]); outputs past an odd map's
+/// edge count as zero (the forward pass dropped them).
+fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usize, d: &mut [f32]) {
+    assert!(d.len() >= 16 * s.cout * GRADIENT_TILES, "winograd: transformed gradient too short");
+    for (image, row, col, len, at) in runs(s, first, count) {
+        for co in 0..s.cout {
+            let plane = &dy[(image * s.cout + co) * s.h * s.w..(image * s.cout + co + 1) * s.h * s.w];
+            let rows =
+                [Some(&plane[2 * row * s.w..(2 * row + 1) * s.w]), (2 * row + 1 < s.h).then(|| &plane[(2 * row + 1) * s.w..(2 * row + 2) * s.w])];
+            assert!(2 * (col + len) <= s.w + 1 && at + len <= GRADIENT_TILES);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the loads are masked to each row's columns, the stores to tiles
+            // `at..at + len` of row `co` of each of the 16 matrices (bounded by the asserts);
+            // AVX-512F is available (`weight_gradient` asserts it).
+            unsafe {
+                gradient_avx512(rows, s.w, col, len, d[co * GRADIENT_TILES + at..].as_mut_ptr(), s.cout * GRADIENT_TILES)
+            };
+        }
+    }
+}
+
+/// [`transform_output_gradient`] for one run of `len` tiles of one channel, sixteen per step:
+/// `out[ξ · stride + t]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gradient_avx512(rows: [Option<&[f32]>; 2], width: usize, col: usize, len: usize, out: *mut f32, stride: usize) {
+    use std::arch::x86_64::*;
+    // SAFETY: see the caller; masked-off lanes are never read.
+    unsafe {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for t0 in (0..len).step_by(16) {
+            let mask: __mmask16 = if len - t0 >= 16 { 0xFFFF } else { (1u16 << (len - t0)) - 1 };
+            // q_a = (dY[a][0], dY[a][0] + dY[a][1], dY[a][0] - dY[a][1], -dY[a][1]) for the
+            // tile's two output rows a (zeros past the map).
+            let mut q = [[_mm512_setzero_ps(); 4]; 2];
+            for (q, row) in q.iter_mut().zip(rows) {
+                let Some(row) = row else { continue };
+                let from = 2 * (col + t0) as isize;
+                let load = |c: isize| _mm512_maskz_loadu_ps(inside(c, width), row.as_ptr().wrapping_offset(c));
+                let (lo, hi) = (load(from), load(from + 16));
+                let (y0, y1) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+                *q = [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_sub_ps(_mm512_setzero_ps(), y1)];
+            }
+            // dM[i][j] = (q_0, q_0 + q_1, q_0 - q_1, -q_1)[i] at column j.
+            let store = |xi: usize, v: __m512| _mm512_mask_storeu_ps(out.add(xi * stride + t0), mask, v);
+            #[allow(clippy::needless_range_loop)]
+            for j in 0..4 {
+                store(j, q[0][j]);
+                store(4 + j, _mm512_add_ps(q[0][j], q[1][j]));
+                store(8 + j, _mm512_sub_ps(q[0][j], q[1][j]));
+                store(12 + j, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
+            }
+        }
+    }
 }
 
 /// `(image, tile row, first tile column, tiles)` runs of consecutive tiles in one tile row,
@@ -116,9 +238,77 @@ fn runs(s: &ConvShape, first: usize, count: usize) -> impl Iterator<Item = (usiz
     })
 }
 
-/// `V = Bᵀ d B` for tiles `first..first + count` into `v[ξ][ci][tile - first]` (row stride
-/// [`TILES`]).
-fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut [f32]) {
+/// Where [`transform_input`] puts the transformed value of channel `ci`, tile `t` (of the block)
+/// and position ξ, within ξ's region of `v` ([`Layout::region`] values apart).
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// `[ci][t]`, rows `block` apart.
+    Rows { block: usize },
+    /// As fer's GEMM packs a right operand of `cin` rows (k) and the block's tiles (columns):
+    /// k blocks of [`SLOTS`] channels, each `strips` strips of [`NR`] tiles, `[strip][ci][tile]`.
+    /// The products then read it in place ([`InPanels`]).
+    Panel { strips: usize, cin: usize },
+}
+
+impl Layout {
+    /// Values per ξ region for `cin` channels.
+    fn region(self, cin: usize) -> usize {
+        match self {
+            Layout::Rows { block } => cin * block,
+            Layout::Panel { .. } => cin * TILES,
+        }
+    }
+
+    /// Offset of (ci, t) within a ξ region.
+    #[inline(always)]
+    fn at(self, ci: usize, t: usize) -> usize {
+        match self {
+            Layout::Rows { block } => ci * block + t,
+            Layout::Panel { strips, cin } => {
+                let k0 = ci - ci % SLOTS;
+                let lanes = SLOTS.min(cin - k0);
+                k0 * strips * NR + (t / NR) * lanes * NR + (ci - k0) * NR + t % NR
+            }
+        }
+    }
+}
+
+/// One ξ's transformed input for a block, in [`Layout::Panel`]: the right operand of its
+/// product, read in place.
+struct InPanels<'a> {
+    data: &'a [f32],
+    cin: usize,
+    count: usize,
+}
+
+impl Right for InPanels<'_> {
+    fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
+        // Not reached (`packed` always answers); a plain copy of the same lanes.
+        let layout = Layout::Panel { strips: self.count.div_ceil(NR), cin: self.cin };
+        assert!(mode == Mode::F32 && n1 <= self.count, "winograd: panel operand asked for {mode:?} or past its tiles");
+        out.clear();
+        for t in (n0..n1).step_by(NR) {
+            for ci in k0..k1 {
+                out.extend((t..t + NR).map(|j| if j < n1 { self.data[layout.at(ci, j)].to_bits() } else { 0 }));
+            }
+        }
+    }
+
+    fn packed(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize) -> Option<&[u32]> {
+        let strips = self.count.div_ceil(NR);
+        if mode != Mode::F32 || n0 != 0 || n1 != self.count || !k0.is_multiple_of(SLOTS) || k1 > self.cin {
+            return None;
+        }
+        let block = &self.data[k0 * strips * NR..(k0 * strips * NR + (k1 - k0) * strips * NR)];
+        // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
+        Some(unsafe { std::slice::from_raw_parts(block.as_ptr().cast::<u32>(), block.len()) })
+    }
+}
+
+/// `V = Bᵀ d B` for tiles `first..first + count` into `v[ξ]` in `layout`.
+fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut [f32], layout: Layout) {
+    let region = layout.region(s.cin);
+    assert!(v.len() >= 16 * region && count <= TILES, "winograd: transformed input buffer too short");
     for (image, row, col, len, at) in runs(s, first, count) {
         for ci in 0..s.cin {
             let channel = &x[(image * s.cin + ci) * s.h * s.w..(image * s.cin + ci + 1) * s.h * s.w];
@@ -127,24 +317,29 @@ fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut
                 let r = (2 * row + i).checked_sub(1)?;
                 (r < s.h).then(|| &channel[r * s.w..(r + 1) * s.w])
             });
-            transform_input_run(rows, col, len, &mut v[ci * TILES + at..], s.cin * TILES);
+            transform_input_run(rows, col, len, v, region, layout, ci, at);
         }
     }
 }
 
-/// [`transform_input`] for one run of `len` tiles from tile column `col`, of one channel:
-/// `out[ξ · stride + t]`. Tile column t reads input columns 2t - 1 .. 2t + 2 of each row, zeros
-/// outside the row. Sixteen tiles per step, one per vector lane.
-fn transform_input_run(rows: [Option<&[f32]>; 4], col: usize, len: usize, out: &mut [f32], stride: usize) {
+/// [`transform_input`] for one run of `len` tiles from tile column `col`, of channel `ci`, the
+/// run's first tile being tile `at` of the block: into `v` in `layout`, ξ regions `region` apart.
+/// Tile column t reads input columns 2t - 1 .. 2t + 2 of each row, zeros outside the row.
+/// Sixteen tiles per step, one per vector lane.
+#[allow(clippy::too_many_arguments)]
+fn transform_input_run(rows: [Option<&[f32]>; 4], col: usize, len: usize, v: &mut [f32], region: usize, layout: Layout, ci: usize, at: usize) {
     let width = rows.iter().flatten().map(|r| r.len()).max().unwrap_or(0);
     assert!(rows.iter().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1, "winograd: input rows");
-    assert!(len == 0 || out.len() >= 15 * stride + len, "winograd: transformed input too short");
+    assert!(
+        at + len <= TILES && 16 * region <= v.len() && (len == 0 || layout.at(ci, at + len - 1) < region),
+        "winograd: transformed input too short"
+    );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the loads are masked to each row's columns and the stores to the run's tiles, both
-    // bounded by the asserts above; this module runs only where AVX-512F is available (`forward`
-    // asserts it).
+    // SAFETY: the loads are masked to each row's columns and the stores to the run's tiles, whose
+    // offsets the asserts above bound; this module runs only where AVX-512F is available
+    // (`forward` asserts it).
     unsafe {
-        input_avx512(rows, width, col, len, out, stride)
+        input_avx512(rows, width, col, len, v.as_mut_ptr(), region, layout, ci, at)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("winograd runs only on AVX-512 CPUs");
@@ -161,14 +356,24 @@ fn inside(from: isize, width: usize) -> u16 {
 /// [`transform_input_run`]'s body; the caller checks the bounds.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn input_avx512(rows: [Option<&[f32]>; 4], width: usize, col: usize, len: usize, out: &mut [f32], stride: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn input_avx512(
+    rows: [Option<&[f32]>; 4],
+    width: usize,
+    col: usize,
+    len: usize,
+    v: *mut f32,
+    region: usize,
+    layout: Layout,
+    ci: usize,
+    at: usize,
+) {
     use std::arch::x86_64::*;
-    // SAFETY: see the caller; a masked-off lane is never read, so the row pointers may be offset
-    // past their ends (with `wrapping_offset`, never dereferenced there).
+    // SAFETY: see the caller; a masked-off lane is never read or written, so the pointers may be
+    // offset past their ends (with `wrapping_offset`/`wrapping_sub`, never dereferenced there).
     unsafe {
         let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        let dst = out.as_mut_ptr();
         for t0 in (0..len).step_by(16) {
             let mask: __mmask16 = if len - t0 >= 16 { 0xFFFF } else { (1u16 << (len - t0)) - 1 };
             let mut e = [[_mm512_setzero_ps(); 4]; 4];
@@ -184,8 +389,23 @@ unsafe fn input_avx512(rows: [Option<&[f32]>; 4], width: usize, col: usize, len:
                 // e = d B.
                 *e = [_mm512_sub_ps(d0, d2), _mm512_add_ps(d1, d2), _mm512_sub_ps(d2, d1), _mm512_sub_ps(d1, d3)];
             }
+            // Tiles a .. a + 16 of the block; in panels a strip holds NR of them, so a vector
+            // may end in the next strip: the lanes past the strip's end are stored from there.
+            let a = at + t0;
+            let split = match layout {
+                Layout::Rows { .. } => 16,
+                Layout::Panel { .. } => NR - a % NR,
+            };
+            let first_part: __mmask16 = if split >= 16 { mask } else { mask & ((1u16 << split) - 1) };
+            let store = |xi: usize, value: __m512| {
+                let base = v.wrapping_add(xi * region);
+                _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a)), first_part, value);
+                if split < 16 && mask & !first_part != 0 {
+                    // Lane `split` goes to tile a + split, the next strip's first.
+                    _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a + split)).wrapping_sub(split), mask & !first_part, value);
+                }
+            };
             // V = Bᵀ e, column by column.
-            let store = |xi: usize, v: __m512| _mm512_mask_storeu_ps(dst.add(xi * stride + t0), mask, v);
             #[allow(clippy::needless_range_loop)]
             for j in 0..4 {
                 store(j, _mm512_sub_ps(e[0][j], e[2][j]));

@@ -93,10 +93,11 @@ fn backward_is_bitwise_reproducible_however_rayon_schedules_it() {
 }
 
 #[test]
-fn winograd_matches_the_direct_loops_on_odd_maps_and_across_tile_blocks() {
+fn winograd_forward_and_gradients_match_the_direct_loops_on_odd_maps_and_across_tile_blocks() {
     // F(2x2, 3x3) where it applies (f32 on AVX-512, 3x3 with padding 1, an image per core):
-    // odd maps (a last tile half outside), 1x1 and 2x2 maps, blocks of 96 tiles that end inside
-    // an image and that span images, and many channels. The input gradient is such a convolution.
+    // odd maps (a last tile half outside), 1x1 and 2x2 maps, blocks of tiles that end inside an
+    // image and that span images, and many channels; forward, input gradient (such a
+    // convolution too) and weight gradient (summed over tiles in blocks of 128).
     let shapes = [
         ConvShape { n: 4, cin: 3, h: 7, w: 5, cout: 5, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
         ConvShape { n: 3, cin: 2, h: 1, w: 1, cout: 3, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
@@ -110,11 +111,15 @@ fn winograd_matches_the_direct_loops_on_odd_maps_and_across_tile_blocks() {
         let (x, w, b, dy) =
             (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
         let want = reference_forward(&x, &w, &b, s);
-        let (dx, _, _) = reference_backward(&x, &w, &dy, s);
+        let (dx, dw, db) = reference_backward(&x, &w, &dy, s);
         // Rounding only: the transforms add at most a few more roundings per term.
         let tol = 2e-6 * (9.0 * s.cin.max(s.cout) as f32).sqrt();
         assert_close(&format!("{s:?} y"), &conv::forward(&x, &w, Some(&b), s), &want, tol);
-        let g = conv::backward(&x, &w, &dy, s, true, false, false);
+        let g = conv::backward(&x, &w, &dy, s, true, true, true);
         assert_close(&format!("{s:?} dx"), g.dx.as_deref().unwrap_or_default(), &dx, tol);
+        // The weight gradient sums over every tile of every image.
+        let tiles = (s.n * s.h.div_ceil(2) * s.w.div_ceil(2)) as f32;
+        assert_close(&format!("{s:?} dw"), g.dw.as_deref().unwrap_or_default(), &dw, 2e-6 * (16.0 * tiles).sqrt());
+        assert_close(&format!("{s:?} db"), g.db.as_deref().unwrap_or_default(), &db, 1e-5);
     }
 }
