@@ -364,21 +364,12 @@ pub fn forward_prepacked(
     let mut y = scratch(s.output_len());
     let groups = s.n.div_ceil(group);
     let parallel_gemm = groups < rayon::current_num_threads();
-    // `dst = src · scale + shift`, then LeakyReLU, for output channel `co`: constants hoisted
-    // out of the loop so that it vectorises (the same arithmetic as element by element).
+    // `dst = src · scale + shift`, then LeakyReLU, for output channel `co` (a branch-free loop
+    // compiled for AVX-512: as a closure here it ran element by element, a tenth of batch-1
+    // latency).
     let finish = |dst: &mut [f32], src: Option<&[f32]>, co: usize| {
         let (k, b) = (scale.map_or(1.0, |k| k[co]), shift.map_or(0.0, |b| b[co]));
-        let f = |v: f32| {
-            let v = v * k + b;
-            match slope {
-                Some(a) if v < 0.0 => v * a,
-                _ => v,
-            }
-        };
-        match src {
-            Some(src) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = f(v)),
-            None => dst.iter_mut().for_each(|d| *d = f(*d)),
-        }
+        crate::pointwise::affine_leaky_row(dst, src, k, b, slope);
     };
     // 3x3 "same" convolutions in f32 by Winograd's algorithm, where every core gets images of
     // its own (training, and the input gradient, which is such a convolution too).

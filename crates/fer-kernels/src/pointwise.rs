@@ -45,6 +45,29 @@ pub(crate) fn leaky_factor(z: f32, negative: f32) -> f32 {
     f32::from_bits((negative.to_bits() & below) | (1.0f32.to_bits() & !below))
 }
 
+multiversion! {
+    /// `dst = v · k + b` with `v` from `src` (or `dst` itself), then `· slope` where negative
+    /// when `slope` is given: the same operations as element by element, without a branch.
+    pub(crate) fn affine_leaky_row(dst: &mut [f32], src: Option<&[f32]>, k: f32, b: f32, slope: Option<f32>) {
+        // A factor of 1 leaves a value as it is, bit for bit.
+        let negative = slope.unwrap_or(1.0);
+        match src {
+            Some(src) => {
+                for (d, &v) in dst.iter_mut().zip(src) {
+                    let v = v * k + b;
+                    *d = v * leaky_factor(v, negative);
+                }
+            }
+            None => {
+                for d in dst.iter_mut() {
+                    let v = *d * k + b;
+                    *d = v * leaky_factor(v, negative);
+                }
+            }
+        }
+    }
+}
+
 /// Per-channel mean and biased variance (what burn's `batch_norm_train` returns).
 pub fn channel_stats(x: &[f32], n: usize, c: usize, plane: usize) -> (Vec<f32>, Vec<f32>) {
     assert_eq!(x.len(), n * c * plane, "channel_stats: length");
