@@ -513,7 +513,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
         };
         if want_db {
             for co in 0..s.cout {
-                db[co] += crate::pointwise::lane_sum(&g[co * width..(co + 1) * width], |v| v);
+                db[co] += crate::pointwise::plane_sum(&g[co * width..(co + 1) * width]);
             }
         }
         if let (true, Some(mode)) = (want_dw, planes) {
@@ -594,7 +594,7 @@ fn bias_gradient(dy: &[f32], s: &ConvShape) -> Vec<f32> {
                     for i in first..first + images {
                         row.extend_from_slice(&dy[(i * s.cout + co) * plane..(i * s.cout + co + 1) * plane]);
                     }
-                    *db += crate::pointwise::lane_sum(&row, |v| v);
+                    *db += crate::pointwise::plane_sum(&row);
                 }
             }
             db
