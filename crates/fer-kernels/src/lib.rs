@@ -41,7 +41,7 @@ pub fn fast_path_enabled() -> bool {
     FAST_PATH.load(Ordering::Relaxed)
 }
 
-/// What the convolutions' GEMMs multiply. `f32` is the default everywhere.
+/// What the convolutions' and dense layers' GEMMs multiply. `f32` is the default everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
     #[default]
@@ -53,7 +53,7 @@ pub enum Precision {
 
 static BF16: AtomicBool = AtomicBool::new(false);
 
-/// Sets the convolutions' precision for the whole process (training and evaluation alike).
+/// Sets the GEMMs' precision for the whole process (training and evaluation alike).
 pub fn set_precision(precision: Precision) {
     BF16.store(precision == Precision::Bf16, Ordering::Relaxed);
 }
@@ -63,7 +63,7 @@ pub fn precision() -> Precision {
     if BF16.load(Ordering::Relaxed) { Precision::Bf16 } else { Precision::F32 }
 }
 
-/// The precision the convolutions actually run at: bf16 only where asked for and the CPU has it.
+/// The precision the GEMMs actually run at: bf16 only where asked for and the CPU has it.
 pub fn effective_precision() -> Precision {
     if precision() == Precision::Bf16 && bf16::available() { Precision::Bf16 } else { Precision::F32 }
 }

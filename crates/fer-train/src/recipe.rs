@@ -179,7 +179,7 @@ impl Recipe {
     /// trained for 2,000 steps (256,000 faces, about 33 minutes at 140 img/s on a 2-core Zen 4)
     /// with a one-cycle rate at twice the report's, AdamW, label smoothing 0.1, a weight average,
     /// half the report's dropout (+3.9 points at the end of the cycle: a schedule this short
-    /// underfits with the full rates) and bf16 convolutions (within half a point of f32 after the
+    /// underfits with the full rates) and bf16 GEMMs (within half a point of f32 after the
     /// same steps, docs/PERFORMANCE.md).
     /// The step count, not the clock, defines it, so a run repeats exactly on any machine of the
     /// same kind (CPUs without AVX512-BF16 run it in f32).

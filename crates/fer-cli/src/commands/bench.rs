@@ -69,7 +69,7 @@ pub struct BenchArgs {
     /// records fer's kernels inside real steps, `isolated` times each operation on its own.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "step")]
     breakdown: Option<Breakdown>,
-    /// What the convolutions multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs;
+    /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs;
     /// `f32` elsewhere), as `fer train --precision`.
     #[arg(long, value_enum, default_value = "f32")]
     precision: crate::commands::PrecisionArg,

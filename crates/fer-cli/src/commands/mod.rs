@@ -7,7 +7,7 @@ pub mod predict;
 pub mod serve;
 pub mod train;
 
-/// `--precision`: what the convolutions multiply.
+/// `--precision`: what the convolutions and dense layers multiply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum PrecisionArg {
     /// 32-bit floats throughout.

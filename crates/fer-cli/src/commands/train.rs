@@ -40,7 +40,7 @@ pub struct TrainArgs {
     seed: u64,
     /// Recipe to start from: `report` (the report's: Adam 1e-3, constant rate, 30 x 500 steps) or
     /// `fast` (one-cycle rate, AdamW, label smoothing, weight average, half the dropout, bf16
-    /// convolutions; ~35 min on 2 cores; see docs/RECIPES.md). The options below override its values.
+    /// GEMMs; ~25 min on 2 cores; see docs/RECIPES.md). The options below override its values.
     #[arg(long, default_value = "report")]
     recipe: String,
     /// Learning-rate schedule: constant, cosine, plateau (reduce on validation-loss plateau) or
@@ -75,7 +75,7 @@ pub struct TrainArgs {
     /// (off; the report did not use it).
     #[arg(long, value_name = "PROBABILITY")]
     random_erasing: Option<f64>,
-    /// What the convolutions multiply: `f32`, or `bf16` operands with f32 sums and f32 master
+    /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
     /// weights and optimizer state (CPUs with AVX512-BF16; f32 elsewhere). Default: the recipe's (`report`: f32, `fast`: bf16).
     #[arg(long, value_enum)]
     precision: Option<crate::commands::PrecisionArg>,
