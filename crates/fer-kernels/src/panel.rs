@@ -475,8 +475,14 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         match mode {
-                            Mode::Bf16 => micro_kernel_bf16(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
-                            Mode::F32 => micro_kernel_f32(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            // A strip's last columns: only the vectors that hold some (an 8x16
+                            // tile computes a third of an 8x48 one).
+                            Mode::Bf16 if cols <= 16 => micro_kernel_bf16::<1>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::Bf16 if cols <= 32 => micro_kernel_bf16::<2>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::Bf16 => micro_kernel_bf16::<NV>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::F32 if cols <= 16 => micro_kernel_f32::<1>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::F32 if cols <= 32 => micro_kernel_f32::<2>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
+                            Mode::F32 => micro_kernel_f32::<NV>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
                         }
                     };
                 }
@@ -489,7 +495,7 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
 /// Stores the micro-tile's `rows` x `cols` corner into `c` (adding to it when `add`).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn store_tile(acc: &[[std::arch::x86_64::__m512; NV]; MR], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+unsafe fn store_tile<const V: usize>(acc: &[[std::arch::x86_64::__m512; V]; MR], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
     use std::arch::x86_64::*;
     assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols) && c.len() >= (rows - 1) * ldc + cols);
     for (r, row) in acc.iter().enumerate().take(rows) {
@@ -512,7 +518,8 @@ unsafe fn store_tile(acc: &[[std::arch::x86_64::__m512; NV]; MR], c: &mut [f32],
 }
 
 /// Defines a micro-kernel: `c[r][j] (+)= Σ_p a_strip[p][r] · b_strip[p][j]` over `lanes` lanes,
-/// for the tile's `rows` x `cols` (the rest of the 8 x 48 micro-tile is computed and dropped).
+/// for the tile's `rows` x `cols`, in `V` vectors of 16 columns (the rest of the 8 x 16V tile is
+/// computed and dropped).
 /// The modes differ only in the CPU features, how a lane is loaded and broadcast, and the
 /// multiply-add; one body keeps their loops, bounds and stores identical.
 macro_rules! micro_kernel {
@@ -521,16 +528,17 @@ macro_rules! micro_kernel {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
         #[allow(clippy::too_many_arguments)]
-        unsafe fn $name(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+        unsafe fn $name<const V: usize>(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
             #[allow(unused_imports)]
             use std::arch::x86_64::*;
             assert!(a_strip.len() >= lanes * MR && b_strip.len() >= lanes * NR);
-            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            assert!(V <= NV && cols <= 16 * V);
+            let mut acc = [[_mm512_setzero_ps(); V]; MR];
             let (a, b) = (a_strip.as_ptr(), b_strip.as_ptr());
             for p in 0..lanes {
                 // SAFETY: p < lanes and the assert above bounds every read.
                 unsafe {
-                    let bv = std::array::from_fn::<_, NV, _>(|v| {
+                    let bv = std::array::from_fn::<_, V, _>(|v| {
                         let $bits = _mm512_loadu_si512(b.add(p * NR + 16 * v).cast());
                         $load
                     });

@@ -117,6 +117,8 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
     let tiles_per_image = s.h.div_ceil(2) * s.w.div_ceil(2);
     let pairs = s.cout * s.cin;
     let per_part = s.n.div_ceil(PARTS.min(s.n).max(1));
+    // dU_ξ held as [ci][co] (transposed) where the layer widens.
+    let transposed = s.cout > s.cin;
     let partials: Vec<Vec<f32>> = (0..s.n.div_ceil(per_part.max(1)))
         .into_par_iter()
         .map(|part| {
@@ -131,10 +133,14 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
                 transform_input(x, s, first, count, &mut v, Layout::Rows { block: GRADIENT_TILES });
                 transform_output_gradient(dy, s, first, count, &mut d);
                 for xi in 0..16 {
-                    // dU_ξ[co][ci] += Σ_t dM_ξ[co][t] · V_ξ[ci][t]
-                    let a = Strided { data: &d[xi * s.cout * GRADIENT_TILES..(xi + 1) * s.cout * GRADIENT_TILES], rs: GRADIENT_TILES, cs: 1 };
-                    let b = Strided { data: &v[xi * s.cin * GRADIENT_TILES..(xi + 1) * s.cin * GRADIENT_TILES], rs: 1, cs: GRADIENT_TILES };
-                    gemm_with(Mode::F32, s.cout, s.cin, count, Left::Strided(a), &b, &mut du[xi * pairs..(xi + 1) * pairs], s.cin, true);
+                    // dU_ξ[co][ci] += Σ_t dM_ξ[co][t] · V_ξ[ci][t], with the wider channel count as
+                    // the GEMM's columns (48 per strip: 64 columns would compute 96).
+                    let dm = &d[xi * s.cout * GRADIENT_TILES..(xi + 1) * s.cout * GRADIENT_TILES];
+                    let vt = &v[xi * s.cin * GRADIENT_TILES..(xi + 1) * s.cin * GRADIENT_TILES];
+                    let (rows, cols, a, b) = if transposed { (s.cin, s.cout, vt, dm) } else { (s.cout, s.cin, dm, vt) };
+                    let a = Strided { data: a, rs: GRADIENT_TILES, cs: 1 };
+                    let b = Strided { data: b, rs: 1, cs: GRADIENT_TILES };
+                    gemm_with(Mode::F32, rows, cols, count, Left::Strided(a), &b, &mut du[xi * pairs..(xi + 1) * pairs], cols, true);
                 }
             }
             du
@@ -147,7 +153,9 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
     // dW = Gᵀ dU G for every (output, input) channel pair.
     let mut dw = scratch(s.weight_len());
     dw.par_chunks_mut(9).enumerate().for_each(|(pair, g)| {
-        let at = |i: usize, j: usize| du[(4 * i + j) * pairs + pair];
+        let (co, ci) = (pair / s.cin, pair % s.cin);
+        let within = if transposed { ci * s.cout + co } else { pair };
+        let at = |i: usize, j: usize| du[(4 * i + j) * pairs + within];
         // r = dU G, row by row; then Gᵀ r, column by column.
         let r: [[f32; 3]; 4] = std::array::from_fn(|i| {
             let (u0, u1, u2, u3) = (at(i, 0), at(i, 1), at(i, 2), at(i, 3));
