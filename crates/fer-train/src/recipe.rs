@@ -176,7 +176,7 @@ impl Recipe {
     }
 
     /// fer's fast CNN recipe (docs/RECIPES.md): the report's model, batch and augmentation,
-    /// trained for 2,000 steps (256,000 faces, about 33 minutes at 140 img/s on a 2-core Zen 4)
+    /// trained for 2,000 steps (256,000 faces, about 22 minutes at 200 img/s on a 2-core Zen 4)
     /// with a one-cycle rate at twice the report's, AdamW, label smoothing 0.1, a weight average,
     /// half the report's dropout (+3.9 points at the end of the cycle: a schedule this short
     /// underfits with the full rates) and bf16 GEMMs (within half a point of f32 after the
