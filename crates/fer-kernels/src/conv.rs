@@ -128,15 +128,11 @@ pub(crate) fn sgemm(
     accumulate: bool,
     parallel: bool,
 ) {
-    if m == 0 || n == 0 {
-        return;
+    // Each path checks the shapes and returns early on an empty product itself.
+    match panel_mode() {
+        Some(mode) => panel_gemm(mode, m, n, k, a, b, c, c_row_stride, accumulate, parallel),
+        None => gemm_crate(m, n, k, a, b, c, c_row_stride, accumulate, parallel),
     }
-    assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
-    if let Some(mode) = panel_mode() {
-        panel_gemm(mode, m, n, k, a, b, c, c_row_stride, accumulate, parallel);
-        return;
-    }
-    gemm_crate(m, n, k, a, b, c, c_row_stride, accumulate, parallel);
 }
 
 /// [`sgemm`] through the `gemm` crate, in `f32` on any CPU.

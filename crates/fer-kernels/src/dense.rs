@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::conv::{gemm_crate, panel_mode, panel_product, scratch};
 use crate::panel::{Left, Mode, NR, PackedA, Strided, gemm_with};
-use crate::pointwise::{dropout_keeps, leaky_factor};
+use crate::pointwise::{drop_in_place, keep_and_scale, leaky_factor};
 
 /// `x [batch, inputs] · W [inputs, outputs]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,13 +32,6 @@ pub struct DenseShape {
 pub struct DropoutMask {
     pub seed: u64,
     pub prob: f32,
-}
-
-impl DropoutMask {
-    fn keep_and_scale(self) -> (f32, f32) {
-        let keep = 1.0 - self.prob;
-        (keep, if keep > 0.0 { 1.0 / keep } else { 0.0 })
-    }
 }
 
 /// What follows the product and the bias.
@@ -225,11 +218,8 @@ fn finish_rows_body(rows: &mut [f32], b: &[f32], first: u64, e: Epilogue) {
             }
         }
         if let Some(mask) = e.dropout {
-            let (keep, scale) = mask.keep_and_scale();
-            let base = first + (r * n) as u64;
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = if dropout_keeps(mask.seed, base + j as u64, keep) { *v * scale } else { 0.0 };
-            }
+            let (keep, scale) = keep_and_scale(mask.prob);
+            drop_in_place(row, mask.seed, first + (r * n) as u64, keep, scale);
         }
     }
 }
@@ -257,10 +247,8 @@ unsafe fn unfinish_avx512(dz: &mut [f32], y: &[f32], dy: &[f32], first: u64, e: 
 fn unfinish_body(dz: &mut [f32], y: &[f32], dy: &[f32], first: u64, e: Epilogue) {
     dz.copy_from_slice(dy);
     if let Some(mask) = e.dropout {
-        let (keep, scale) = mask.keep_and_scale();
-        for (j, g) in dz.iter_mut().enumerate() {
-            *g = if dropout_keeps(mask.seed, first + j as u64, keep) { *g * scale } else { 0.0 };
-        }
+        let (keep, scale) = keep_and_scale(mask.prob);
+        drop_in_place(dz, mask.seed, first, keep, scale);
     }
     if let Some(slope) = e.slope {
         for (g, &out) in dz.iter_mut().zip(y) {

@@ -158,6 +158,23 @@ unsafe fn pack_a(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out: &m
     pack_a_with(mode, m, k0, k1, out, |i, k| a.at(i, k));
 }
 
+/// The mask of a vector's first `n` lanes (all 16 from 16 on): the tail of a row, a run of tiles.
+#[inline(always)]
+pub(crate) fn first_lanes(n: usize) -> u16 {
+    if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 }
+}
+
+/// The even and the odd elements of the 32 in `lo` then `hi`, each as one vector.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn even_odd(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::__m512i) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+    use std::arch::x86_64::*;
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    (_mm512_permutex2var_epi32(lo, even, hi), _mm512_permutex2var_epi32(lo, odd, hi))
+}
+
 /// [`pack_a_with`] for rows stored contiguously (a convolution's output gradient, a dense layer's
 /// input): sixteen lanes of a row per step, rounded as [`crate::bf16::round_bits`] rounds
 /// (integer arithmetic, so bit for bit the scalar result), eight rows at a time turned into the
@@ -177,16 +194,11 @@ unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out:
             let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
             _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
         };
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         // Lane p of row r is block[r * 16 + p]; output vector q holds lanes 2q and 2q + 1 of the
         // eight rows.
         let turn = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 1, 17, 33, 49, 65, 81, 97, 113);
         let mut block = [0u32; 16 * MR];
-        let within = |k: usize| -> __mmask16 {
-            let n = k1.saturating_sub(k).min(16);
-            if n == 16 { 0xFFFF } else { (1u16 << n) - 1 }
-        };
+        let within = |k: usize| -> __mmask16 { first_lanes(k1.saturating_sub(k)) };
         for strip in 0..m.div_ceil(MR) {
             let dst = out.as_mut_ptr().add(strip * lanes * MR);
             for p0 in (0..lanes).step_by(16) {
@@ -202,7 +214,7 @@ unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out:
                             Mode::Bf16 => {
                                 let lo = round(_mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast()));
                                 let hi = round(_mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast()));
-                                let (e, o) = (_mm512_permutex2var_epi32(lo, even, hi), _mm512_permutex2var_epi32(lo, odd, hi));
+                                let (e, o) = even_odd(lo, hi);
                                 _mm512_or_si512(_mm512_srli_epi32::<16>(e), o)
                             }
                         }
@@ -504,7 +516,7 @@ unsafe fn store_tile<const V: usize>(acc: &[[std::arch::x86_64::__m512; V]; MR],
             if width == 0 {
                 break;
             }
-            let mask: __mmask16 = if width == 16 { 0xFFFF } else { (1u16 << width) - 1 };
+            let mask: __mmask16 = first_lanes(width);
             // SAFETY: the masked lanes are columns 16v.. 16v + width of row r, inside `c` by the
             // assert above; masked-off lanes are neither read nor written. The caller runs with
             // AVX-512F.

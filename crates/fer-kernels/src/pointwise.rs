@@ -297,8 +297,7 @@ pub fn dropout_keeps(seed: u64, index: u64, keep: f32) -> bool {
 /// Inverted dropout: kept elements scaled by `1 / keep`, the rest zero. The backward pass is the
 /// same function applied to the output gradient.
 pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
-    let keep = 1.0 - prob;
-    let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+    let (keep, scale) = keep_and_scale(prob);
     let mut y = scratch(x.len());
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(k, (o, i))| {
         let base = (k * CHUNK) as u64;
@@ -311,6 +310,20 @@ pub fn dropout(x: &[f32], seed: u64, prob: f32) -> Vec<f32> {
         dropout_chunk(o, i, seed, base, keep, scale);
     });
     y
+}
+
+/// Inverted dropout's keep probability and the scale of kept elements.
+pub(crate) fn keep_and_scale(prob: f32) -> (f32, f32) {
+    let keep = 1.0 - prob;
+    (keep, if keep > 0.0 { 1.0 / keep } else { 0.0 })
+}
+
+/// [`dropout`]'s mask applied in place to `values`, the first of which is element `first`.
+#[inline(always)]
+pub(crate) fn drop_in_place(values: &mut [f32], seed: u64, first: u64, keep: f32, scale: f32) {
+    for (j, v) in values.iter_mut().enumerate() {
+        *v = if dropout_keeps(seed, first + j as u64, keep) { *v * scale } else { 0.0 };
+    }
 }
 
 /// The hash's 64-bit multiplies vectorise only with AVX-512DQ (`vpmullq`); the same code compiled

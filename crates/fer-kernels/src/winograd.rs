@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use crate::conv::{ConvShape, scratch};
-use crate::panel::{Left, Mode, NR, PackedA, Right, SLOTS, Strided, gemm_with};
+use crate::panel::{Left, Mode, NR, PackedA, Right, SLOTS, Strided, first_lanes, gemm_with};
 
 /// Tiles per block: the columns of each of the 16 GEMMs (three 48-column strips of the
 /// micro-kernel).
@@ -200,10 +200,8 @@ unsafe fn gradient_avx512(rows: [Option<&[f32]>; 2], width: usize, col: usize, l
     use std::arch::x86_64::*;
     // SAFETY: see the caller; masked-off lanes are never read.
     unsafe {
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for t0 in (0..len).step_by(16) {
-            let mask: __mmask16 = if len - t0 >= 16 { 0xFFFF } else { (1u16 << (len - t0)) - 1 };
+            let mask: __mmask16 = first_lanes(len - t0);
             // q_a = (dY[a][0], dY[a][0] + dY[a][1], dY[a][0] - dY[a][1], -dY[a][1]) for the
             // tile's two output rows a (zeros past the map).
             let mut q = [[_mm512_setzero_ps(); 4]; 2];
@@ -212,7 +210,7 @@ unsafe fn gradient_avx512(rows: [Option<&[f32]>; 2], width: usize, col: usize, l
                 let from = 2 * (col + t0) as isize;
                 let load = |c: isize| _mm512_maskz_loadu_ps(inside(c, width), row.as_ptr().wrapping_offset(c));
                 let (lo, hi) = (load(from), load(from + 16));
-                let (y0, y1) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
+                let (y0, y1) = even_odd_ps(lo, hi);
                 *q = [y0, _mm512_add_ps(y0, y1), _mm512_sub_ps(y0, y1), _mm512_sub_ps(_mm512_setzero_ps(), y1)];
             }
             // dM[i][j] = (q_0, q_0 + q_1, q_0 - q_1, -q_1)[i] at column j.
@@ -353,6 +351,16 @@ fn transform_input_run(rows: [Option<&[f32]>; 4], col: usize, len: usize, v: &mu
     unreachable!("winograd runs only on AVX-512 CPUs");
 }
 
+/// [`crate::panel::even_odd`] on `f32` vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn even_odd_ps(lo: std::arch::x86_64::__m512, hi: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+    use std::arch::x86_64::*;
+    let (even, odd) = crate::panel::even_odd(_mm512_castps_si512(lo), _mm512_castps_si512(hi));
+    (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
+}
+
 /// The lanes of a 16-wide load from column `from` that fall inside a row of `width` columns.
 #[inline(always)]
 fn inside(from: isize, width: usize) -> u16 {
@@ -380,10 +388,8 @@ unsafe fn input_avx512(
     // SAFETY: see the caller; a masked-off lane is never read or written, so the pointers may be
     // offset past their ends (with `wrapping_offset`/`wrapping_sub`, never dereferenced there).
     unsafe {
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
         for t0 in (0..len).step_by(16) {
-            let mask: __mmask16 = if len - t0 >= 16 { 0xFFFF } else { (1u16 << (len - t0)) - 1 };
+            let mask: __mmask16 = first_lanes(len - t0);
             let mut e = [[_mm512_setzero_ps(); 4]; 4];
             for (e, row) in e.iter_mut().zip(rows) {
                 let Some(row) = row else { continue };
@@ -392,8 +398,7 @@ unsafe fn input_avx512(
                 let from = 2 * (col + t0) as isize - 1;
                 let load = |c: isize| _mm512_maskz_loadu_ps(inside(c, width), row.as_ptr().wrapping_offset(c));
                 let (lo, hi, lo2, hi2) = (load(from), load(from + 16), load(from + 2), load(from + 18));
-                let (d0, d1) = (_mm512_permutex2var_ps(lo, even, hi), _mm512_permutex2var_ps(lo, odd, hi));
-                let (d2, d3) = (_mm512_permutex2var_ps(lo2, even, hi2), _mm512_permutex2var_ps(lo2, odd, hi2));
+                let ((d0, d1), (d2, d3)) = (even_odd_ps(lo, hi), even_odd_ps(lo2, hi2));
                 // e = d B.
                 *e = [_mm512_sub_ps(d0, d2), _mm512_add_ps(d1, d2), _mm512_sub_ps(d2, d1), _mm512_sub_ps(d1, d3)];
             }
@@ -470,7 +475,7 @@ unsafe fn output_avx512(m: &[f32], stride: usize, len: usize, top: &mut [f32], b
         let columns = top.len();
         let outputs = [Some(top.as_mut_ptr()), bottom.map(|b| b.as_mut_ptr())];
         for t0 in (0..len).step_by(16) {
-            let mask: __mmask16 = if len - t0 >= 16 { 0xFFFF } else { (1u16 << (len - t0)) - 1 };
+            let mask: __mmask16 = first_lanes(len - t0);
             let at = |xi: usize| _mm512_maskz_loadu_ps(mask, m.as_ptr().add(xi * stride + t0));
             // Aᵀ M: rows (m0 + m1 + m2, m1 - m2 - m3) per column.
             let mut r = [[_mm512_setzero_ps(); 4]; 2];
@@ -482,10 +487,7 @@ unsafe fn output_avx512(m: &[f32], stride: usize, len: usize, top: &mut [f32], b
             }
             // (Aᵀ M) A, each output row's even and odd columns interleaved; columns 2 t0 ..
             // 2 t0 + 32 of the row, as many as it has.
-            let lanes = |from: usize| -> __mmask16 {
-                let n = columns.saturating_sub(from).min(16);
-                if n == 16 { 0xFFFF } else { (1u16 << n) - 1 }
-            };
+            let lanes = |from: usize| -> __mmask16 { first_lanes(columns.saturating_sub(from)) };
             for (row, dst) in r.iter().zip(outputs) {
                 let Some(dst) = dst else { continue };
                 let even = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
