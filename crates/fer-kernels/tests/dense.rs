@@ -76,6 +76,14 @@ proptest! {
     }
 }
 
+/// burn's random generator is one per device and the tests run in parallel: the tests below that
+/// draw from it hold this, so that nothing draws between a `seed` and the draws that follow it.
+static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn hold_rng() -> std::sync::MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|v| v.to_bits()).collect()
 }
@@ -102,6 +110,7 @@ fn run(layer: &Linear, x: &Tensor<2>, g: &Tensor<2>, f: impl Fn(Tensor<2>) -> Te
 
 #[test]
 fn linear_matches_burns_layer_outputs_and_gradients() {
+    let _rng = hold_rng();
     let device = Device::flex().autodiff();
     assert!(fer_kernels::uses_fast_path(&device, burn::tensor::DType::F32));
     for (batch, inputs, outputs) in [(1, 30, 7), (128, 260, 130), (40, 64, 900)] {
@@ -118,6 +127,7 @@ fn linear_matches_burns_layer_outputs_and_gradients() {
 
 #[test]
 fn fused_block_equals_the_layers_one_by_one_with_the_same_masks() {
+    let _rng = hold_rng();
     let device = Device::flex().autodiff();
     let layer = layer(70, 150, &device);
     let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
@@ -145,6 +155,7 @@ fn fused_block_equals_the_layers_one_by_one_with_the_same_masks() {
 
 #[test]
 fn fused_block_at_inference_is_dense_then_leaky_relu() {
+    let _rng = hold_rng();
     let device = Device::flex();
     let layer = LinearConfig::new(33, 20).init(&device);
     let act = LeakyReluConfig::new().with_negative_slope(0.2).init();
