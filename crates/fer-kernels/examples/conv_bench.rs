@@ -2,7 +2,8 @@
 //! channels swapped) and weight gradient, by Winograd's F(2x2, 3x3) and by the direct GEMM,
 //! alternated in one process: milliseconds (best of 3) and the ratio.
 //!
-//! `cargo run --release -p fer-kernels --example conv_bench` (`CONV_BENCH_LAYER=0..3` for one layer)
+//! `cargo run --release -p fer-kernels --example conv_bench` (`CONV_BENCH_LAYER=0..3` for one layer,
+//! `CONV_BENCH_PRECISION=bf16` for the bf16 products)
 
 use std::time::Instant;
 
@@ -20,7 +21,10 @@ fn best_ms(f: impl Fn()) -> f64 {
 
 fn main() {
     fer_kernels::tune_allocator();
-    println!("panel mode: {:?} (Winograd needs F32)", conv::panel_mode());
+    if std::env::var("CONV_BENCH_PRECISION").is_ok_and(|p| p == "bf16") {
+        fer_kernels::set_precision(fer_kernels::Precision::Bf16);
+    }
+    println!("panel mode: {:?} (Winograd needs fer's GEMM)", conv::panel_mode());
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
     for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {

@@ -91,17 +91,19 @@ pub fn set_panel_f32(enabled: bool) {
 
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Whether `f32` 3x3 convolutions with padding 1 (forward and input gradient) run by Winograd's
-/// F(2x2, 3x3) ([`crate::winograd`], the default) or as direct GEMMs. For measuring one against
-/// the other and testing both.
+/// Whether 3x3 convolutions with padding 1 in fer's GEMM run by Winograd's F(2x2, 3x3)
+/// ([`crate::winograd`], the default; forward and input gradient in `f32` and bf16, the weight
+/// gradient in `f32`) or as direct GEMMs. For measuring one against the other and testing both.
 pub fn set_winograd(enabled: bool) {
     WINOGRAD.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// Whether [`crate::winograd`] computes `s`: f32 in fer's GEMM, a 3x3 "same" kernel, and an
-/// image per core (training batches; a lone image keeps the direct GEMM split across the cores).
-fn winograd_applies(s: &ConvShape) -> bool {
-    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed) && panel_mode() == Some(Mode::F32) && winograd::fits(s) && s.n >= rayon::current_num_threads()
+/// The mode in which [`crate::winograd`] computes `s`, if it does: fer's GEMM, a 3x3 "same"
+/// kernel, and an image per core (training batches; a lone image keeps the direct GEMM split
+/// across the cores).
+fn winograd_mode(s: &ConvShape) -> Option<Mode> {
+    let on = WINOGRAD.load(std::sync::atomic::Ordering::Relaxed) && winograd::fits(s) && s.n >= rayon::current_num_threads();
+    panel_mode().filter(|_| on)
 }
 
 /// The mode of fer's GEMM the convolutions run in, or `None` for im2col and the `gemm` crate.
@@ -367,10 +369,10 @@ pub fn forward_prepacked(
         let (k, b) = (scale.map_or(1.0, |k| k[co]), shift.map_or(0.0, |b| b[co]));
         crate::pointwise::affine_leaky_row(dst, src, k, b, slope);
     };
-    // 3x3 "same" convolutions in f32 by Winograd's algorithm, where every core gets images of
+    // 3x3 "same" convolutions by Winograd's algorithm (f32 or bf16), where every core gets images of
     // its own (training, and the input gradient, which is such a convolution too).
-    if packed.is_none() && winograd_applies(s) {
-        return winograd::forward(x, w, s, &|plane: &mut [f32], co: usize| finish(plane, None, co));
+    if let Some(mode) = winograd_mode(s).filter(|_| packed.is_none()) {
+        return winograd::forward(x, w, s, mode, &|plane: &mut [f32], co: usize| finish(plane, None, co));
     }
     // In fer's own GEMM, where the input packs straight from the images: the weights packed
     // once for every group (`conv_operands`).
@@ -469,13 +471,14 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want_dx: bool, 
     let mode = panel_mode();
     // In fer's own GEMM the input gradient is a convolution that packs `dy` straight from its
     // images: that beats wᵀ · dy and col2im on every layer, widening ones included.
-    let dy_packs = mode.is_some_and(|mode| s.cout.is_multiple_of(mode.per_lane()));
+    // (Winograd's algorithm, where it applies, takes any channel count.)
+    let dy_packs = mode.is_some_and(|mode| s.cout.is_multiple_of(mode.per_lane())) || winograd_mode(s).is_some();
     let transposed =
         (want_dx && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || dy_packs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
     let want_dx = want_dx && transposed.is_none();
-    // The weight gradient by Winograd's algorithm where its forward pass ran so; the bias
+    // The weight gradient by Winograd's algorithm where its forward pass ran so in f32; the bias
     // gradient then on its own (nothing else needs the group loop below).
-    let winograd_dw = (want_dw && winograd_applies(s)).then(|| winograd::weight_gradient(x, dy, s));
+    let winograd_dw = (want_dw && winograd_mode(s) == Some(Mode::F32)).then(|| winograd::weight_gradient(x, dy, s));
     if winograd_dw.is_some() && !want_dx {
         return Gradients { dx: transposed, dw: winograd_dw, db: want_db.then(|| bias_gradient(dy, s)) };
     }

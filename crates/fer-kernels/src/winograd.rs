@@ -10,8 +10,15 @@
 //!
 //! The transforms only add and halve, so the result differs from the direct sum by rounding
 //! alone (the tests bound it against f64 loops); the order of every sum is fixed, so results
-//! repeat bit for bit. bf16 keeps the direct GEMM: its operands carry 8 bits, and the transforms
-//! would round them again.
+//! repeat bit for bit.
+//!
+//! In bf16 the forward pass (and so the input gradient) runs the same steps with the GEMM in
+//! [`Mode::Bf16`]: the transforms stay in `f32` and their results `U` and `V` are rounded to bf16
+//! where the GEMM packs them, the transformed input two channels per lane as the bf16
+//! micro-kernel reads it.
+//! That rounds transformed values rather than the operands themselves, so the result is not the
+//! direct bf16 convolution's; the tests bound both against `f32`, and the accuracy this costs a
+//! training run is in docs/PERFORMANCE.md.
 
 use rayon::prelude::*;
 
@@ -31,8 +38,8 @@ pub fn fits(s: &ConvShape) -> bool {
     s.kh == 3 && s.kw == 3 && s.pad_h == 1 && s.pad_w == 1 && s.h > 0 && s.w > 0
 }
 
-/// `U_ξ = G g Gᵀ` for every (output, input) channel pair, packed as 16 left operands.
-fn transformed_weights(w: &[f32], s: &ConvShape) -> Vec<PackedA> {
+/// `U_ξ = G g Gᵀ` for every (output, input) channel pair, packed as 16 left operands in `mode`.
+fn transformed_weights(w: &[f32], s: &ConvShape, mode: Mode) -> Vec<PackedA> {
     let pairs = s.cout * s.cin;
     // u[pair][ξ], computed in parallel (the deep layers have 131 K pairs), then packed per ξ.
     let mut u = scratch(16 * pairs);
@@ -52,17 +59,18 @@ fn transformed_weights(w: &[f32], s: &ConvShape) -> Vec<PackedA> {
             u[4 * r..4 * r + 4].copy_from_slice(&[g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]);
         }
     });
-    (0..16).into_par_iter().map(|xi| PackedA::new(Mode::F32, s.cout, s.cin, |co, ci| u[(co * s.cin + ci) * 16 + xi])).collect()
+    (0..16).into_par_iter().map(|xi| PackedA::new(mode, s.cout, s.cin, |co, ci| u[(co * s.cin + ci) * 16 + xi])).collect()
 }
 
-/// `conv(x, w)` for a shape that [`fits`], then `finish(plane, channel)` on each output plane
-/// (bias, BatchNorm's scale and shift, LeakyReLU: the caller's epilogue), images split across
-/// the cores in groups.
-pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, finish: &(impl Fn(&mut [f32], usize) + Sync)) -> Vec<f32> {
-    assert!(fits(s) && Mode::F32.available(), "winograd: {s:?} is not a 3x3 'same' convolution on an AVX-512 CPU");
+/// `conv(x, w)` for a shape that [`fits`], its products in `mode`, then `finish(plane, channel)`
+/// on each output plane (bias, BatchNorm's scale and shift, LeakyReLU: the caller's epilogue),
+/// images split across the cores in groups.
+pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, mode: Mode, finish: &(impl Fn(&mut [f32], usize) + Sync)) -> Vec<f32> {
+    assert!(fits(s) && mode.available(), "winograd: {s:?} is not a 3x3 'same' convolution, or this CPU lacks {mode:?}");
     assert_eq!(x.len(), s.input_len(), "winograd: input length does not match {s:?}");
     assert_eq!(w.len(), s.weight_len(), "winograd: weight length does not match {s:?}");
-    let u = transformed_weights(w, s);
+    let u = transformed_weights(w, s, mode);
+    let per = mode.per_lane();
     let (plane, image_in) = (s.h * s.w, s.cin * s.h * s.w);
     let tiles_per_image = s.h.div_ceil(2) * s.w.div_ceil(2);
     // Whole images per task, as many as fill a block (the CNN's maps give exactly 144 tiles:
@@ -74,20 +82,21 @@ pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, finish: &(impl Fn(&mu
         let images = out.len() / (s.cout * plane);
         let input = &x[task * per_task * image_in..(task * per_task + images) * image_in];
         let rows = OUT_ROWS.min(s.cout);
-        let (mut v, mut m) = (scratch(16 * s.cin * TILES), scratch(16 * rows * TILES));
+        let (mut v, mut m) = (scratch(16 * s.cin.div_ceil(per) * TILES), scratch(16 * rows * TILES));
         let total = images * tiles_per_image;
         for first in (0..total).step_by(TILES) {
             let count = TILES.min(total - first);
-            let layout = Layout::Panel { strips: count.div_ceil(NR), cin: s.cin };
+            let layout = Layout::Panel { strips: count.div_ceil(NR), cin: s.cin, per };
+            let region = layout.region(s.cin);
             transform_input(input, s, first, count, &mut v, layout);
             // The products for a slice of output channels at a time, so that they are still in
             // the cache when the output transform reads them.
             for co in (0..s.cout).step_by(rows) {
                 let rows = rows.min(s.cout - co);
                 for (xi, u) in u.iter().enumerate() {
-                    let b = InPanels { data: &v[xi * s.cin * TILES..(xi + 1) * s.cin * TILES], cin: s.cin, count };
+                    let b = InPanels { data: &v[xi * region..(xi + 1) * region], layout, count };
                     let m = &mut m[xi * rows * TILES..(xi + 1) * rows * TILES];
-                    gemm_with(Mode::F32, rows, count, s.cin, Left::Packed(u, co), &b, m, TILES, false);
+                    gemm_with(mode, rows, count, s.cin, Left::Packed(u, co), &b, m, TILES, false);
                 }
                 transform_output(&m[..16 * rows * TILES], s, co..co + rows, first, count, out);
             }
@@ -109,6 +118,10 @@ const PARTS: usize = 8;
 /// The weight gradient `[cout, cin, 3, 3]` of a convolution that [`fits`], given its input `x`
 /// and output gradient `dy`: the adjoint of [`forward`]'s steps. With `dM = A dY Aᵀ` per tile,
 /// `dU_ξ = Σ_tiles dM_ξ V_ξᵀ` (16 GEMMs summing over tiles) and `dW = Gᵀ dU G`.
+///
+/// `f32` only: in bf16 both operands of these products need packing (a row pack and column
+/// gathers), which ate the gain (0.96-1.14x the direct bf16 GEMM per layer, measured in
+/// docs/PERFORMANCE.md), so bf16 keeps the direct weight gradient and its smaller rounding error.
 pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> {
     assert!(fits(s) && Mode::F32.available(), "winograd: {s:?} is not a 3x3 'same' convolution on an AVX-512 CPU");
     assert_eq!(x.len(), s.input_len(), "winograd: input length does not match {s:?}");
@@ -126,20 +139,21 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
             let x = &x[part * per_part * image_in..(part * per_part + images) * image_in];
             let dy = &dy[part * per_part * image_out..(part * per_part + images) * image_out];
             let mut du = vec![0.0f32; 16 * pairs];
-            let (mut v, mut d) = (scratch(16 * s.cin * GRADIENT_TILES), scratch(16 * s.cout * GRADIENT_TILES));
+            let block = GRADIENT_TILES;
+            let (mut v, mut d) = (scratch(16 * s.cin * block), scratch(16 * s.cout * block));
             let total = images * tiles_per_image;
-            for first in (0..total).step_by(GRADIENT_TILES) {
-                let count = GRADIENT_TILES.min(total - first);
-                transform_input(x, s, first, count, &mut v, Layout::Rows { block: GRADIENT_TILES });
-                transform_output_gradient(dy, s, first, count, &mut d);
+            for first in (0..total).step_by(block) {
+                let count = block.min(total - first);
+                transform_input(x, s, first, count, &mut v, Layout::Rows { block });
+                transform_output_gradient(dy, s, first, count, &mut d, block);
                 for xi in 0..16 {
                     // dU_ξ[co][ci] += Σ_t dM_ξ[co][t] · V_ξ[ci][t], with the wider channel count as
                     // the GEMM's columns (48 per strip: 64 columns would compute 96).
-                    let dm = &d[xi * s.cout * GRADIENT_TILES..(xi + 1) * s.cout * GRADIENT_TILES];
-                    let vt = &v[xi * s.cin * GRADIENT_TILES..(xi + 1) * s.cin * GRADIENT_TILES];
+                    let dm = &d[xi * s.cout * block..(xi + 1) * s.cout * block];
+                    let vt = &v[xi * s.cin * block..(xi + 1) * s.cin * block];
                     let (rows, cols, a, b) = if transposed { (s.cin, s.cout, vt, dm) } else { (s.cout, s.cin, dm, vt) };
-                    let a = Strided { data: a, rs: GRADIENT_TILES, cs: 1 };
-                    let b = Strided { data: b, rs: 1, cs: GRADIENT_TILES };
+                    let a = Strided { data: a, rs: block, cs: 1 };
+                    let b = Strided { data: b, rs: 1, cs: block };
                     gemm_with(Mode::F32, rows, cols, count, Left::Strided(a), &b, &mut du[xi * pairs..(xi + 1) * pairs], cols, true);
                 }
             }
@@ -171,22 +185,22 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
 }
 
 /// `dM = A dY Aᵀ` (the adjoint of the output transform) for tiles `first..first + count` of
-/// `dy` into `d[ξ][co][tile - first]` (row stride [`GRADIENT_TILES`]); outputs past an odd map's
+/// `dy` into `d[ξ][co][tile - first]` (row stride `block`); outputs past an odd map's
 /// edge count as zero (the forward pass dropped them).
-fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usize, d: &mut [f32]) {
-    assert!(d.len() >= 16 * s.cout * GRADIENT_TILES, "winograd: transformed gradient too short");
+fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usize, d: &mut [f32], block: usize) {
+    assert!(d.len() >= 16 * s.cout * block, "winograd: transformed gradient too short");
     for (image, row, col, len, at) in runs(s, first, count) {
         for co in 0..s.cout {
             let plane = &dy[(image * s.cout + co) * s.h * s.w..(image * s.cout + co + 1) * s.h * s.w];
             let rows =
                 [Some(&plane[2 * row * s.w..(2 * row + 1) * s.w]), (2 * row + 1 < s.h).then(|| &plane[(2 * row + 1) * s.w..(2 * row + 2) * s.w])];
-            assert!(2 * (col + len) <= s.w + 1 && at + len <= GRADIENT_TILES);
+            assert!(2 * (col + len) <= s.w + 1 && at + len <= block);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the loads are masked to each row's columns, the stores to tiles
             // `at..at + len` of row `co` of each of the 16 matrices (bounded by the asserts);
             // AVX-512F is available (`weight_gradient` asserts it).
             unsafe {
-                gradient_avx512(rows, s.w, col, len, d[co * GRADIENT_TILES + at..].as_mut_ptr(), s.cout * GRADIENT_TILES)
+                gradient_avx512(rows, s.w, col, len, d[co * block + at..].as_mut_ptr(), s.cout * block)
             };
         }
     }
@@ -250,30 +264,39 @@ fn runs(s: &ConvShape, first: usize, count: usize) -> impl Iterator<Item = (usiz
 enum Layout {
     /// `[ci][t]`, rows `block` apart.
     Rows { block: usize },
-    /// As fer's GEMM packs a right operand of `cin` rows (k) and the block's tiles (columns):
-    /// k blocks of [`SLOTS`] channels, each `strips` strips of [`NR`] tiles, `[strip][ci][tile]`.
-    /// The products then read it in place ([`InPanels`]).
-    Panel { strips: usize, cin: usize },
+    /// As fer's GEMM packs a right operand of `cin` rows (k) and the block's tiles (columns),
+    /// `per` channels to a 32-bit lane ([`Mode::per_lane`]: 2 in bf16, as [`crate::bf16`]
+    /// pairs them): k blocks of [`SLOTS`] lanes, each `strips` strips of [`NR`] tiles,
+    /// `[strip][lane][tile]`. The products then read it in place ([`InPanels`]).
+    Panel { strips: usize, cin: usize, per: usize },
 }
 
 impl Layout {
-    /// Values per ξ region for `cin` channels.
+    /// 32-bit values per ξ region for `cin` channels.
     fn region(self, cin: usize) -> usize {
         match self {
             Layout::Rows { block } => cin * block,
-            Layout::Panel { .. } => cin * TILES,
+            Layout::Panel { per, .. } => cin.div_ceil(per) * TILES,
         }
     }
 
-    /// Offset of (ci, t) within a ξ region.
+    /// Channels per 32-bit lane.
+    fn per(self) -> usize {
+        match self {
+            Layout::Rows { .. } => 1,
+            Layout::Panel { per, .. } => per,
+        }
+    }
+
+    /// Offset of the lane holding (ci, t) within a ξ region.
     #[inline(always)]
     fn at(self, ci: usize, t: usize) -> usize {
         match self {
             Layout::Rows { block } => ci * block + t,
-            Layout::Panel { strips, cin } => {
-                let k0 = ci - ci % SLOTS;
-                let lanes = SLOTS.min(cin - k0);
-                k0 * strips * NR + (t / NR) * lanes * NR + (ci - k0) * NR + t % NR
+            Layout::Panel { strips, cin, per } => {
+                let k0 = ci - ci % (per * SLOTS);
+                let lanes = (per * SLOTS).min(cin - k0).div_ceil(per);
+                k0 / per * strips * NR + (t / NR) * lanes * NR + (ci - k0) / per * NR + t % NR
             }
         }
     }
@@ -283,29 +306,30 @@ impl Layout {
 /// product, read in place.
 struct InPanels<'a> {
     data: &'a [f32],
-    cin: usize,
+    /// A [`Layout::Panel`] for the block's `count` tiles.
+    layout: Layout,
     count: usize,
 }
 
 impl Right for InPanels<'_> {
     fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
         // Not reached (`packed` always answers); a plain copy of the same lanes.
-        let layout = Layout::Panel { strips: self.count.div_ceil(NR), cin: self.cin };
-        assert!(mode == Mode::F32 && n1 <= self.count, "winograd: panel operand asked for {mode:?} or past its tiles");
+        assert!(mode.per_lane() == self.layout.per() && n1 <= self.count, "winograd: panel operand asked for {mode:?} or past its tiles");
         out.clear();
         for t in (n0..n1).step_by(NR) {
-            for ci in k0..k1 {
-                out.extend((t..t + NR).map(|j| if j < n1 { self.data[layout.at(ci, j)].to_bits() } else { 0 }));
+            for ci in (k0..k1).step_by(mode.per_lane()) {
+                out.extend((t..t + NR).map(|j| if j < n1 { self.data[self.layout.at(ci, j)].to_bits() } else { 0 }));
             }
         }
     }
 
     fn packed(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize) -> Option<&[u32]> {
-        let strips = self.count.div_ceil(NR);
-        if mode != Mode::F32 || n0 != 0 || n1 != self.count || !k0.is_multiple_of(SLOTS) || k1 > self.cin {
+        let Layout::Panel { strips, cin, per } = self.layout else { return None };
+        if mode.per_lane() != per || n0 != 0 || n1 != self.count || !k0.is_multiple_of(per * SLOTS) || k1 > cin {
             return None;
         }
-        let block = &self.data[k0 * strips * NR..(k0 * strips * NR + (k1 - k0) * strips * NR)];
+        let start = k0 / per * strips * NR;
+        let block = &self.data[start..start + mode.lanes(k0, k1) * strips * NR];
         // SAFETY: f32 and u32 have the same size and alignment, and any bits are a valid u32.
         Some(unsafe { std::slice::from_raw_parts(block.as_ptr().cast::<u32>(), block.len()) })
     }
@@ -314,36 +338,50 @@ impl Right for InPanels<'_> {
 /// `V = Bᵀ d B` for tiles `first..first + count` into `v[ξ]` in `layout`.
 fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut [f32], layout: Layout) {
     let region = layout.region(s.cin);
-    assert!(v.len() >= 16 * region && count <= TILES, "winograd: transformed input buffer too short");
+    assert!(v.len() >= 16 * region && count <= TILES.max(GRADIENT_TILES), "winograd: transformed input buffer too short");
+    let per = layout.per();
     for (image, row, col, len, at) in runs(s, first, count) {
-        for ci in 0..s.cin {
-            let channel = &x[(image * s.cin + ci) * s.h * s.w..(image * s.cin + ci + 1) * s.h * s.w];
-            // The tile row's four input rows (2 row - 1 .. 2 row + 2); `None` outside the map.
-            let rows: [Option<&[f32]>; 4] = std::array::from_fn(|i| {
+        // The tile row's four input rows (2 row - 1 .. 2 row + 2) of channel `ci`; `None` outside
+        // the map, and for a channel past the last (the zero half of a bf16 pair).
+        let rows = |ci: usize| -> [Option<&[f32]>; 4] {
+            let channel = (ci < s.cin).then(|| &x[(image * s.cin + ci) * s.h * s.w..(image * s.cin + ci + 1) * s.h * s.w]);
+            std::array::from_fn(|i| {
                 let r = (2 * row + i).checked_sub(1)?;
-                (r < s.h).then(|| &channel[r * s.w..(r + 1) * s.w])
-            });
-            transform_input_run(rows, col, len, v, region, layout, ci, at);
+                channel.filter(|_| r < s.h).map(|c| &c[r * s.w..(r + 1) * s.w])
+            })
+        };
+        for ci in (0..s.cin).step_by(per) {
+            transform_input_run([rows(ci), rows(ci + 1)], s.w, col, len, v, region, layout, ci, at);
         }
     }
 }
 
-/// [`transform_input`] for one run of `len` tiles from tile column `col`, of channel `ci`, the
-/// run's first tile being tile `at` of the block: into `v` in `layout`, ξ regions `region` apart.
-/// Tile column t reads input columns 2t - 1 .. 2t + 2 of each row, zeros outside the row.
-/// Sixteen tiles per step, one per vector lane.
+/// [`transform_input`] for one run of `len` tiles from tile column `col` of channel `ci` (and, in
+/// a layout of two channels per lane, `ci + 1`: the second set of rows), the run's first tile
+/// being tile `at` of the block: into `v` in `layout`, ξ regions `region` apart. Tile column t
+/// reads input columns 2t - 1 .. 2t + 2 of each row, zeros outside the row. Sixteen tiles per
+/// step, one per vector lane.
 #[allow(clippy::too_many_arguments)]
-fn transform_input_run(rows: [Option<&[f32]>; 4], col: usize, len: usize, v: &mut [f32], region: usize, layout: Layout, ci: usize, at: usize) {
-    let width = rows.iter().flatten().map(|r| r.len()).max().unwrap_or(0);
-    assert!(rows.iter().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1, "winograd: input rows");
+fn transform_input_run(
+    rows: [[Option<&[f32]>; 4]; 2],
+    width: usize,
+    col: usize,
+    len: usize,
+    v: &mut [f32],
+    region: usize,
+    layout: Layout,
+    ci: usize,
+    at: usize,
+) {
+    assert!(rows.iter().flatten().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1, "winograd: input rows");
     assert!(
-        at + len <= TILES && 16 * region <= v.len() && (len == 0 || layout.at(ci, at + len - 1) < region),
+        at + len <= TILES.max(GRADIENT_TILES) && 16 * region <= v.len() && (len == 0 || layout.at(ci, at + len - 1) < region),
         "winograd: transformed input too short"
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the loads are masked to each row's columns and the stores to the run's tiles, whose
     // offsets the asserts above bound; this module runs only where AVX-512F is available
-    // (`forward` asserts it).
+    // (`forward` and `weight_gradient` assert it).
     unsafe {
         input_avx512(rows, width, col, len, v.as_mut_ptr(), region, layout, ci, at)
     }
@@ -374,7 +412,7 @@ fn inside(from: isize, width: usize) -> u16 {
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn input_avx512(
-    rows: [Option<&[f32]>; 4],
+    rows: [[Option<&[f32]>; 4]; 2],
     width: usize,
     col: usize,
     len: usize,
@@ -388,8 +426,8 @@ unsafe fn input_avx512(
     // SAFETY: see the caller; a masked-off lane is never read or written, so the pointers may be
     // offset past their ends (with `wrapping_offset`/`wrapping_sub`, never dereferenced there).
     unsafe {
-        for t0 in (0..len).step_by(16) {
-            let mask: __mmask16 = first_lanes(len - t0);
+        // One channel's V for tiles t0 .. t0 + 16 of the run, in ξ order.
+        let transform = |rows: &[Option<&[f32]>; 4], t0: usize| -> [__m512; 16] {
             let mut e = [[_mm512_setzero_ps(); 4]; 4];
             for (e, row) in e.iter_mut().zip(rows) {
                 let Some(row) = row else { continue };
@@ -402,6 +440,35 @@ unsafe fn input_avx512(
                 // e = d B.
                 *e = [_mm512_sub_ps(d0, d2), _mm512_add_ps(d1, d2), _mm512_sub_ps(d2, d1), _mm512_sub_ps(d1, d3)];
             }
+            // V = Bᵀ e, column by column.
+            let mut out = [_mm512_setzero_ps(); 16];
+            for j in 0..4 {
+                out[j] = _mm512_sub_ps(e[0][j], e[2][j]);
+                out[4 + j] = _mm512_add_ps(e[1][j], e[2][j]);
+                out[8 + j] = _mm512_sub_ps(e[2][j], e[1][j]);
+                out[12 + j] = _mm512_sub_ps(e[1][j], e[3][j]);
+            }
+            out
+        };
+        // Rounded to bf16 as `crate::bf16::round_bits` rounds (integer arithmetic, the same bits).
+        let round = |x: __m512| {
+            let u = _mm512_castps_si512(x);
+            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
+            _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd))
+        };
+        for t0 in (0..len).step_by(16) {
+            let mask: __mmask16 = first_lanes(len - t0);
+            let lo = transform(&rows[0], t0);
+            let values = if layout.per() == 2 {
+                // Two channels per lane: `ci` in the low half, `ci + 1` in the high half.
+                let hi = transform(&rows[1], t0);
+                std::array::from_fn(|xi| {
+                    let high = _mm512_and_si512(round(hi[xi]), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
+                    _mm512_castsi512_ps(_mm512_or_si512(high, _mm512_srli_epi32::<16>(round(lo[xi]))))
+                })
+            } else {
+                lo
+            };
             // Tiles a .. a + 16 of the block; in panels a strip holds NR of them, so a vector
             // may end in the next strip: the lanes past the strip's end are stored from there.
             let a = at + t0;
@@ -410,21 +477,13 @@ unsafe fn input_avx512(
                 Layout::Panel { .. } => NR - a % NR,
             };
             let first_part: __mmask16 = if split >= 16 { mask } else { mask & ((1u16 << split) - 1) };
-            let store = |xi: usize, value: __m512| {
+            for (xi, value) in values.into_iter().enumerate() {
                 let base = v.wrapping_add(xi * region);
                 _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a)), first_part, value);
                 if split < 16 && mask & !first_part != 0 {
                     // Lane `split` goes to tile a + split, the next strip's first.
                     _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a + split)).wrapping_sub(split), mask & !first_part, value);
                 }
-            };
-            // V = Bᵀ e, column by column.
-            #[allow(clippy::needless_range_loop)]
-            for j in 0..4 {
-                store(j, _mm512_sub_ps(e[0][j], e[2][j]));
-                store(4 + j, _mm512_add_ps(e[1][j], e[2][j]));
-                store(8 + j, _mm512_sub_ps(e[2][j], e[1][j]));
-                store(12 + j, _mm512_sub_ps(e[1][j], e[3][j]));
             }
         }
     }
