@@ -3,7 +3,7 @@
 //! alternated in one process: milliseconds (best of 3) and the ratio.
 //!
 //! `cargo run --release -p fer-kernels --example conv_bench` (`CONV_BENCH_LAYER=0..3` for one layer,
-//! `CONV_BENCH_PRECISION=bf16` for the bf16 products)
+//! `CONV_BENCH_PRECISION=bf16` for the bf16 products, `CONV_BENCH_TILES=0` to keep them off AMX)
 
 use std::time::Instant;
 
@@ -24,7 +24,14 @@ fn main() {
     if std::env::var("CONV_BENCH_PRECISION").is_ok_and(|p| p == "bf16") {
         fer_kernels::set_precision(fer_kernels::Precision::Bf16);
     }
-    println!("panel mode: {:?} (Winograd needs fer's GEMM)", conv::panel_mode());
+    if std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0") {
+        fer_kernels::panel::set_tiles(false);
+    }
+    println!(
+        "panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {}",
+        conv::panel_mode(),
+        fer_kernels::panel::tiles_available() && !std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0")
+    );
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
     for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {

@@ -100,10 +100,12 @@ pub fn set_winograd(enabled: bool) {
 
 /// The mode in which [`crate::winograd`] computes `s`, if it does: fer's GEMM, a 3x3 "same"
 /// kernel, and an image per core (training batches; a lone image keeps the direct GEMM split
-/// across the cores).
+/// across the cores). Not on AMX tiles: there the direct bf16 GEMM runs 2.5-5x faster than on
+/// AVX512-BF16 and Winograd's transforms cost more than its products save (0.69-1.02x per
+/// layer, docs/PERFORMANCE.md).
 fn winograd_mode(s: &ConvShape) -> Option<Mode> {
     let on = WINOGRAD.load(std::sync::atomic::Ordering::Relaxed) && winograd::fits(s) && s.n >= rayon::current_num_threads();
-    panel_mode().filter(|_| on)
+    panel_mode().filter(|&mode| on && !crate::panel::tiles_for(mode))
 }
 
 /// The mode of fer's GEMM the convolutions run in, or `None` for im2col and the `gemm` crate.
@@ -226,7 +228,8 @@ pub(crate) fn panel_product(
     parallel: bool,
 ) {
     let threads = if parallel { rayon::current_num_threads() } else { 1 };
-    let rows = m.div_ceil(threads).div_ceil(8) * 8;
+    // Whole strips per core (16 rows: the AMX strips, two micro-kernel ones).
+    let rows = m.div_ceil(threads).div_ceil(16) * 16;
     if threads == 1 || rows >= m || m == 0 || n == 0 {
         gemm_with(mode, m, n, k, a, b, c, ldc, accumulate);
         return;

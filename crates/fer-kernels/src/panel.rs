@@ -8,6 +8,15 @@
 //!   instruction multiplies. Only the GEMMs see bf16, as PyTorch's autocast does.
 //! - [`Mode::F32`]: plain `f32` FMAs (AVX-512F), one `k` value per lane.
 //!
+//! On CPUs with AMX (Sapphire Rapids and later), bf16 products run on its tiles instead
+//! ([`tiles_available`]): `tdpbf16ps` multiplies a 16 x 32 bf16 tile by a 32 x 16 one into 16 x 16
+//! `f32` sums, eight times the multiply-adds of `vdpbf16ps` per cycle. The right panels are
+//! already in the tiles' pair layout (a 16-lane slice of a strip is a tile, rows `NR` lanes apart);
+//! left operands are packed row-major for them (16-row strips, lanes padded to 16), and a strip's
+//! last partial 16 lanes are copied into a zero-padded tile. The sums are in another order than
+//! `vdpbf16ps`'s (and AMX flushes subnormal products to zero), so the results differ from the
+//! AVX512-BF16 path by rounding, fixed from run to run.
+//!
 //! Why not the `gemm` crate for both: a GEMM that takes strided matrices needs the convolution's
 //! im2col matrix written out in full (9 copies of the input for 3x3 kernels) and then packs it
 //! again. Here the right operand is anything that packs itself ([`Right`]), so a convolution
@@ -30,6 +39,56 @@ pub(crate) const NR: usize = 16 * NV;
 pub(crate) const SLOTS: usize = 128;
 /// Columns per packed right block (128 x 768 x 4 bytes = 384 KiB, within Zen 4's 1 MiB L2).
 const NC: usize = 768;
+/// Rows of an AMX tile, and of a left strip packed for the tiles.
+const TM: usize = 16;
+/// Lanes per tile step: 16 lanes of bf16 pairs make a tile row of 64 bytes.
+const TK: usize = 16;
+
+static TILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether bf16 products run on AMX tiles where [`tiles_available`] (the default) or on
+/// AVX512-BF16 everywhere. For measuring one against the other and testing both; a left operand
+/// packed ahead ([`PackedA`]) keeps the kernel it was packed for.
+pub fn set_tiles(enabled: bool) {
+    TILES.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this CPU and OS run bf16 products on AMX tiles: CPUID reports AMX-TILE and AMX-BF16,
+/// the CPU runs AVX512-BF16 (the packers and the rest of the bf16 path), and Linux granted this
+/// process the tile state (asked for once, by `arch_prctl(ARCH_REQ_XCOMP_PERM)`).
+pub fn tiles_available() -> bool {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    {
+        static GRANTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *GRANTED.get_or_init(|| {
+            use std::arch::x86_64::{__cpuid_count, __get_cpuid_max};
+            #[allow(unused_unsafe)]
+            // SAFETY: CPUID exists on every x86-64 CPU; leaf 7 is read only where it exists.
+            let edx = unsafe { if __get_cpuid_max(0).0 >= 7 { __cpuid_count(7, 0).edx } else { 0 } };
+            let (amx_bf16, amx_tile) = (edx & (1 << 22) != 0, edx & (1 << 24) != 0);
+            const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+            const XFEATURE_XTILEDATA: libc::c_long = 18;
+            // SAFETY: the request only changes which register state the kernel lets this process
+            // use; a kernel without it answers an error.
+            amx_bf16
+                && amx_tile
+                && crate::bf16::available()
+                && unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) } == 0
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]
+    false
+}
+
+/// Whether products in `mode` packed now run on AMX tiles.
+pub(crate) fn tiles_for(mode: Mode) -> bool {
+    mode == Mode::Bf16 && TILES.load(std::sync::atomic::Ordering::Relaxed) && tiles_available()
+}
+
+/// Lanes a left operand packed for the tiles holds per row: `lanes` rounded up to a tile step.
+fn tile_lanes(lanes: usize) -> usize {
+    lanes.div_ceil(TK) * TK
+}
 
 /// What the products multiply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +217,57 @@ unsafe fn pack_a(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out: &m
     pack_a_with(mode, m, k0, k1, out, |i, k| a.at(i, k));
 }
 
+/// Packs rows `0..m` x k range `k0..k1` of the matrix `at(row, k)` for the AMX tiles: row-major
+/// bf16 pairs, [`tile_lanes`] lanes per row and rows up to a multiple of [`TM`], zeros past the
+/// matrix (so a tile step past the last lane or row adds nothing).
+#[inline(always)]
+fn pack_tiles_with(m: usize, k0: usize, k1: usize, out: &mut [u32], at: impl Fn(usize, usize) -> f32) {
+    let (lanes, width) = (Mode::Bf16.lanes(k0, k1), tile_lanes(Mode::Bf16.lanes(k0, k1)));
+    for (row, dst) in out.chunks_exact_mut(width).enumerate() {
+        for (p, d) in dst.iter_mut().enumerate() {
+            let k = k0 + 2 * p;
+            *d = if row < m && p < lanes { pair(at(row, k), if k + 1 < k1 { at(row, k + 1) } else { 0.0 }) } else { 0 };
+        }
+    }
+}
+
+/// [`pack_tiles_with`] of a strided matrix; rows stored contiguously (the usual case) sixteen
+/// lanes per step, rounded as [`crate::bf16::round_bits`] rounds (the same bits).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_tiles(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
+    use std::arch::x86_64::*;
+    let width = tile_lanes(Mode::Bf16.lanes(k0, k1));
+    overwrite(out, m.div_ceil(TM) * TM * width);
+    if a.cs != 1 {
+        pack_tiles_with(m, k0, k1, out, |i, k| a.at(i, k));
+        return;
+    }
+    let round = |u: __m512i| {
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
+        _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
+    };
+    let within = |k: usize| -> __mmask16 { first_lanes(k1.saturating_sub(k)) };
+    for (row, dst) in out.chunks_exact_mut(width).enumerate() {
+        for p0 in (0..width).step_by(16) {
+            // SAFETY: the loads are masked to k < k1 of a row below m, inside `a` (checked by
+            // `gemm_with`); the store is 16 lanes of `dst`, whose width is a multiple of 16.
+            unsafe {
+                let value = if row >= m {
+                    _mm512_setzero_si512()
+                } else {
+                    let (base, k) = (a.data.as_ptr().add(row * a.rs), k0 + 2 * p0);
+                    let lo = round(_mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast()));
+                    let hi = round(_mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast()));
+                    let (e, o) = even_odd(lo, hi);
+                    _mm512_or_si512(_mm512_srli_epi32::<16>(e), o)
+                };
+                _mm512_storeu_si512(dst.as_mut_ptr().add(p0).cast(), value);
+            }
+        }
+    }
+}
+
 /// The mask of a vector's first `n` lanes (all 16 from 16 on): the tail of a row, a run of tiles.
 #[inline(always)]
 pub(crate) fn first_lanes(n: usize) -> u16 {
@@ -243,6 +353,8 @@ pub struct PackedA {
     mode: Mode,
     m: usize,
     k: usize,
+    /// Packed for the AMX tiles ([`pack_tiles_with`]) rather than in MR-row strips.
+    tiles: bool,
     data: Vec<u32>,
 }
 
@@ -250,19 +362,29 @@ impl PackedA {
     /// Packs the `m` x `k` matrix `at(row, k)`, k blocks in parallel.
     pub fn new(mode: Mode, m: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         use rayon::prelude::*;
-        let strips = m.div_ceil(MR);
-        let mut data = Vec::new();
-        overwrite(&mut data, strips * mode.lanes(0, k) * MR);
+        let tiles = tiles_for(mode);
+        let block_len = |k0: usize, k1: usize| {
+            if tiles { m.div_ceil(TM) * TM * tile_lanes(mode.lanes(k0, k1)) } else { m.div_ceil(MR) * MR * mode.lanes(k0, k1) }
+        };
         let mut blocks = Vec::new();
-        let mut rest = &mut data[..];
         for k0 in (0..k).step_by(mode.kc()) {
-            let k1 = (k0 + mode.kc()).min(k);
-            let (block, tail) = rest.split_at_mut(strips * mode.lanes(k0, k1) * MR);
-            blocks.push((k0, k1, block));
+            blocks.push((k0, (k0 + mode.kc()).min(k)));
+        }
+        let mut data = Vec::new();
+        overwrite(&mut data, blocks.iter().map(|&(k0, k1)| block_len(k0, k1)).sum());
+        let mut parts = Vec::new();
+        let mut rest = &mut data[..];
+        for (k0, k1) in blocks {
+            let (block, tail) = rest.split_at_mut(block_len(k0, k1));
+            parts.push((k0, k1, block));
             rest = tail;
         }
-        blocks.into_par_iter().for_each(|(k0, k1, block)| pack_a_with(mode, m, k0, k1, block, &at));
-        PackedA { mode, m, k, data }
+        parts.into_par_iter().for_each(
+            |(k0, k1, block)| {
+                if tiles { pack_tiles_with(m, k0, k1, block, &at) } else { pack_a_with(mode, m, k0, k1, block, &at) }
+            },
+        );
+        PackedA { mode, m, k, tiles, data }
     }
 
     /// Of a strided matrix.
@@ -283,13 +405,19 @@ impl PackedA {
         self.mode
     }
 
+    /// Rows per packed strip: [`TM`] for the tiles, `MR` for the micro-kernel.
+    fn strip_rows(&self) -> usize {
+        if self.tiles { TM } else { MR }
+    }
+
     /// Strips `first..first + count` of the k block starting at `k0`.
     fn strips(&self, k0: usize, first: usize, count: usize) -> &[u32] {
-        let strips = self.m.div_ceil(MR);
-        // Every block before `k0` is whole.
-        let offset = strips * MR * (k0 / self.mode.per_lane());
+        let rows = self.strip_rows();
+        // Every block before `k0` is whole: SLOTS lanes per row, a multiple of a tile step.
+        let offset = self.m.div_ceil(rows) * rows * (k0 / self.mode.per_lane());
         let lanes = self.mode.lanes(k0, (k0 + self.mode.kc()).min(self.k));
-        &self.data[offset + first * lanes * MR..offset + (first + count) * lanes * MR]
+        let lanes = if self.tiles { tile_lanes(lanes) } else { lanes };
+        &self.data[offset + first * lanes * rows..offset + (first + count) * lanes * rows]
     }
 }
 
@@ -298,7 +426,7 @@ impl PackedA {
 pub enum Left<'a> {
     /// Packed block by block as the product goes.
     Strided(Strided<'a>),
-    /// Rows `first..` of an operand packed once; `first` a multiple of 8 (the micro-tile).
+    /// Rows `first..` of an operand packed once; `first` a multiple of 16 (the strips).
     Packed(&'a PackedA, usize),
 }
 
@@ -435,10 +563,17 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
         return;
     }
     assert!(c.len() >= (m - 1) * ldc + n, "panel gemm: c too small");
+    // The AMX tiles where the left operand is (or will be) packed for them.
+    let tiles = match a {
+        Left::Packed(p, _) => p.tiles,
+        Left::Strided(_) => tiles_for(mode),
+    };
+    let strip_rows = if tiles { TM } else { MR };
     match a {
-        Left::Packed(p, first) => {
-            assert!(p.mode == mode && first % MR == 0 && first + m <= p.rows() && p.k == k, "panel gemm: packed operand does not cover the product")
-        }
+        Left::Packed(p, first) => assert!(
+            p.mode == mode && first % strip_rows == 0 && first + m <= p.rows() && p.k == k,
+            "panel gemm: packed operand does not cover the product"
+        ),
         Left::Strided(a) => a.check(m, k, "a"),
     }
     if k == 0 {
@@ -451,18 +586,29 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
     }
     // Taken rather than borrowed, so that a nested product (none today) would just allocate.
     let (mut packed_a, mut packed_b) = PANELS.take();
-    let strips = m.div_ceil(MR);
+    #[cfg(target_arch = "x86_64")]
+    if tiles {
+        // SAFETY: `tiles` implies AMX and the granted tile state (`tiles_available`).
+        unsafe { configure_tiles() };
+    }
+    // A strip's last partial tile step of lanes, zero-padded (AMX reads whole tiles).
+    let mut tail = [0u32; TK * NR];
+    let strips = m.div_ceil(strip_rows);
     for k0 in (0..k).step_by(mode.kc()) {
         let k1 = (k0 + mode.kc()).min(k);
         let lanes = mode.lanes(k0, k1);
+        let a_lanes = if tiles { tile_lanes(lanes) } else { lanes };
         let add = accumulate || k0 > 0;
         let a_block: &[u32] = match a {
             Left::Strided(a) => {
                 // SAFETY: the mode is available (checked above), so the CPU has AVX-512F.
-                unsafe { pack_a(mode, a, m, k0, k1, &mut packed_a) };
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    if tiles { pack_tiles(a, m, k0, k1, &mut packed_a) } else { pack_a(mode, a, m, k0, k1, &mut packed_a) }
+                };
                 &packed_a
             }
-            Left::Packed(p, first) => p.strips(k0, first / MR, strips),
+            Left::Packed(p, first) => p.strips(k0, first / strip_rows, strips),
         };
         for n0 in (0..n).step_by(NC) {
             let n1 = (n0 + NC).min(n);
@@ -478,15 +624,22 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
                 let b_strip = &b_block[t * lanes * NR..(t + 1) * lanes * NR];
                 let col = n0 + t * NR;
                 let cols = NR.min(n1 - col);
+                if tiles && !lanes.is_multiple_of(TK) {
+                    let whole = lanes - lanes % TK;
+                    tail[..(lanes - whole) * NR].copy_from_slice(&b_strip[whole * NR..]);
+                    tail[(lanes - whole) * NR..].fill(0);
+                }
                 for s in 0..strips {
-                    let a_strip = &a_block[s * lanes * MR..(s + 1) * lanes * MR];
-                    let rows = MR.min(m - s * MR);
-                    let c_tile = &mut c[s * MR * ldc + col..(s * MR + rows - 1) * ldc + col + cols];
-                    // SAFETY: the mode is available (checked above); the strips hold `lanes`
-                    // lanes and `c_tile` spans `rows` rows of `cols` columns at stride `ldc`.
+                    let a_strip = &a_block[s * a_lanes * strip_rows..(s + 1) * a_lanes * strip_rows];
+                    let rows = strip_rows.min(m - s * strip_rows);
+                    let c_tile = &mut c[s * strip_rows * ldc + col..(s * strip_rows + rows - 1) * ldc + col + cols];
+                    // SAFETY: the mode is available (checked above), and AMX where `tiles`; the
+                    // strips hold `lanes` lanes (the left one `a_lanes` per row for the tiles) and
+                    // `c_tile` spans `rows` rows of `cols` columns at stride `ldc`.
                     #[cfg(target_arch = "x86_64")]
                     unsafe {
                         match mode {
+                            Mode::Bf16 if tiles => tile_kernel(lanes, a_strip, b_strip, &tail, c_tile, ldc, rows, cols, add),
                             // A strip's last columns: only the vectors that hold some (an 8x16
                             // tile computes a third of an 8x48 one).
                             Mode::Bf16 if cols <= 16 => micro_kernel_bf16::<1>(lanes, a_strip, b_strip, c_tile, ldc, rows, cols, add),
@@ -501,7 +654,106 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
             }
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    if tiles {
+        // SAFETY: the tiles were configured above; this only marks them unused.
+        unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+    }
     PANELS.set((packed_a, packed_b));
+}
+
+/// The tile configuration every product uses: palette 1, tiles 0-6 of 16 rows x 64 bytes (three
+/// sums of 16 x 16 `f32`, one left tile of 16 rows x 32 bf16, three right tiles of 16 pair rows
+/// x 16 columns).
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+static TILE_CONFIG: TileConfig = {
+    let mut c = [0u8; 64];
+    c[0] = 1;
+    let mut t = 0;
+    while t < 7 {
+        c[16 + 2 * t] = 64;
+        c[48 + t] = TM as u8;
+        t += 1;
+    }
+    TileConfig(c)
+};
+
+/// Loads [`TILE_CONFIG`] on this thread.
+///
+/// # Safety
+/// The CPU has AMX and Linux granted the tile state ([`tiles_available`]).
+#[cfg(target_arch = "x86_64")]
+unsafe fn configure_tiles() {
+    // SAFETY: see above; the configuration is 64 valid bytes.
+    unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &TILE_CONFIG.0, options(nostack, readonly)) };
+}
+
+/// `c[r][j] (+)= Σ_p a_strip[r][p] · b_strip[p][j]` on the AMX tiles (configured by
+/// [`configure_tiles`]) over `lanes` lanes: `a_strip` 16 rows of [`tile_lanes`] lanes,
+/// `b_strip` `lanes` rows of NR lanes, `tail` its last partial tile step zero-padded to 16 rows.
+/// Three 16 x 16 sums cover the strip's 48 columns; the `rows` x `cols` corner is stored.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_kernel(lanes: usize, a_strip: &[u32], b_strip: &[u32], tail: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
+    use std::arch::asm;
+    use std::arch::x86_64::*;
+    let width = tile_lanes(lanes);
+    assert!(a_strip.len() >= TM * width && b_strip.len() >= lanes * NR && tail.len() >= TK * NR);
+    assert!((1..=TM).contains(&rows) && (1..=NR).contains(&cols) && c.len() >= (rows - 1) * ldc + cols);
+    let whole = lanes - lanes % TK;
+    let mut sums = [0.0f32; TM * NR];
+    // SAFETY: every tile load reads 16 rows of 64 bytes inside the asserted operands (left: 16
+    // lanes from p0 < width of each row; right: rows p0..p0 + 16 < lanes, or the tail); the stores
+    // write `sums`. Tiles 0-6 are configured; the compiler never uses tile registers itself.
+    unsafe {
+        asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", options(nostack, nomem));
+        for p0 in (0..lanes).step_by(TK) {
+            let b = if p0 < whole { b_strip.as_ptr().add(p0 * NR) } else { tail.as_ptr() };
+            asm!(
+                "tileloadd tmm3, [{a} + {sa} * 1]",
+                "tileloadd tmm4, [{b0} + {sb} * 1]",
+                "tileloadd tmm5, [{b1} + {sb} * 1]",
+                "tileloadd tmm6, [{b2} + {sb} * 1]",
+                "tdpbf16ps tmm0, tmm3, tmm4",
+                "tdpbf16ps tmm1, tmm3, tmm5",
+                "tdpbf16ps tmm2, tmm3, tmm6",
+                a = in(reg) a_strip.as_ptr().add(p0),
+                sa = in(reg) width * 4,
+                b0 = in(reg) b,
+                b1 = in(reg) b.add(16),
+                b2 = in(reg) b.add(32),
+                sb = in(reg) NR * 4,
+                options(nostack, readonly),
+            );
+        }
+        let out = sums.as_mut_ptr();
+        asm!(
+            "tilestored [{o0} + {s} * 1], tmm0",
+            "tilestored [{o1} + {s} * 1], tmm1",
+            "tilestored [{o2} + {s} * 1], tmm2",
+            o0 = in(reg) out,
+            o1 = in(reg) out.add(16),
+            o2 = in(reg) out.add(32),
+            s = in(reg) NR * 4,
+            options(nostack),
+        );
+        for r in 0..rows {
+            for v in 0..NV {
+                let width = cols.saturating_sub(16 * v).min(16);
+                if width == 0 {
+                    break;
+                }
+                let mask: __mmask16 = first_lanes(width);
+                let dst = c.as_mut_ptr().add(r * ldc + 16 * v);
+                let value = _mm512_loadu_ps(sums.as_ptr().add(r * NR + 16 * v));
+                let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), value) } else { value };
+                _mm512_mask_storeu_ps(dst, mask, sum);
+            }
+        }
+    }
 }
 
 /// Stores the micro-tile's `rows` x `cols` corner into `c` (adding to it when `add`).
@@ -621,6 +873,49 @@ mod tests {
                 overwrite(&mut scalar, m.div_ceil(MR) * mode.lanes(k0, k1) * MR);
                 pack_a_with(mode, m, k0, k1, &mut scalar, |i, j| strided.at(i, j));
                 assert_eq!(fast, scalar, "{mode:?} m={m} k={k0}..{k1}");
+            }
+        }
+    }
+
+    /// The AMX tile kernel (where the CPU has it) against the reference and the AVX512-BF16
+    /// micro-kernel: strips of 16 rows cut short, lanes that end inside a tile step (the zero-padded
+    /// tail) or on one, several k blocks and column blocks, a packed left operand read from a later
+    /// strip, and accumulation.
+    #[test]
+    fn amx_tiles_match_the_reference_and_the_vector_kernel() {
+        if !tiles_available() {
+            eprintln!("skipped: this CPU (or kernel) gives no AMX tiles");
+            return;
+        }
+        for &(m, n, k) in &[(1, 1, 1), (16, 48, 32), (17, 49, 33), (40, 800, 513), (33, 100, 64), (7, 20, 300)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 53 % 97) as f32 - 48.0) / 23.0).collect();
+            let want = reference(Mode::Bf16, m, n, k, &a, &b);
+            let scale = want.iter().fold(1.0f32, |s, v| s.max(v.abs()));
+            let tol = 1e-5 * scale * (k as f32).sqrt();
+            let (sa, sb) = (Strided { data: &a, rs: k, cs: 1 }, Strided { data: &b, rs: n, cs: 1 });
+            let product = |left: Left, c: &mut [f32], accumulate: bool| gemm_with(Mode::Bf16, m, n, k, left, &sb, c, n, accumulate);
+            // Packed for the tiles (the default where they exist), and for the vector kernel.
+            let packed = PackedA::from_strided(Mode::Bf16, sa, m, k);
+            set_tiles(false);
+            let vector_packed = PackedA::from_strided(Mode::Bf16, sa, m, k);
+            let mut vector = vec![f32::NAN; m * n];
+            product(Left::Strided(sa), &mut vector, false);
+            set_tiles(true);
+            assert!(packed.tiles && !vector_packed.tiles, "the packing did not follow the setting");
+            let mut tiles = vec![f32::NAN; m * n];
+            product(Left::Strided(sa), &mut tiles, false);
+            let mut from_packed = vec![1.0f32; m * n];
+            product(Left::Packed(&packed, 0), &mut from_packed, true);
+            for (i, ((t, v), w)) in tiles.iter().zip(&vector).zip(&want).enumerate() {
+                assert!((t - w).abs() <= tol && (v - w).abs() <= tol, "{m}x{n}x{k} [{i}]: tiles {t}, vector {v}, reference {w}");
+                assert!((from_packed[i] - (t + 1.0)).abs() <= tol, "{m}x{n}x{k} [{i}] packed, accumulated: {} vs {t} + 1", from_packed[i]);
+            }
+            if m > TM {
+                // Rows from the second strip on, from the operand packed once.
+                let mut rest = vec![f32::NAN; (m - TM) * n];
+                gemm_with(Mode::Bf16, m - TM, n, k, Left::Packed(&packed, TM), &sb, &mut rest, n, false);
+                assert_eq!(rest, tiles[TM * n..], "{m}x{n}x{k}: rows from a later strip");
             }
         }
     }

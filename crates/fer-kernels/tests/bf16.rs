@@ -126,7 +126,9 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
     }
 }
 
-/// Winograd's F(2x2, 3x3) in bf16, which 3x3 "same" convolutions of training batches run: its
+/// Winograd's F(2x2, 3x3) in bf16, which 3x3 "same" convolutions of training batches run where
+/// the bf16 products are AVX512-BF16 (on AMX tiles the direct GEMM is faster, so the tiles are
+/// switched off here to reach it): its
 /// products multiply bf16 roundings of the transformed operands, so it is checked against f64
 /// loops on the unrounded operands within [`WINOGRAD_TOL`] (forward and input gradient; the
 /// weight gradient keeps the direct GEMM in bf16). Odd channel counts (a pair lane's
@@ -154,6 +156,7 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
         let (x, w, b, dy) =
             (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
         fer_kernels::set_precision(Precision::Bf16);
+        fer_kernels::panel::set_tiles(false);
         let y = conv::forward(&x, &w, Some(&b), s);
         let g = conv::backward(&x, &w, &dy, s, true, true, true);
         let again = conv::backward(&x, &w, &dy, s, true, true, true);
@@ -161,6 +164,7 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
         let direct_y = conv::forward(&x, &w, Some(&b), s);
         let direct = conv::backward(&x, &w, &dy, s, true, true, true);
         conv::set_winograd(true);
+        fer_kernels::panel::set_tiles(true);
         fer_kernels::set_precision(Precision::F32);
 
         let what = format!("{s:?}");
@@ -186,6 +190,53 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
         assert_eq!(g.dw, direct.dw, "dw {what}");
         assert_eq!(g.db, direct.db, "db {what}");
         assert_eq!((again.dx, again.dw), (g.dx, g.dw), "bf16 Winograd changed between identical calls: {what}");
+    }
+}
+
+/// On AMX tiles (where the CPU has them: the default for bf16 there) the convolutions match the
+/// rounded reference as the AVX512-BF16 micro-kernel does, and differ from it only by rounding
+/// (another summation order, subnormal products flushed to zero).
+#[test]
+fn bf16_convolutions_on_amx_tiles_match_the_rounded_reference_and_the_vector_path() {
+    let _held = hold_precision();
+    if !fer_kernels::panel::tiles_available() {
+        eprintln!("skipped: this CPU (or kernel) gives no AMX tiles");
+        return;
+    }
+    let shapes = [
+        ConvShape { n: 3, cin: 1, h: 12, w: 11, cout: 9, kh: 5, kw: 5, pad_h: 2, pad_w: 2 },
+        ConvShape { n: 4, cin: 40, h: 8, w: 8, cout: 70, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
+        ConvShape { n: 2, cin: 130, h: 6, w: 6, cout: 33, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
+        ConvShape { n: 5, cin: 6, h: 7, w: 9, cout: 17, kh: 3, kw: 3, pad_h: 0, pad_w: 1 },
+    ];
+    for (i, s) in shapes.iter().enumerate() {
+        let seed = 300 + i as u64;
+        let (x, w, b, dy) =
+            (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+        fer_kernels::set_precision(Precision::Bf16);
+        let run = || (conv::forward(&x, &w, Some(&b), s), conv::backward(&x, &w, &dy, s, true, true, true));
+        let (y, g) = run();
+        let (y_again, g_again) = run();
+        // The direct GEMM on AVX512-BF16 (Winograd's algorithm would take these 3x3 shapes there).
+        fer_kernels::panel::set_tiles(false);
+        conv::set_winograd(false);
+        let (vector_y, vector_g) = run();
+        conv::set_winograd(true);
+        fer_kernels::panel::set_tiles(true);
+        fer_kernels::set_precision(Precision::F32);
+        let what = format!("{s:?}");
+        let (dx, dw, _) = reference_backward(&rounded(&x), &rounded(&w), &rounded(&dy), s);
+        assert_close(&format!("y {what}"), &y, &reference_forward(&rounded(&x), &rounded(&w), &b, s), ROUNDED_TOL);
+        assert_close(&format!("dx {what}"), g.dx.as_deref().unwrap_or_default(), &dx, ROUNDED_TOL);
+        assert_close(&format!("dw {what}"), g.dw.as_deref().unwrap_or_default(), &dw, ROUNDED_TOL * 10.0);
+        assert_close(&format!("y vs vector {what}"), &y, &vector_y, ROUNDED_TOL);
+        assert_close(
+            &format!("dw vs vector {what}"),
+            g.dw.as_deref().unwrap_or_default(),
+            vector_g.dw.as_deref().unwrap_or_default(),
+            ROUNDED_TOL * 10.0,
+        );
+        assert_eq!((y_again, g_again.dx, g_again.dw), (y, g.dx, g.dw), "AMX results changed between identical calls: {what}");
     }
 }
 
