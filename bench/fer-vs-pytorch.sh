@@ -13,7 +13,7 @@ bench/.venv/bin/python -c "import torch" 2>/dev/null || bench/.venv/bin/pip inst
 cargo build --release -q -p fer-cli
 out=$(mktemp)
 ./target/release/fer bench --model "$model" --train-steps "$steps" --path both --json | grep '"impl"' | tee -a "$out"
-# fer-kernels with bf16 GEMMs: convolutions and dense layers (f32 on CPUs without AVX512-BF16; the row says which ran).
+# fer-kernels with bf16 GEMMs: convolutions and dense layers, on AMX tiles or AVX512-BF16 (f32 on CPUs with neither; the last line says which ran).
 ./target/release/fer bench --model "$model" --train-steps "$steps" --precision bf16 --json | grep '"impl"' | sed 's/"impl":"fer (fer-kernels on burn flex)"/"impl":"fer (fer-kernels, bf16 GEMMs)"/' | tee -a "$out"
 for mode in fp32 channels_last bf16; do
   bench/.venv/bin/python bench/torch_reference.py bench --model "$model" --mode "$mode" --train-steps "$steps" --json | tee -a "$out"
@@ -27,7 +27,7 @@ def ratios(f, r):
 print(f"\n{'implementation':40} {'train img/s':>12} {'infer img/s':>12} {'b1 ms':>8}   fer f32 vs it: train  infer  b1     fer bf16 vs it: train  infer  b1")
 for r in rows:
     print(f"{r['impl']:40} {r['train_img_per_s']:12.1f} {r['infer_img_per_s']:12.1f} {r['latency_b1_ms']:8.2f}   {ratios(fer, r):>28}   {ratios(ferb, r):>28}")
-print(f"(ratios above 1 mean fer is faster; latency ratio = its latency / fer's; the bf16 row ran {ferb.get('precision', '?')})")
+print(f"(ratios above 1 mean fer is faster; latency ratio = its latency / fer's; the bf16 row ran {ferb.get('precision', '?')}, its products on {ferb.get('bf16_kernel', '?')})")
 PY
 if [ "$breakdown" = "--breakdown" ]; then
   ./target/release/fer bench --model "$model" --train-steps "$steps" --infer-batches 1 --latency-runs 1 --path fast --breakdown | sed -n '/where a training step/,$p'

@@ -284,6 +284,18 @@ pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: T
     Ok(flex::conv_block(x, weight, bias, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, [kh / 2, kw / 2], act.negative_slope as f32))
 }
 
+/// What bf16 products run on here, detected at run time: "amx" (AMX tiles), "avx512bf16", or
+/// "f32" where the CPU has neither (the bf16 setting falls back to f32).
+pub fn bf16_kernel() -> &'static str {
+    if panel::tiles_available() {
+        "amx"
+    } else if bf16::available() {
+        "avx512bf16"
+    } else {
+        "f32"
+    }
+}
+
 /// The widest vector instructions the GEMM kernels will use on this CPU, detected at run time
 /// (`gemm` dispatches on the same checks): "avx512f", "avx2+fma" or "baseline".
 pub fn simd_level() -> &'static str {

@@ -69,8 +69,8 @@ pub struct BenchArgs {
     /// records fer's kernels inside real steps, `isolated` times each operation on its own.
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "step")]
     breakdown: Option<Breakdown>,
-    /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs;
-    /// `f32` elsewhere), as `fer train --precision`.
+    /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs,
+    /// on AMX tiles where the CPU has them; `f32` elsewhere), as `fer train --precision`.
     #[arg(long, value_enum, default_value = "f32")]
     precision: crate::commands::PrecisionArg,
     #[arg(long, value_enum, default_value = "cpu")]
@@ -187,6 +187,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "train_loop_img_per_s": loop_rate,
             "simd": fer_kernels::simd_level(),
             "precision": format!("{:?}", fer_kernels::effective_precision()).to_lowercase(),
+            "bf16_kernel": fer_kernels::bf16_kernel(),
             "threads": cpu_threads(),
         });
         if args.json {
@@ -196,7 +197,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "{name} {} batch {b} ({}, {}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
                 args.model,
                 fer_kernels::simd_level(),
-                format!("{:?}", fer_kernels::effective_precision()).to_lowercase(),
+                match fer_kernels::effective_precision() {
+                    fer_kernels::Precision::Bf16 => format!("bf16 on {}", fer_kernels::bf16_kernel()),
+                    fer_kernels::Precision::F32 => "f32".to_string(),
+                },
                 cpu_threads(),
                 t.train_s,
                 b as f64 / t.train_s,

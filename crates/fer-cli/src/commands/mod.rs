@@ -13,7 +13,8 @@ pub enum PrecisionArg {
     /// 32-bit floats throughout.
     F32,
     /// bfloat16 operands, f32 sums, f32 weights and optimizer state (CPUs with AVX512-BF16:
-    /// Zen 4 and later, Sapphire Rapids and later; f32 on other CPUs).
+    /// Zen 4 and later, Sapphire Rapids and later, which run the products on AMX tiles; f32 on
+    /// other CPUs).
     Bf16,
 }
 

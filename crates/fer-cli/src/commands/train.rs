@@ -76,7 +76,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "PROBABILITY")]
     random_erasing: Option<f64>,
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
-    /// weights and optimizer state (CPUs with AVX512-BF16; f32 elsewhere). Default: the recipe's (`report`: f32, `fast`: bf16).
+    /// weights and optimizer state (CPUs with AVX512-BF16, on AMX tiles where the CPU has them; f32 elsewhere).
+    /// Default: the recipe's (`report`: f32, `fast`: bf16).
     #[arg(long, value_enum)]
     precision: Option<crate::commands::PrecisionArg>,
     /// Wall-clock budget, e.g. 60m or 1h30m: finish the step, validate, checkpoint, stop.
