@@ -243,10 +243,6 @@ unsafe fn pack_tiles(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u
         pack_tiles_with(m, k0, k1, out, |i, k| a.at(i, k));
         return;
     }
-    let round = |u: __m512i| {
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
-        _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
-    };
     let within = |k: usize| -> __mmask16 { first_lanes(k1.saturating_sub(k)) };
     for (row, dst) in out.chunks_exact_mut(width).enumerate() {
         for p0 in (0..width).step_by(16) {
@@ -257,10 +253,10 @@ unsafe fn pack_tiles(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u
                     _mm512_setzero_si512()
                 } else {
                     let (base, k) = (a.data.as_ptr().add(row * a.rs), k0 + 2 * p0);
-                    let lo = round(_mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast()));
-                    let hi = round(_mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast()));
-                    let (e, o) = even_odd(lo, hi);
-                    _mm512_or_si512(_mm512_srli_epi32::<16>(e), o)
+                    let lo = _mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast());
+                    let hi = _mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast());
+                    let (even, odd) = even_odd(lo, hi);
+                    pair_lanes(even, odd)
                 };
                 _mm512_storeu_si512(dst.as_mut_ptr().add(p0).cast(), value);
             }
@@ -285,6 +281,21 @@ pub(crate) fn even_odd(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::__
     (_mm512_permutex2var_epi32(lo, even, hi), _mm512_permutex2var_epi32(lo, odd, hi))
 }
 
+/// The bf16 pairs of sixteen lanes: `lo` (`k`, as `f32` bits) rounded into the low halves, `hi`
+/// (`k + 1`) into the high halves, rounded as [`crate::bf16::round_bits`] rounds (integer
+/// arithmetic, so [`crate::bf16::pair`]'s bits). Every bf16 packer goes through it.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn pair_lanes(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::__m512i) -> std::arch::x86_64::__m512i {
+    use std::arch::x86_64::*;
+    let round = |u: __m512i| {
+        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
+        _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
+    };
+    _mm512_or_si512(round(hi), _mm512_srli_epi32::<16>(round(lo)))
+}
+
 /// [`pack_a_with`] for rows stored contiguously (a convolution's output gradient, a dense layer's
 /// input): sixteen lanes of a row per step, rounded as [`crate::bf16::round_bits`] rounds
 /// (integer arithmetic, so bit for bit the scalar result), eight rows at a time turned into the
@@ -300,10 +311,6 @@ unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out:
     // SAFETY: every load is masked to k < k1 of a row below m, inside `a` (checked by the caller);
     // every store lies in `out` (asserted above) or in `block`.
     unsafe {
-        let round = |u: __m512i| {
-            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
-            _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
-        };
         // Lane p of row r is block[r * 16 + p]; output vector q holds lanes 2q and 2q + 1 of the
         // eight rows.
         let turn = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 1, 17, 33, 49, 65, 81, 97, 113);
@@ -322,10 +329,10 @@ unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out:
                         match mode {
                             Mode::F32 => _mm512_maskz_loadu_epi32(within(k), base.add(k).cast()),
                             Mode::Bf16 => {
-                                let lo = round(_mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast()));
-                                let hi = round(_mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast()));
-                                let (e, o) = even_odd(lo, hi);
-                                _mm512_or_si512(_mm512_srli_epi32::<16>(e), o)
+                                let lo = _mm512_maskz_loadu_epi32(within(k), base.wrapping_add(k).cast());
+                                let hi = _mm512_maskz_loadu_epi32(within(k + 16), base.wrapping_add(k + 16).cast());
+                                let (even, odd) = even_odd(lo, hi);
+                                pair_lanes(even, odd)
                             }
                         }
                     };
@@ -520,17 +527,12 @@ unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut
     use std::arch::x86_64::*;
     assert!(dst.len() >= 16);
     let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
-    let round = |u: __m512i| {
-        let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
-        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd))
-    };
     // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
     unsafe {
         let base = b.data.as_ptr().add(k * b.rs + col * b.cs);
-        let lo = round(_mm512_i32gather_epi32::<4>(offsets, base.cast()));
-        let hi = if has_hi { round(_mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast())) } else { _mm512_setzero_si512() };
-        let packed = _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(0xFFFF_0000u32 as i32)), _mm512_srli_epi32::<16>(lo));
-        _mm512_storeu_si512(dst.as_mut_ptr().cast(), packed);
+        let lo = _mm512_i32gather_epi32::<4>(offsets, base.cast());
+        let hi = if has_hi { _mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast()) } else { _mm512_setzero_si512() };
+        _mm512_storeu_si512(dst.as_mut_ptr().cast(), pair_lanes(lo, hi));
     }
 }
 
@@ -859,6 +861,7 @@ mod tests {
 
     #[test]
     fn row_packing_is_the_scalar_packing_bit_for_bit() {
+        // (Both packings of left operands: in MR-row strips, and row-major for the AMX tiles.)
         for mode in [Mode::Bf16, Mode::F32] {
             if !mode.available() {
                 continue;
@@ -873,6 +876,14 @@ mod tests {
                 overwrite(&mut scalar, m.div_ceil(MR) * mode.lanes(k0, k1) * MR);
                 pack_a_with(mode, m, k0, k1, &mut scalar, |i, j| strided.at(i, j));
                 assert_eq!(fast, scalar, "{mode:?} m={m} k={k0}..{k1}");
+                if mode == Mode::Bf16 {
+                    // The packing for the AMX tiles (plain AVX-512F code, tested on any such CPU).
+                    // SAFETY: the mode is available, so the CPU has AVX-512F.
+                    unsafe { pack_tiles(strided, m, k0, k1, &mut fast) };
+                    overwrite(&mut scalar, m.div_ceil(TM) * TM * tile_lanes(mode.lanes(k0, k1)));
+                    pack_tiles_with(m, k0, k1, &mut scalar, |i, j| strided.at(i, j));
+                    assert_eq!(fast, scalar, "tiles m={m} k={k0}..{k1}");
+                }
             }
         }
     }

@@ -450,22 +450,13 @@ unsafe fn input_avx512(
             }
             out
         };
-        // Rounded to bf16 as `crate::bf16::round_bits` rounds (integer arithmetic, the same bits).
-        let round = |x: __m512| {
-            let u = _mm512_castps_si512(x);
-            let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
-            _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd))
-        };
         for t0 in (0..len).step_by(16) {
             let mask: __mmask16 = first_lanes(len - t0);
             let lo = transform(&rows[0], t0);
             let values = if layout.per() == 2 {
                 // Two channels per lane: `ci` in the low half, `ci + 1` in the high half.
                 let hi = transform(&rows[1], t0);
-                std::array::from_fn(|xi| {
-                    let high = _mm512_and_si512(round(hi[xi]), _mm512_set1_epi32(0xFFFF_0000u32 as i32));
-                    _mm512_castsi512_ps(_mm512_or_si512(high, _mm512_srli_epi32::<16>(round(lo[xi]))))
-                })
+                std::array::from_fn(|xi| _mm512_castsi512_ps(crate::panel::pair_lanes(_mm512_castps_si512(lo[xi]), _mm512_castps_si512(hi[xi]))))
             } else {
                 lo
             };
