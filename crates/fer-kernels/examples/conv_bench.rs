@@ -5,33 +5,19 @@
 //! `cargo run --release -p fer-kernels --example conv_bench` (`CONV_BENCH_LAYER=0..3` for one layer,
 //! `CONV_BENCH_PRECISION=bf16` for the bf16 products, `CONV_BENCH_TILES=0` to keep them off AMX)
 
-use std::time::Instant;
+mod common;
 
+use common::best_ms;
 use fer_kernels::conv::{self, ConvShape};
-
-fn best_ms(f: impl Fn()) -> f64 {
-    (0..3)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     fer_kernels::tune_allocator();
     if std::env::var("CONV_BENCH_PRECISION").is_ok_and(|p| p == "bf16") {
         fer_kernels::set_precision(fer_kernels::Precision::Bf16);
     }
-    if std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0") {
-        fer_kernels::panel::set_tiles(false);
-    }
-    println!(
-        "panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {}",
-        conv::panel_mode(),
-        fer_kernels::panel::tiles_available() && !std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0")
-    );
+    let tiles = fer_kernels::panel::tiles_available() && !std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0");
+    fer_kernels::panel::set_tiles(tiles);
+    println!("panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {tiles}", conv::panel_mode());
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
     for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {
@@ -52,9 +38,9 @@ fn main() {
             let (mut direct, mut winograd) = (f64::INFINITY, f64::INFINITY);
             for _ in 0..2 {
                 conv::set_winograd(false);
-                direct = direct.min(best_ms(run));
+                direct = direct.min(best_ms(3, run));
                 conv::set_winograd(true);
-                winograd = winograd.min(best_ms(run));
+                winograd = winograd.min(best_ms(3, run));
             }
             println!(
                 "{cin:>3}->{cout:<3} @{side:>2}x{side:<2} {what:<15} direct {direct:7.1} ms ({:4.0} GFLOP/s)  winograd {winograd:7.1} ms  ratio {:.2}x",

@@ -4,19 +4,10 @@
 //!
 //! `cargo run --release -p fer-kernels --example pointwise_bench`
 
-use std::time::Instant;
+mod common;
 
+use common::best_ms;
 use fer_kernels::pointwise;
-
-fn best_ms(runs: usize, mut f: impl FnMut()) -> f64 {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64() * 1e3
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     // As the binaries do: freed activations are reused instead of mapped and faulted in again.

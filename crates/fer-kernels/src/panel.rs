@@ -90,6 +90,16 @@ fn tile_lanes(lanes: usize) -> usize {
     lanes.div_ceil(TK) * TK
 }
 
+/// Rows per strip of a packed left operand: [`TM`] for the tiles, `MR` for the micro-kernel.
+fn strip_rows(tiles: bool) -> usize {
+    if tiles { TM } else { MR }
+}
+
+/// Lanes per row of a packed left operand's k block of `lanes` lanes.
+fn left_lanes(tiles: bool, lanes: usize) -> usize {
+    if tiles { tile_lanes(lanes) } else { lanes }
+}
+
 /// What the products multiply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -370,9 +380,7 @@ impl PackedA {
     pub fn new(mode: Mode, m: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         use rayon::prelude::*;
         let tiles = tiles_for(mode);
-        let block_len = |k0: usize, k1: usize| {
-            if tiles { m.div_ceil(TM) * TM * tile_lanes(mode.lanes(k0, k1)) } else { m.div_ceil(MR) * MR * mode.lanes(k0, k1) }
-        };
+        let block_len = |k0: usize, k1: usize| m.div_ceil(strip_rows(tiles)) * strip_rows(tiles) * left_lanes(tiles, mode.lanes(k0, k1));
         let mut blocks = Vec::new();
         for k0 in (0..k).step_by(mode.kc()) {
             blocks.push((k0, (k0 + mode.kc()).min(k)));
@@ -412,18 +420,12 @@ impl PackedA {
         self.mode
     }
 
-    /// Rows per packed strip: [`TM`] for the tiles, `MR` for the micro-kernel.
-    fn strip_rows(&self) -> usize {
-        if self.tiles { TM } else { MR }
-    }
-
     /// Strips `first..first + count` of the k block starting at `k0`.
     fn strips(&self, k0: usize, first: usize, count: usize) -> &[u32] {
-        let rows = self.strip_rows();
+        let rows = strip_rows(self.tiles);
         // Every block before `k0` is whole: SLOTS lanes per row, a multiple of a tile step.
         let offset = self.m.div_ceil(rows) * rows * (k0 / self.mode.per_lane());
-        let lanes = self.mode.lanes(k0, (k0 + self.mode.kc()).min(self.k));
-        let lanes = if self.tiles { tile_lanes(lanes) } else { lanes };
+        let lanes = left_lanes(self.tiles, self.mode.lanes(k0, (k0 + self.mode.kc()).min(self.k)));
         &self.data[offset + first * lanes * rows..offset + (first + count) * lanes * rows]
     }
 }
@@ -570,7 +572,7 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
         Left::Packed(p, _) => p.tiles,
         Left::Strided(_) => tiles_for(mode),
     };
-    let strip_rows = if tiles { TM } else { MR };
+    let strip_rows = strip_rows(tiles);
     match a {
         Left::Packed(p, first) => assert!(
             p.mode == mode && first % strip_rows == 0 && first + m <= p.rows() && p.k == k,
@@ -599,7 +601,7 @@ pub fn gemm_with(mode: Mode, m: usize, n: usize, k: usize, a: Left, b: &impl Rig
     for k0 in (0..k).step_by(mode.kc()) {
         let k1 = (k0 + mode.kc()).min(k);
         let lanes = mode.lanes(k0, k1);
-        let a_lanes = if tiles { tile_lanes(lanes) } else { lanes };
+        let a_lanes = left_lanes(tiles, lanes);
         let add = accumulate || k0 > 0;
         let a_block: &[u32] = match a {
             Left::Strided(a) => {
@@ -743,17 +745,8 @@ unsafe fn tile_kernel(lanes: usize, a_strip: &[u32], b_strip: &[u32], tail: &[u3
             options(nostack),
         );
         for r in 0..rows {
-            for v in 0..NV {
-                let width = cols.saturating_sub(16 * v).min(16);
-                if width == 0 {
-                    break;
-                }
-                let mask: __mmask16 = first_lanes(width);
-                let dst = c.as_mut_ptr().add(r * ldc + 16 * v);
-                let value = _mm512_loadu_ps(sums.as_ptr().add(r * NR + 16 * v));
-                let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), value) } else { value };
-                _mm512_mask_storeu_ps(dst, mask, sum);
-            }
+            let row: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(sums.as_ptr().add(r * NR + 16 * v)));
+            store_row(&row, c.as_mut_ptr().add(r * ldc), cols, add);
         }
     }
 }
@@ -762,23 +755,34 @@ unsafe fn tile_kernel(lanes: usize, a_strip: &[u32], b_strip: &[u32], tail: &[u3
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn store_tile<const V: usize>(acc: &[[std::arch::x86_64::__m512; V]; MR], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
-    use std::arch::x86_64::*;
     assert!((1..=MR).contains(&rows) && (1..=NR).contains(&cols) && c.len() >= (rows - 1) * ldc + cols);
     for (r, row) in acc.iter().enumerate().take(rows) {
-        for (v, lane) in row.iter().enumerate() {
-            let width = cols.saturating_sub(16 * v).min(16);
-            if width == 0 {
-                break;
-            }
-            let mask: __mmask16 = first_lanes(width);
-            // SAFETY: the masked lanes are columns 16v.. 16v + width of row r, inside `c` by the
-            // assert above; masked-off lanes are neither read nor written. The caller runs with
-            // AVX-512F.
-            unsafe {
-                let dst = c.as_mut_ptr().add(r * ldc + 16 * v);
-                let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *lane) } else { *lane };
-                _mm512_mask_storeu_ps(dst, mask, sum);
-            }
+        // SAFETY: row r's first `cols` columns lie inside `c` by the assert above; the caller
+        // runs with AVX-512F.
+        unsafe { store_row(row, c.as_mut_ptr().add(r * ldc), cols, add) };
+    }
+}
+
+/// Stores the first `cols` columns of one row of sums (`V` vectors of 16) at `dst`, adding to
+/// what is there when `add`: the micro-kernel's and the tile kernel's stores.
+///
+/// # Safety
+/// `dst..dst + cols` is writable (masked-off lanes are neither read nor written); AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn store_row<const V: usize>(row: &[std::arch::x86_64::__m512; V], dst: *mut f32, cols: usize, add: bool) {
+    use std::arch::x86_64::*;
+    for (v, lane) in row.iter().enumerate() {
+        let width = cols.saturating_sub(16 * v).min(16);
+        if width == 0 {
+            break;
+        }
+        let mask: __mmask16 = first_lanes(width);
+        // SAFETY: see above.
+        unsafe {
+            let dst = dst.add(16 * v);
+            let sum = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *lane) } else { *lane };
+            _mm512_mask_storeu_ps(dst, mask, sum);
         }
     }
 }
