@@ -1,5 +1,6 @@
 //! `fer`: facial-expression recognition on FER2013, from the command line.
 
+mod builtin;
 mod commands;
 mod device;
 mod photos;
@@ -35,7 +36,7 @@ enum Command {
     Data(commands::data::DataCommand),
     /// Print a Keras-style summary of the report's CNN or DNN.
     Summary(commands::model::SummaryArgs),
-    /// Write a model file's weights as SafeTensors (names documented in docs/MODEL-FILES.md).
+    /// Write a model file's weights as SafeTensors, or as fer's compact .ferc file (docs/MODEL-FILES.md).
     Export(commands::model::ExportArgs),
     /// Train the CNN or DNN with the report's recipe (resumable, time-budgeted, ensembles).
     Train(Box<commands::train::TrainArgs>),

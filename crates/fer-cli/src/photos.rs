@@ -8,7 +8,9 @@ use burn::tensor::{Device, Tensor};
 use fer_data::{Emotion, PIXELS, SIDE};
 use fer_detect::{FER_MARGIN, FaceBox, FaceDetector, PhotoLimits};
 use fer_model::FerModel;
-use fer_train::{Tta, Weights};
+use fer_train::Tta;
+
+use crate::builtin::ModelSource;
 use image::{DynamicImage, GrayImage};
 use serde_json::{Value, json};
 
@@ -72,12 +74,8 @@ pub struct Classifier {
 }
 
 impl Classifier {
-    pub fn load(run: &Path, weights: Weights, tta: Tta, device: Device, detector: FaceDetector) -> anyhow::Result<Classifier> {
-        let mut models = Vec::new();
-        for path in fer_train::ensemble_members(run, weights)? {
-            models.push(fer_model::load_model(&path, &device).with_context(|| format!("cannot load {}", path.display()))?);
-        }
-        anyhow::ensure!(!models.is_empty(), "{}: the run has no model", run.display());
+    pub fn load(source: &ModelSource, tta: Tta, device: Device, detector: FaceDetector) -> anyhow::Result<Classifier> {
+        let models = source.load_all(&device)?;
         Ok(Classifier { models, device, tta, detector, margin: FER_MARGIN })
     }
 
@@ -88,9 +86,9 @@ impl Classifier {
         let mut boxes: Vec<(FaceBox, Option<f64>)> = Vec::new();
         let mut crops = fer_data::Dataset::new();
         if detect {
-            for face in self.detector.detect(&gray) {
-                boxes.push((face.bbox, Some(face.score)));
-                crops.push(fer_detect::crop_face(&gray, face.bbox, self.margin).as_raw(), None, "photo");
+            for (bbox, score, crop) in face_crops(&gray, &self.detector, self.margin) {
+                boxes.push((bbox, Some(score)));
+                crops.push(&crop, None, "photo");
             }
         } else {
             boxes.push((FaceBox { x: 0, y: 0, width, height }, None));
@@ -114,8 +112,14 @@ impl Classifier {
     }
 }
 
+/// Each face the detector finds in `gray`: its box, score and the 48x48 crop framed like
+/// FER2013's faces (`margin` of the box added per side).
+pub fn face_crops(gray: &GrayImage, detector: &FaceDetector, margin: f32) -> Vec<(FaceBox, f64, Vec<u8>)> {
+    detector.detect(gray).into_iter().map(|face| (face.bbox, face.score, fer_detect::crop_face(gray, face.bbox, margin).into_raw())).collect()
+}
+
 /// Today's `--no-detect` behaviour: the whole image squeezed to 48x48 (as `fer_data::decode_face`).
-fn whole_image_face(gray: &GrayImage) -> Vec<u8> {
+pub fn whole_image_face(gray: &GrayImage) -> Vec<u8> {
     if gray.width() as usize == SIDE && gray.height() as usize == SIDE {
         return gray.as_raw().clone();
     }
@@ -169,12 +173,10 @@ pub fn saliency_overlays(model: &FerModel, ad: &Device, result: &PhotoResult) ->
         .collect()
 }
 
-/// The run's first model on the autodiff version of `device`, frozen so BatchNorm uses its
+/// The source's first model on the autodiff version of `device`, frozen so BatchNorm uses its
 /// running statistics and dropout is off: what saliency needs.
-pub fn explain_model(run: &Path, weights: Weights, device: &Device) -> anyhow::Result<(FerModel, Device)> {
+pub fn explain_model(source: &ModelSource, device: &Device) -> anyhow::Result<(FerModel, Device)> {
     use burn::module::Module;
-    let members = fer_train::ensemble_members(run, weights)?;
-    let path = members.first().with_context(|| format!("{}: the run has no model", run.display()))?;
     let ad = device.clone().autodiff();
-    Ok((fer_model::load_model(path, &ad)?.freeze(), ad))
+    Ok((source.load_first(&ad)?.freeze(), ad))
 }

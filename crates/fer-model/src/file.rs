@@ -116,7 +116,11 @@ pub fn load_model(path: &Path, device: &Device) -> Result<FerModel, ModelError> 
 }
 
 /// Parses a model held in memory; `path` only names it in errors.
+/// Compact files (`models/*.ferc`, see [`crate::compact_bytes`]) load here too.
 pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<FerModel, ModelError> {
+    if crate::is_compact(bytes) {
+        return crate::model_from_compact(bytes, path, device);
+    }
     if bytes.len() < HEADER_V1 || &bytes[..8] != MAGIC {
         return Err(ModelError::NotAModel { path: path.into() });
     }

@@ -5,19 +5,23 @@
 //! Which backend runs them is the caller's choice of `Device`.
 
 mod cnn;
+mod compact;
 mod config;
 mod dnn;
 mod error;
 mod file;
 mod model;
+mod params;
 mod summary;
 
 pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
+pub use compact::{HalfFormat, compact_bytes, is_compact, model_from_compact, save_compact};
 pub use config::{MAX_INPUT_SIDE, MAX_PARAMETERS, ModelConfig};
 pub use dnn::{Dnn, DnnConfig};
 pub use error::ModelError;
 pub use file::{Disk, RealDisk, export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic, write_atomic_on};
 pub use model::{FerModel, Net, input_from_pixels};
+pub use params::{flatten, value_count, with_values};
 pub use summary::{LayerSummary, Summary};
 
 /// Pixel values are divided by this before entering the model.

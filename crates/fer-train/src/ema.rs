@@ -5,8 +5,8 @@
 //! host memory as one flat `f32` vector in the model's visiting order, so updating it is a single
 //! pass, checkpointing it is a byte copy, and it is bit-for-bit reproducible.
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
-use burn::tensor::{Tensor, TensorData};
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::Tensor;
 use fer_model::FerModel;
 
 /// The averaged weights and how many updates built them.
@@ -15,15 +15,6 @@ pub struct Ema {
     decay: f64,
     weights: Vec<f32>,
     updates: u64,
-}
-
-struct Flatten<'a>(&'a mut Vec<f32>);
-
-impl ModuleVisitor for Flatten<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let data = param.val().into_data().convert::<f32>();
-        self.0.extend_from_slice(data.as_slice::<f32>().unwrap_or_default());
-    }
 }
 
 /// `average = d * average + (1 - d) * parameter`, parameter by parameter in visiting order.
@@ -47,31 +38,8 @@ impl ModuleVisitor for Fold<'_> {
     }
 }
 
-/// Replaces each parameter's values with the next slice of a flat vector.
-struct Unflatten<'a> {
-    values: &'a [f32],
-    at: usize,
-}
-
-impl ModuleMapper for Unflatten<'_> {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (id, tensor, mapper) = param.consume();
-        let shape = tensor.shape();
-        let n = shape.num_elements();
-        let end = (self.at + n).min(self.values.len());
-        let slice = &self.values[self.at..end];
-        self.at = end;
-        let tensor = if slice.len() == n { Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device()) } else { tensor };
-        Param::from_mapped_value(id, tensor, mapper)
-    }
-}
-
 /// A model's parameters and buffers, flattened in visiting order.
-pub fn flatten(model: &FerModel) -> Vec<f32> {
-    let mut out = Vec::new();
-    model.visit(&mut Flatten(&mut out));
-    out
-}
+pub use fer_model::flatten;
 
 impl Ema {
     /// Starts the average at the model's current weights.
@@ -120,7 +88,12 @@ impl Ema {
 
     /// `template` (any model of the same architecture) carrying the averaged weights.
     pub fn apply(&self, template: FerModel) -> FerModel {
-        template.map(&mut Unflatten { values: &self.weights, at: 0 })
+        // An average always comes from a model of the same architecture; a template of another
+        // one keeps its own weights, as the mapper did before.
+        match fer_model::with_values(template.clone(), &self.weights) {
+            Ok(model) => model,
+            Err(_) => template,
+        }
     }
 
     /// `decay`, update count, then the weights, little-endian.

@@ -262,16 +262,33 @@ pub fn evaluate_run_to(
     choice: EvalChoice,
     format: crate::frames::OutFormat,
 ) -> Result<RunEvaluation, crate::TrainError> {
-    let part = data
-        .select_splits(&[split])
-        .map_err(|available| crate::TrainError::MissingSplit { wanted: split.into(), available: available.join(", ") })?;
-    let split = fer_data::canonical_split_name(split);
     let mut models = Vec::new();
     for path in crate::ensemble_members(run_dir, choice.weights)? {
         models.push(fer_model::load_model(&path, device)?);
     }
-    let probabilities = predict_probabilities_tta(&models, &part, device, 256, choice.tta);
+    evaluate_models_to(&models, data, split, device, choice, Some(run_dir), format)
+}
+
+/// Evaluates `models` (averaged) on one split, as [`evaluate_run_to`] does for a run's; the
+/// tables go into `out_dir` when one is given (none: nothing is written).
+pub fn evaluate_models_to(
+    models: &[fer_model::FerModel],
+    data: &Dataset,
+    split: &str,
+    device: &Device,
+    choice: EvalChoice,
+    out_dir: Option<&std::path::Path>,
+    format: crate::frames::OutFormat,
+) -> Result<RunEvaluation, crate::TrainError> {
+    let part = data
+        .select_splits(&[split])
+        .map_err(|available| crate::TrainError::MissingSplit { wanted: split.into(), available: available.join(", ") })?;
+    let split = fer_data::canonical_split_name(split);
+    let probabilities = predict_probabilities_tta(models, &part, device, 256, choice.tta);
     let evaluation = Evaluation::from_probabilities(&part, &probabilities);
+    let Some(run_dir) = out_dir else {
+        return Ok(RunEvaluation { split, members: models.len(), evaluation, probabilities });
+    };
     let write = |name: String, bytes: &[u8]| {
         let path = run_dir.join(name);
         fer_model::write_atomic(&path, bytes).map_err(|e| crate::TrainError::io(&path, e))

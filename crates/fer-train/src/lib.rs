@@ -10,6 +10,7 @@
 //! uninterrupted one computes.
 
 mod batches;
+mod budget;
 mod checkpoint;
 mod ema;
 mod error;
@@ -21,11 +22,12 @@ mod runlock;
 mod train;
 
 pub use batches::{Batch, BatchPlan, batch_to_tensors, make_batch};
+pub use budget::{BudgetPlan, budget_sizes, plan_steps, size_to_budget};
 pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_bytes, load_checkpoint};
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
 pub use eval::{
-    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_run, evaluate_run_to, evaluate_run_with,
+    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_models_to, evaluate_run, evaluate_run_to, evaluate_run_with,
     predict_probabilities, predict_probabilities_tta,
 };
 pub use recipe::{AdamParams, Precision, Recipe, RunConfig, Schedule, parse_duration};

@@ -264,6 +264,10 @@ pub struct RunConfig {
     pub val_split: String,
     pub model: ModelConfig,
     pub recipe: Recipe,
+    /// How `--time-budget` fixed the recipe's epochs and steps per epoch, when it did. A record
+    /// only: the run computes from `recipe` alone, so a rerun by that count repeats it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sized_to_budget: Option<crate::BudgetPlan>,
 }
 
 impl RunConfig {
@@ -274,6 +278,7 @@ impl RunConfig {
             val_split: "PublicTest".into(),
             recipe: Recipe::for_model(&model),
             model,
+            sized_to_budget: None,
         }
     }
 

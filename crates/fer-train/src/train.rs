@@ -145,7 +145,7 @@ pub fn loss_function(recipe: &Recipe, device: &Device) -> CrossEntropyLoss {
     CrossEntropyLossConfig::new().with_smoothing(smoothing).init(device)
 }
 
-fn splits(config: &RunConfig, data: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
+pub(crate) fn splits(config: &RunConfig, data: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
     let pick = |names: &[&str]| {
         data.select_splits(names).map_err(|available| TrainError::MissingSplit { wanted: names.join(","), available: available.join(", ") })
     };
@@ -272,10 +272,10 @@ fn next_lr(schedule: &Schedule, base: f64, state: &mut TrainState, epochs: usize
 
 /// The recipe's convolution precision for the length of a run (training and its validation),
 /// the process's earlier setting restored afterwards, however the run ends.
-struct PrecisionGuard(fer_kernels::Precision);
+pub(crate) struct PrecisionGuard(fer_kernels::Precision);
 
 impl PrecisionGuard {
-    fn set(precision: fer_kernels::Precision) -> PrecisionGuard {
+    pub(crate) fn set(precision: fer_kernels::Precision) -> PrecisionGuard {
         let before = fer_kernels::precision();
         fer_kernels::set_precision(precision);
         PrecisionGuard(before)

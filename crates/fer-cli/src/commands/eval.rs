@@ -1,10 +1,12 @@
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::Args;
 use fer_data::{Emotion, LoadOptions};
 
 use fer_train::{EvalChoice, Tta, Weights};
 
+use crate::builtin::ModelSource;
 use crate::device::DeviceChoice;
 
 pub fn weights(ema: bool) -> Weights {
@@ -13,20 +15,25 @@ pub fn weights(ema: bool) -> Weights {
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Run folder (its best.fer, or its ensemble members averaged).
+    /// Run folder (its best.fer, or its ensemble members averaged). Without it, the model built
+    /// into fer (models/fer2013-cnn.ferc), which needs --data.
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// Data to evaluate on (default: the run's own data).
-    #[arg(long)]
+    #[arg(long, required_unless_present = "run")]
     data: Option<String>,
-    /// Split to evaluate (default: the run's validation split).
+    /// Split to evaluate (default: the run's validation split; PublicTest for the built-in model).
     #[arg(long)]
     split: Option<String>,
+    /// Folder for the result tables (default: the run folder; with the built-in model, no tables
+    /// are written unless this is given).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Print JSON (accuracy, per_class, confusion_matrix).
     #[arg(long)]
     json: bool,
     /// Evaluate the run's weight average (best-ema.fer) instead of its best weights.
-    #[arg(long)]
+    #[arg(long, requires = "run")]
     ema: bool,
     /// Test-time augmentation: none (the report's protocol), flip (face + mirror) or crops
     /// (5 positions x mirror). Results go to files with a -tta-NAME suffix.
@@ -42,13 +49,23 @@ pub struct EvalArgs {
 
 pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
-    let config = fer_train::read_run_config(&args.run)?;
-    let spec = args.data.unwrap_or(config.data);
-    let split = args.split.unwrap_or(config.val_split);
+    let source = ModelSource::new(args.run.as_deref(), args.ema)?;
+    let (spec, split) = match &args.run {
+        Some(run) => {
+            let config = fer_train::read_run_config(run)?;
+            (args.data.clone().unwrap_or(config.data), args.split.clone().unwrap_or(config.val_split))
+        }
+        None => (args.data.clone().context("--data is required with the built-in model")?, args.split.clone().unwrap_or("PublicTest".into())),
+    };
     let choice = EvalChoice { weights: weights(args.ema), tta: Tta::parse(&args.tta)? };
     let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
     let format = fer_train::frames::OutFormat::parse(&args.out_format)?;
-    let result = fer_train::evaluate_run_to(&args.run, &data, &split, &device, choice, format)?;
+    let out_dir = args.out.clone().or(args.run.clone());
+    if let Some(dir) = &out_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out {}: cannot create the folder", dir.display()))?;
+    }
+    let models = source.load_all(&device)?;
+    let result = fer_train::evaluate_models_to(&models, &data, &split, &device, choice, out_dir.as_deref(), format)?;
     let e = &result.evaluation;
     if args.json {
         let v = serde_json::json!({
@@ -66,7 +83,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     );
     println!(
         "{} on {} ({} faces, {} model(s){how}): accuracy {:.4}, loss {:.4}",
-        args.run.display(),
+        source.describe(),
         result.split,
         e.count,
         result.members,
@@ -92,6 +109,8 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     }
     let name = format!("{}{}", result.split, choice.suffix());
     let ext = format.extension();
-    println!("wrote eval-{name}.json, predictions-{name}.{ext}, per-class-{name}.{ext}, confusion-{name}.{ext} in {}", args.run.display());
+    if let Some(dir) = &out_dir {
+        println!("wrote eval-{name}.json, predictions-{name}.{ext}, per-class-{name}.{ext}, confusion-{name}.{ext} in {}", dir.display());
+    }
     Ok(())
 }

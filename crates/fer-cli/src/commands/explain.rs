@@ -1,14 +1,16 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, activation::softmax};
 use clap::{Args, Subcommand, ValueEnum};
 use fer_data::{Emotion, LoadOptions, PIXELS, SIDE};
+use fer_detect::{DetectorConfig, FER_MARGIN, FaceDetector, PhotoLimits};
 use fer_interpret::{AscentConfig, Score};
 use fer_model::FerModel;
 use fer_report::{attribution_panel, channel_grid};
 
+use crate::builtin::ModelSource;
 use crate::device::DeviceChoice;
 
 #[derive(Subcommand)]
@@ -29,15 +31,21 @@ pub enum ExplainCommand {
 
 #[derive(Args, Clone)]
 pub struct FaceArgs {
-    /// Run folder (its best.fer; the first member of an ensemble).
+    /// Run folder (its best.fer; the first member of an ensemble). Without it, the model built
+    /// into fer (models/fer2013-cnn.ferc).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// Explain the run's weight average (best-ema.fer, from recipes that keep one).
-    #[arg(long)]
+    #[arg(long, requires = "run")]
     ema: bool,
-    /// A face image (any size or colour; converted to 48x48 grayscale).
+    /// A photo (PNG or JPEG, any size, colour or gray): each face in it is found and framed as
+    /// `fer predict` does, and explained in its own figure (OUT-face1.png, ... when there are
+    /// several). With --no-detect, the whole image is the face.
     #[arg(long, conflicts_with = "data", required_unless_present = "data")]
     image: Option<PathBuf>,
+    /// --image already is a face crop (like FER2013's): squeeze it to 48x48 gray, find no faces.
+    #[arg(long, requires = "image")]
+    no_detect: bool,
     /// A data set (path or `synthetic`), with --index.
     #[arg(long, requires = "index")]
     data: Option<String>,
@@ -91,10 +99,11 @@ pub struct ActivationArgs {
 
 #[derive(Args)]
 pub struct AscentArgs {
+    /// Run folder. Without it, the model built into fer (models/fer2013-cnn.ferc).
     #[arg(long)]
-    run: PathBuf,
+    run: Option<PathBuf>,
     /// Use the run's weight average (best-ema.fer).
-    #[arg(long)]
+    #[arg(long, requires = "run")]
     ema: bool,
     #[arg(long)]
     layer: String,
@@ -123,23 +132,61 @@ pub struct AscentArgs {
     out: PathBuf,
 }
 
-fn weights(ema: bool) -> fer_train::Weights {
-    if ema { fer_train::Weights::Ema } else { fer_train::Weights::Best }
-}
-
-fn load_model(run: &std::path::Path, ema: bool, device: &Device) -> anyhow::Result<FerModel> {
-    let members = fer_train::ensemble_members(run, weights(ema))?;
-    let path = members.first().context("the run has no model")?;
+fn load_model(run: Option<&Path>, ema: bool, device: &Device) -> anyhow::Result<FerModel> {
     // On an autodiff device so gradients reach the input; frozen so BatchNorm uses its running
     // statistics and dropout is off.
-    Ok(fer_model::load_model(path, &device.clone().autodiff())?.freeze())
+    Ok(ModelSource::new(run, ema)?.load_first(&device.clone().autodiff())?.freeze())
 }
 
-fn face_pixels(args: &FaceArgs) -> anyhow::Result<(Vec<u8>, String, Option<Emotion>)> {
-    let mut pixels = vec![0u8; PIXELS];
+/// One face to explain: its 48x48 pixels, where it came from, its label when the data has one,
+/// and the figure it goes to.
+struct Face {
+    pixels: Vec<u8>,
+    source: String,
+    label: Option<Emotion>,
+    out: PathBuf,
+}
+
+/// `out` for the k-th (1-based) of `n` faces: `out` itself for one face, `STEM-faceK.EXT` for several.
+fn numbered(out: &Path, k: usize, n: usize) -> PathBuf {
+    if n <= 1 {
+        return out.to_path_buf();
+    }
+    let stem = out.file_stem().map_or("explain".into(), |s| s.to_string_lossy().into_owned());
+    let name = match out.extension() {
+        Some(ext) => format!("{stem}-face{k}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-face{k}"),
+    };
+    out.with_file_name(name)
+}
+
+fn faces(args: &FaceArgs) -> anyhow::Result<Vec<Face>> {
     if let Some(path) = &args.image {
-        fer_data::decode_face(path, &mut pixels)?;
-        return Ok((pixels, path.display().to_string(), None));
+        let name = path.display().to_string();
+        if args.no_detect {
+            let mut pixels = vec![0u8; PIXELS];
+            fer_data::decode_face(path, &mut pixels)?;
+            return Ok(vec![Face { pixels, source: name, label: None, out: args.out.clone() }]);
+        }
+        let photo = crate::photos::read_photo(path, &PhotoLimits::default())?;
+        let detector = FaceDetector::with_config(DetectorConfig::default())?;
+        let found = crate::photos::face_crops(&photo.to_luma8(), &detector, FER_MARGIN);
+        anyhow::ensure!(!found.is_empty(), "{name}: no face found (if the image already is a face crop, like FER2013's, add --no-detect)");
+        let n = found.len();
+        return Ok(found
+            .into_iter()
+            .enumerate()
+            .map(|(i, (bbox, _, pixels))| Face {
+                pixels,
+                source: if n == 1 {
+                    name.clone()
+                } else {
+                    format!("{name} face {} at x {}, y {}, {}x{}", i + 1, bbox.x, bbox.y, bbox.width, bbox.height)
+                },
+                label: None,
+                out: numbered(&args.out, i + 1, n),
+            })
+            .collect());
     }
     let spec = args.data.as_deref().context("give --image FILE or --data PATH --index N")?;
     let (mut data, _) = fer_data::open(spec, &LoadOptions::default())?;
@@ -148,8 +195,7 @@ fn face_pixels(args: &FaceArgs) -> anyhow::Result<(Vec<u8>, String, Option<Emoti
     }
     let index = args.index.context("--data needs --index")?;
     anyhow::ensure!(index < data.len(), "--index {index} is out of range: {spec} has {} faces", data.len());
-    pixels.copy_from_slice(data.image(index));
-    Ok((pixels, format!("{spec} #{index}"), data.label(index)))
+    Ok(vec![Face { pixels: data.image(index).to_vec(), source: format!("{spec} #{index}"), label: data.label(index), out: args.out.clone() }])
 }
 
 fn to_vec(t: Tensor<4>) -> Vec<f32> {
@@ -178,14 +224,21 @@ pub fn run(cmd: ExplainCommand) -> anyhow::Result<()> {
 
 fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
     let device = a.face.device.device()?;
-    let model = load_model(&a.face.run, a.face.ema, &device)?;
+    let model = load_model(a.face.run.as_deref(), a.face.ema, &device)?;
     let ad = device.autodiff();
-    let (pixels, source, label) = face_pixels(&a.face)?;
-    let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &ad);
-    let probs = probabilities(&model, input.clone());
+    for face in faces(&a.face)? {
+        attribute_one(method, &a, &model, &ad, face)?;
+    }
+    Ok(())
+}
+
+fn attribute_one(method: &str, a: &AttributionArgs, model: &FerModel, ad: &Device, face: Face) -> anyhow::Result<()> {
+    let Face { pixels, source, label, out } = face;
+    let input = fer_model::input_from_pixels(&pixels, 1, SIDE, ad);
+    let probs = probabilities(model, input.clone());
     let predicted = fer_train::argmax(&probs);
     let target = match &a.class {
-        Some(name) => fer_interpret::class_index(&model, name)?,
+        Some(name) => fer_interpret::class_index(model, name)?,
         None => predicted,
     };
     let score = match a.score {
@@ -194,12 +247,12 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
     };
     let mut extra = String::new();
     let map = match method {
-        "saliency" => to_vec(fer_interpret::saliency(&model, input, &[target], score).abs()),
-        "smoothgrad" => to_vec(fer_interpret::smoothgrad(&model, input, &[target], score, a.steps, a.sigma).abs()),
-        "gradcam" => to_vec(fer_interpret::grad_cam(&model, input, &[target], &a.layer)?),
+        "saliency" => to_vec(fer_interpret::saliency(model, input, &[target], score).abs()),
+        "smoothgrad" => to_vec(fer_interpret::smoothgrad(model, input, &[target], score, a.steps, a.sigma).abs()),
+        "gradcam" => to_vec(fer_interpret::grad_cam(model, input, &[target], &a.layer)?),
         _ => {
             let baseline = input.zeros_like();
-            let ig = fer_interpret::integrated_gradients(&model, input, baseline, &[target], score, a.steps);
+            let ig = fer_interpret::integrated_gradients(model, input, baseline, &[target], score, a.steps);
             extra = format!(
                 "; completeness: attributions sum {:.4}, score difference {:.4}, relative error {:.2}%",
                 ig.attribution_sums[0],
@@ -211,14 +264,14 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
     };
     let class_name = |i: usize| Emotion::from_id(i).map_or("?", |e| e.name());
     let title = format!("{} p={:.2} for {}", class_name(predicted), probs[predicted], class_name(target));
-    save(&attribution_panel(&pixels, SIDE as u32, &map, method, &title), &a.face.out)?;
+    save(&attribution_panel(&pixels, SIDE as u32, &map, method, &title), &out)?;
     println!(
         "{source}: predicted {} ({:.3}){}; {method} for {} written to {}{extra}",
         class_name(predicted),
         probs[predicted],
         label.map_or(String::new(), |l| format!(", labelled {l}")),
         class_name(target),
-        a.face.out.display()
+        out.display()
     );
     let list: Vec<String> = Emotion::ALL.iter().map(|e| format!("{} {:.3}", e.name(), probs[e.id()])).collect();
     println!("probabilities: {}", list.join(", "));
@@ -227,15 +280,16 @@ fn attribution(method: &str, a: AttributionArgs) -> anyhow::Result<()> {
 
 fn activations(a: ActivationArgs) -> anyhow::Result<()> {
     let device = a.face.device.device()?;
-    let model = fer_model::load_model(fer_train::ensemble_members(&a.face.run, weights(a.face.ema))?.first().context("no model")?, &device)?;
-    let (pixels, source, _) = face_pixels(&a.face)?;
-    let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &device);
-    let (_, act) = fer_interpret::capture(&model, input, &a.layer)?;
-    let [_, c, h, w] = act.dims();
-    let values = to_vec(act);
-    let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
-    save(&channel_grid(&values, c, h, w, 96, &labels, &format!("{} {c} filters", a.layer)), &a.face.out)?;
-    println!("{source}: {} maps of {h}x{w} at {} written to {}", c, a.layer, a.face.out.display());
+    let model = ModelSource::new(a.face.run.as_deref(), a.face.ema)?.load_first(&device)?;
+    for Face { pixels, source, out, .. } in faces(&a.face)? {
+        let input = fer_model::input_from_pixels(&pixels, 1, SIDE, &device);
+        let (_, act) = fer_interpret::capture(&model, input, &a.layer)?;
+        let [_, c, h, w] = act.dims();
+        let values = to_vec(act);
+        let labels: Vec<String> = (0..c).map(|k| k.to_string()).collect();
+        save(&channel_grid(&values, c, h, w, 96, &labels, &format!("{} {c} filters", a.layer)), &out)?;
+        println!("{source}: {} maps of {h}x{w} at {} written to {}", c, a.layer, out.display());
+    }
     Ok(())
 }
 
@@ -255,7 +309,7 @@ fn parse_filters(text: Option<&str>, channels: usize) -> anyhow::Result<Vec<usiz
 
 fn ascent(a: AscentArgs) -> anyhow::Result<()> {
     let device = a.device.device()?;
-    let model = load_model(&a.run, a.ema, &device)?;
+    let model = load_model(a.run.as_deref(), a.ema, &device)?;
     let ad = device.autodiff();
     let [c, h, w] = model.input_shape();
     let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), &a.layer)?;

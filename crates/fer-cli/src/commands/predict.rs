@@ -7,15 +7,19 @@ use fer_detect::{DetectorConfig, FaceDetector, PhotoLimits};
 use fer_report::{FaceLabel, annotate_faces};
 use fer_train::Tta;
 
-use crate::commands::eval::weights;
+use crate::builtin::ModelSource;
 use crate::device::DeviceChoice;
 use crate::photos::{Classifier, PhotoResult, class_name, read_photo};
 
 /// Options shared by `predict` and `serve`: which weights, how to find faces, input limits.
 #[derive(Args, Clone)]
 pub struct DetectArgs {
-    /// Use the run's weight average (best-ema.fer).
+    /// Run folder whose model answers (its best.fer, or its ensemble members averaged).
+    /// Without it, the model built into fer (models/fer2013-cnn.ferc, see models/README.md).
     #[arg(long)]
+    pub run: Option<PathBuf>,
+    /// Use the run's weight average (best-ema.fer).
+    #[arg(long, requires = "run")]
     pub ema: bool,
     /// Test-time augmentation: none, flip or crops.
     #[arg(long, default_value = "none")]
@@ -41,21 +45,23 @@ impl DetectArgs {
         PhotoLimits { max_bytes: self.max_bytes, max_pixels: self.max_pixels }
     }
 
-    pub fn classifier(&self, run: &Path) -> anyhow::Result<Classifier> {
+    /// The model these options name: `--run`'s, or the built-in one.
+    pub fn source(&self) -> anyhow::Result<ModelSource> {
+        ModelSource::new(self.run.as_deref(), self.ema)
+    }
+
+    pub fn classifier(&self) -> anyhow::Result<Classifier> {
         let detector = FaceDetector::with_config(DetectorConfig {
             min_face_size: self.min_face,
             score_threshold: self.score_threshold,
             ..DetectorConfig::default()
         })?;
-        Classifier::load(run, weights(self.ema), Tta::parse(&self.tta)?, self.device.device()?, detector)
+        Classifier::load(&self.source()?, Tta::parse(&self.tta)?, self.device.device()?, detector)
     }
 }
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// Run folder.
-    #[arg(long)]
-    run: PathBuf,
     /// Photos (PNG or JPEG, any size, colour or gray). Each face found is framed like FER2013 and
     /// classified.
     #[arg(required = true)]
@@ -77,7 +83,7 @@ pub struct PredictArgs {
 }
 
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
-    let classifier = args.detect.classifier(&args.run)?;
+    let classifier = args.detect.classifier()?;
     let limits = args.detect.limits();
     let several = args.images.len() > 1;
     if let (Some(out), true) = (&args.annotate, several) {

@@ -3,7 +3,6 @@
 //! endpoint behind it (`POST /api/predict`, the image bytes as the body) for scripts.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -28,9 +27,6 @@ const INDEX_HTML: &str = include_str!("../../assets/index.html");
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Run folder whose model answers.
-    #[arg(long)]
-    run: PathBuf,
     /// Address to listen on. The default keeps the page on this machine; 0.0.0.0 shares it with
     /// the network (photos are not stored either way).
     #[arg(long, default_value = "127.0.0.1")]
@@ -51,13 +47,14 @@ struct AppState {
 }
 
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let classifier = args.detect.classifier(&args.run)?;
-    let explainer = crate::photos::explain_model(&args.run, crate::commands::eval::weights(args.detect.ema), &classifier.device)?;
+    let source = args.detect.source()?;
+    let classifier = args.detect.classifier()?;
+    let explainer = crate::photos::explain_model(&source, &classifier.device)?;
     let state = Arc::new(AppState {
         classifier: Mutex::new(classifier),
         explainer: Mutex::new(explainer),
         limits: args.detect.limits(),
-        run: args.run.display().to_string(),
+        run: source.describe(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -65,7 +62,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
         let addr = listener.local_addr()?;
-        println!("fer serve: {} on http://{addr}/ (Ctrl-C stops)", args.run.display());
+        println!("fer serve: {} on http://{addr}/ (Ctrl-C stops)", source.describe());
         axum::serve(listener, router(state))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;

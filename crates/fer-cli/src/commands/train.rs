@@ -80,7 +80,12 @@ pub struct TrainArgs {
     /// Default: the recipe's (`report`: f32, `fast`: bf16).
     #[arg(long, value_enum)]
     precision: Option<crate::commands::PrecisionArg>,
-    /// Wall-clock budget, e.g. 60m or 1h30m: finish the step, validate, checkpoint, stop.
+    /// Wall-clock budget, e.g. 20m or 1h30m. For a new run whose rate follows a schedule
+    /// (one-cycle, as in --recipe fast, or cosine) it sizes the run: a few probe steps measure
+    /// this machine, the epochs and steps per epoch are fixed to fill the budget, validation
+    /// included, and recorded in config.json, so the run ends annealed and `--resume` or a rerun
+    /// with those --epochs/--steps-per-epoch repeats it exactly. With a constant or plateau rate,
+    /// or with --resume, it only stops the run: the step finishes, it validates, checkpoints, stops.
     #[arg(long)]
     time_budget: Option<String>,
     /// Train N members with seeds seed..seed+N-1 into one run folder; evaluation averages them.
@@ -253,6 +258,28 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     r.validate()?;
     let run_dir = args.out.clone().context("--out is required for a new run")?;
     let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
+    let mut time_budget = time_budget;
+    if let Some(budget) = time_budget
+        && fer_train::budget_sizes(&config)
+    {
+        // Each member of an ensemble gets its share of the budget.
+        let members = args.ensemble.unwrap_or(1).max(1) as u32;
+        println!("sizing the run to --time-budget {:.0}s: measuring this machine's step...", budget.as_secs_f64());
+        let (sized, plan) = fer_train::size_to_budget(&config, &data, &device, budget / members)?;
+        println!(
+            "  {:.2}s per step, {:.1}s per validation, probe {:.1}s: {} epochs x {} steps ({:.1} min planned{})",
+            plan.step_seconds,
+            plan.eval_seconds,
+            plan.probe_seconds,
+            plan.epochs,
+            plan.steps_per_epoch,
+            plan.planned_seconds() / 60.0,
+            if members > 1 { format!(" per member, {members} members") } else { String::new() }
+        );
+        config = sized;
+        // The run stops at the budget all the same if the machine turns slower than measured.
+        time_budget = Some(budget.saturating_sub(std::time::Duration::from_secs_f64(plan.probe_seconds)));
+    }
     let params = FerModel::new(&config.model, &device)?;
     println!(
         "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
