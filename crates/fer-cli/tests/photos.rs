@@ -114,6 +114,41 @@ fn predict_finds_boxes_and_classifies_each_face() {
 }
 
 #[test]
+fn explain_finds_the_faces_in_a_photo_as_predict_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tiny_run(dir.path());
+    // One face: the figure goes where --out says, and the face is the one predict boxes.
+    let out = dir.path().join("astro.png");
+    let o = fer(&["explain", "gradcam", "--run", s(&run), "--layer", "block5.act", "--image", s(&photo("astronaut.jpg")), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.exists());
+    let predicted = json(&fer(&["predict", "--run", s(&run), "--json", s(&photo("astronaut.jpg"))]));
+    let class = predicted["faces"][0]["class"].as_str().unwrap().to_string();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.starts_with(&format!("{}: predicted {class} (", s(&photo("astronaut.jpg")))), "{text} / {predicted}");
+
+    // Three faces: one figure each, numbered left to right.
+    let out = dir.path().join("three.png");
+    let o = fer(&["explain", "saliency", "--run", s(&run), "--image", s(&photo("three-faces.jpg")), "--out", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for k in 1..=3 {
+        assert!(dir.path().join(format!("three-face{k}.png")).exists(), "face {k}");
+    }
+    assert!(!out.exists());
+    assert_eq!(String::from_utf8_lossy(&o.stdout).matches("face ").count(), 3);
+
+    // No face: a clear error that points at --no-detect; with it, the whole image is the face.
+    let coffee = photo("coffee-no-face.jpg");
+    let o = fer(&["explain", "saliency", "--run", s(&run), "--image", s(&coffee), "--out", s(&dir.path().join("c.png"))]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{}: no face found", s(&coffee))) && err.contains("--no-detect"), "{err}");
+    let o = fer(&["explain", "saliency", "--run", s(&run), "--image", s(&coffee), "--no-detect", "--out", s(&dir.path().join("c.png"))]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(dir.path().join("c.png").exists());
+}
+
+#[test]
 fn predict_refuses_what_is_not_a_photo_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let run = tiny_run(dir.path());
