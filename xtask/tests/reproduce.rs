@@ -25,7 +25,11 @@ fn smoke_report_is_reproducible() {
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("<img src=\"figures/confusion-counts.png\""));
 
+    // The numbers are the kernels': AVX-512 machines run fer's panel GEMM and Winograd, AVX2
+    // machines the portable path, and the two round differently. One snapshot per path.
+    let kernels = fer_kernels::simd_level();
     let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_suffix(kernels);
     // Summary rows end "| seconds | accuracy |", history rows "| seconds | img/s |".
     settings.add_filter(r"\| \d+ \| (\d\.\d{4}) \|\n", "| [seconds] | $1 |\n");
     settings.add_filter(r"\| \d+ \| \d+\.\d \|\n", "| [seconds] | [img/s] |\n");
@@ -35,6 +39,7 @@ fn smoke_report_is_reproducible() {
 
     let figure_data: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stages/figure-data.json")).unwrap()).unwrap();
     let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_suffix(kernels);
     settings.add_redaction(".curves.*[].seconds", "[seconds]");
     settings.add_redaction(".curves.*[].images_per_s", "[img/s]");
     settings.add_redaction(".curves.*[].eval_seconds", "[seconds]");
