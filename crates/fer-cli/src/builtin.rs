@@ -18,14 +18,9 @@ const BYTES: Option<&[u8]> = Some(include_bytes!(concat!(env!("CARGO_MANIFEST_DI
 #[cfg(not(feature = "builtin-model"))]
 const BYTES: Option<&[u8]> = None;
 
-/// The built-in model file's bytes, when this build carries it.
-pub fn bytes() -> Option<&'static [u8]> {
-    BYTES
-}
-
 /// The built-in model on `device`.
 pub fn load(device: &Device) -> anyhow::Result<FerModel> {
-    let bytes = bytes().context("this fer was built without its built-in model (cargo feature `builtin-model`): give --run RUN_FOLDER")?;
+    let bytes = BYTES.context("this fer was built without its built-in model (cargo feature `builtin-model`): give --run RUN_FOLDER")?;
     Ok(fer_model::model_from_bytes(bytes, Path::new(SOURCE_PATH), device)?)
 }
 

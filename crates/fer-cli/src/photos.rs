@@ -119,7 +119,7 @@ pub fn face_crops(gray: &GrayImage, detector: &FaceDetector, margin: f32) -> Vec
 }
 
 /// Today's `--no-detect` behaviour: the whole image squeezed to 48x48 (as `fer_data::decode_face`).
-pub fn whole_image_face(gray: &GrayImage) -> Vec<u8> {
+fn whole_image_face(gray: &GrayImage) -> Vec<u8> {
     if gray.width() as usize == SIDE && gray.height() as usize == SIDE {
         return gray.as_raw().clone();
     }
