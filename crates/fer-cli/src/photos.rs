@@ -81,24 +81,42 @@ impl Classifier {
 
     /// Classifies every face of `photo` (or, with `detect` off, the whole photo as one face).
     pub fn classify(&self, photo: &DynamicImage, path: &str, detect: bool) -> PhotoResult {
-        let gray = photo.to_luma8();
-        let (width, height) = gray.dimensions();
-        let mut boxes: Vec<(FaceBox, Option<f64>)> = Vec::new();
-        let mut crops = fer_data::Dataset::new();
-        if detect {
-            for (bbox, score, crop) in face_crops(&gray, &self.detector, self.margin) {
-                boxes.push((bbox, Some(score)));
-                crops.push(&crop, None, "photo");
-            }
-        } else {
-            boxes.push((FaceBox { x: 0, y: 0, width, height }, None));
-            crops.push(&whole_image_face(&gray), None, "photo");
+        let found = find_faces(&self.detector, self.margin, photo, detect);
+        let probabilities = self.probabilities(&found.crops);
+        found.into_result(path, probabilities)
+    }
+
+    /// The model's (or ensemble's) probabilities for each 48x48 face in `crops`, in one batch.
+    pub fn probabilities(&self, crops: &fer_data::Dataset) -> Vec<[f32; 7]> {
+        if crops.is_empty() {
+            return Vec::new();
         }
-        let probs =
-            if crops.is_empty() { Vec::new() } else { fer_train::predict_probabilities_tta(&self.models, &crops, &self.device, 64, self.tta) };
-        let faces = boxes
+        fer_train::predict_probabilities_tta(&self.models, crops, &self.device, 64, self.tta)
+    }
+}
+
+/// The faces of one photo, framed like FER2013 but not yet classified: the part of a prediction
+/// that needs no model (so `fer serve` can batch the model part across requests).
+pub struct FoundFaces {
+    pub width: u32,
+    pub height: u32,
+    boxes: Vec<(FaceBox, Option<f64>)>,
+    /// One 48x48 crop per box, in the same order.
+    pub crops: fer_data::Dataset,
+}
+
+impl FoundFaces {
+    pub fn len(&self) -> usize {
+        self.boxes.len()
+    }
+
+    /// The result, given one probability vector per face (in `crops` order).
+    pub fn into_result(self, path: &str, probabilities: Vec<[f32; 7]>) -> PhotoResult {
+        let crops = &self.crops;
+        let faces = self
+            .boxes
             .into_iter()
-            .zip(probs)
+            .zip(probabilities)
             .enumerate()
             .map(|(i, ((bbox, score), p))| FaceResult {
                 bbox: bbox.as_array(),
@@ -108,8 +126,27 @@ impl Classifier {
                 crop: crops.image(i).to_vec(),
             })
             .collect();
-        PhotoResult { path: path.to_string(), width, height, faces }
+        PhotoResult { path: path.to_string(), width: self.width, height: self.height, faces }
     }
+}
+
+/// Detects the faces of `photo` and crops each like FER2013 (or, with `detect` off, takes the
+/// whole photo as one face).
+pub fn find_faces(detector: &FaceDetector, margin: f32, photo: &DynamicImage, detect: bool) -> FoundFaces {
+    let gray = photo.to_luma8();
+    let (width, height) = gray.dimensions();
+    let mut boxes: Vec<(FaceBox, Option<f64>)> = Vec::new();
+    let mut crops = fer_data::Dataset::new();
+    if detect {
+        for (bbox, score, crop) in face_crops(&gray, detector, margin) {
+            boxes.push((bbox, Some(score)));
+            crops.push(&crop, None, "photo");
+        }
+    } else {
+        boxes.push((FaceBox { x: 0, y: 0, width, height }, None));
+        crops.push(&whole_image_face(&gray), None, "photo");
+    }
+    FoundFaces { width, height, boxes, crops }
 }
 
 /// Each face the detector finds in `gray`: its box, score and the 48x48 crop framed like

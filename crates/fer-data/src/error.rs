@@ -75,6 +75,10 @@ pub enum DataError {
     ParquetRow { path: PathBuf, row: usize, column: String, problem: String },
     #[error("{path}: {what} is over the limit of {limit} bytes (raise it with --max-input-bytes)")]
     TooLarge { path: PathBuf, what: &'static str, limit: u64 },
+    #[error(
+        "{path}: line {line} is longer than {limit} bytes, longer than any FER2013 row (at most about 9,300 bytes): not a FER2013 CSV, or a damaged one"
+    )]
+    LineTooLong { path: PathBuf, line: usize, limit: usize },
 }
 
 impl DataError {

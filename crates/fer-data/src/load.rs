@@ -115,8 +115,18 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
     if meta.len() > options.max_bytes {
         return Err(DataError::TooLarge { path: path.into(), what: "the file", limit: options.max_bytes });
     }
-    let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    load_bytes(&raw, path, options)
+    // A plain CSV streams through the same line-length check as a gzip one, so a file holding
+    // one huge garbage line is refused after 64 KiB instead of being read whole.
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut head = Vec::with_capacity(64);
+    (&mut file).take(64).read_to_end(&mut head).map_err(|e| DataError::io(path, e))?;
+    if head.is_empty() || head.starts_with(&[0x1f, 0x8b]) || !is_csv_name_or_header(path, &head) {
+        let mut raw = head;
+        file.read_to_end(&mut raw).map_err(|e| DataError::io(path, e))?;
+        return load_bytes(&raw, path, options);
+    }
+    let text = read_csv_stream(std::io::Cursor::new(head).chain(file), path, options.max_bytes, "the file")?;
+    parse_csv(&text, path, options)
 }
 
 /// Loads a FER2013 CSV (plain or gzip) held in memory; `path` names it in errors and its
@@ -130,27 +140,81 @@ pub fn load_bytes(raw: &[u8], path: &Path, options: &LoadOptions) -> Result<(Dat
     }
     let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut text = Vec::with_capacity(raw.len().saturating_mul(4).min(options.max_bytes as usize));
-        // Read one byte past the limit to tell "exactly at the limit" from "over it".
-        flate2::read::MultiGzDecoder::new(raw)
-            .take(options.max_bytes.saturating_add(1))
-            .read_to_end(&mut text)
-            .map_err(|source| DataError::Gzip { path: path.into(), source })?;
-        if text.len() as u64 > options.max_bytes {
-            return Err(DataError::TooLarge { path: path.into(), what: "the decompressed gzip stream", limit: options.max_bytes });
-        }
-        decompressed = text;
+        decompressed = read_csv_stream(flate2::read::MultiGzDecoder::new(raw), path, options.max_bytes, "the decompressed gzip stream")?;
         &decompressed[..]
     } else {
-        let name = path.to_string_lossy().to_ascii_lowercase();
-        if !(name.ends_with(".csv") || name.ends_with(".txt") || looks_like_csv(raw)) {
+        if !is_csv_name_or_header(path, raw) {
             return Err(DataError::UnknownFormat { path: path.into() });
         }
+        check_line_lengths(raw, path)?;
         raw
     };
-    let parsed = csv::parse(path, bytes, options.skip_invalid)?;
+    parse_csv(bytes, path, options)
+}
+
+fn parse_csv(text: &[u8], path: &Path, options: &LoadOptions) -> Result<(Dataset, LoadReport), DataError> {
+    let parsed = csv::parse(path, text, options.skip_invalid)?;
     let report = LoadReport { format: parsed.format, converted: 0, skipped: parsed.skipped };
     Ok((parsed.dataset, report))
+}
+
+fn is_csv_name_or_header(path: &Path, head: &[u8]) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    name.ends_with(".csv") || name.ends_with(".txt") || looks_like_csv(head)
+}
+
+/// The longest line a FER2013 CSV may hold. The longest valid row is about 9,300 bytes (2,304
+/// pixels of "255 ", a label, a Usage, quotes); seven times that leaves room for any spacing while
+/// a garbage line (one gigabyte without a newline) is refused after 64 KiB, not held in memory.
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+
+/// Reads a CSV stream (a gzip decoder) into memory, refusing it as soon as it passes `limit`
+/// bytes or holds a line longer than [`MAX_LINE_BYTES`]: memory follows the valid text read so
+/// far, never a garbage line or a decompression bomb.
+fn read_csv_stream(mut reader: impl Read, path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, DataError> {
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; 256 << 10];
+    let mut line = 1usize;
+    let mut line_len = 0usize;
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(source) => return Err(DataError::Gzip { path: path.into(), source }),
+        };
+        let read = &chunk[..n];
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', read) {
+            if line_len + (end - start) > MAX_LINE_BYTES {
+                return Err(DataError::LineTooLong { path: path.into(), line, limit: MAX_LINE_BYTES });
+            }
+            line += 1;
+            line_len = 0;
+            start = end + 1;
+        }
+        line_len += n - start;
+        if line_len > MAX_LINE_BYTES {
+            return Err(DataError::LineTooLong { path: path.into(), line, limit: MAX_LINE_BYTES });
+        }
+        if (text.len() + n) as u64 > limit {
+            return Err(DataError::TooLarge { path: path.into(), what, limit });
+        }
+        text.extend_from_slice(read);
+    }
+    Ok(text)
+}
+
+/// The same line-length rule for a CSV already in memory, so both paths give one error.
+fn check_line_lengths(bytes: &[u8], path: &Path) -> Result<(), DataError> {
+    let mut start = 0;
+    for (i, end) in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())).enumerate() {
+        if end - start > MAX_LINE_BYTES {
+            return Err(DataError::LineTooLong { path: path.into(), line: i + 1, limit: MAX_LINE_BYTES });
+        }
+        start = end + 1;
+    }
+    Ok(())
 }
 
 /// A file without a .csv name still loads if its first line looks like a FER2013 header.

@@ -215,7 +215,10 @@ fn a_gzip_bomb_stops_at_the_limit_and_names_the_file() {
     // 64 MB of zeros compresses to ~64 KB; a 1 MB limit must stop it while reading.
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(b"emotion,pixels,Usage\n").unwrap();
-    gz.write_all(&vec![b'0'; 64 << 20]).unwrap();
+    let line = [vec![b'0'; 1023], vec![b'\n']].concat();
+    for _ in 0..(64 << 10) {
+        gz.write_all(&line).unwrap();
+    }
     let bomb = gz.finish().unwrap();
     assert!(bomb.len() < 200_000);
     let limited = LoadOptions { max_bytes: 1 << 20, ..LoadOptions::default() };
@@ -231,6 +234,37 @@ fn a_gzip_bomb_stops_at_the_limit_and_names_the_file() {
     // A plain file over the limit is refused from its size, before it is read.
     let big = write(dir.path(), "big.csv", &vec![b'\n'; 2 << 20]);
     assert!(matches!(load(&big, &limited), Err(DataError::TooLarge { what: "the file", .. })));
+}
+
+#[test]
+fn a_line_longer_than_any_row_is_refused_as_it_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    // 256 MB without a newline after a valid header and row, gzip'd to ~250 KB: refused at line 3
+    // after 64 KiB of it (memory never follows the line; the old reader decompressed it whole).
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(format!("emotion,pixels,Usage\n3,{},Training\n", pixels_text(1)).as_bytes()).unwrap();
+    let zeros = vec![b'7'; 1 << 20];
+    for _ in 0..256 {
+        gz.write_all(&zeros).unwrap();
+    }
+    let garbage = write(dir.path(), "one-long-line.csv.gz", &gz.finish().unwrap());
+    let e = load(&garbage, &strict()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: line 3 is longer than 65536 bytes, longer than any FER2013 row (at most about 9,300 bytes): not a FER2013 CSV, or a damaged one",
+            garbage.display()
+        )
+    );
+    // The same rule for a plain file (streamed from disk) and for bytes in memory.
+    let plain = format!("emotion,pixels,Usage\n{}\n", "1 ".repeat(40_000));
+    let file = write(dir.path(), "long.csv", plain.as_bytes());
+    assert!(matches!(load(&file, &strict()), Err(DataError::LineTooLong { line: 2, limit: 65536, .. })));
+    assert!(matches!(fer_data::load_bytes(plain.as_bytes(), &file, &strict()), Err(DataError::LineTooLong { line: 2, .. })));
+    // A row at the longest a valid one gets (every pixel "255", spaced) still loads.
+    let widest = format!("emotion,pixels,Usage\n6,\"{}\",PrivateTest\n", vec!["255"; 2304].join(" "));
+    let (data, _) = fer_data::load_bytes(widest.as_bytes(), &file, &strict()).unwrap();
+    assert_eq!(data.len(), 1);
 }
 
 #[test]
