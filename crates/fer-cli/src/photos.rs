@@ -106,10 +106,6 @@ pub struct FoundFaces {
 }
 
 impl FoundFaces {
-    pub fn len(&self) -> usize {
-        self.boxes.len()
-    }
-
     /// The result, given one probability vector per face (in `crops` order).
     pub fn into_result(self, path: &str, probabilities: Vec<[f32; 7]>) -> PhotoResult {
         let crops = &self.crops;
