@@ -60,6 +60,32 @@ fn large_photos_are_searched_downscaled_and_boxes_come_back_in_full_size() {
 }
 
 #[test]
+fn min_face_is_honoured_smaller_faces_need_it_and_larger_ones_search_faster() {
+    // The astronaut's face (about 120 px) shrunk to about 28 px on a 160 px photo: below the
+    // 40-pixel window, so the default misses it and min_face 24 finds it.
+    let small = image::imageops::resize(&fixture("astronaut.jpg"), 120, 120, FilterType::Triangle);
+    let mut photo = GrayImage::from_pixel(160, 160, image::Luma([128]));
+    image::imageops::overlay(&mut photo, &small, 20, 20);
+    let d = FaceDetector::new().unwrap();
+    assert_eq!(d.config().min_face_size, 40);
+    assert!(d.detect(&photo).is_empty(), "a 28-pixel face is below the default 40");
+    let found = d.with_min_face(24).detect(&photo);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!((18..=45).contains(&found[0].bbox.width), "{found:?}");
+    // min_face 80 searches a quarter of the pixels and still finds every fixture face, with the
+    // boxes of the full-scale search within the window's step.
+    for (name, count) in [("astronaut.jpg", 1), ("three-faces.jpg", 3)] {
+        let full = d.detect(&fixture(name));
+        let fast = d.with_min_face(80).detect(&fixture(name));
+        assert_eq!((full.len(), fast.len()), (count, count), "{name}: {full:?} {fast:?}");
+        for (a, b) in full.iter().zip(&fast) {
+            let (ca, cb) = ((a.bbox.x + a.bbox.width / 2) as i64, (b.bbox.x + b.bbox.width / 2) as i64);
+            assert!((ca - cb).abs() <= 16 && (a.bbox.width as i64 - b.bbox.width as i64).abs() <= 32, "{name}: {a:?} {b:?}");
+        }
+    }
+}
+
+#[test]
 fn the_crop_of_a_constant_image_is_that_constant_and_48_square() {
     let img = GrayImage::from_pixel(100, 80, image::Luma([77]));
     let crop = crop_face(&img, FaceBox { x: 60, y: 50, width: 40, height: 30 }, FER_MARGIN);

@@ -24,8 +24,10 @@ pub struct DetectArgs {
     /// Test-time augmentation: none, flip or crops.
     #[arg(long, default_value = "none")]
     pub tta: String,
-    /// Smallest face to look for, in pixels (at least 20).
-    #[arg(long, default_value_t = 20)]
+    /// Smallest face to look for, in pixels (at least 20). The search runs on the photo scaled
+    /// by 40 / MIN_FACE: 80 is four times faster and still finds faces of 80 px and up (webcam
+    /// frames); 20 finds faces down to 20 px, four times slower.
+    #[arg(long, default_value_t = 40)]
     pub min_face: u32,
     /// Detector score threshold: lower finds more faces and more false ones (SeetaFace: 0.95, 2.8, 4.5).
     #[arg(long, default_value_t = 2.0)]

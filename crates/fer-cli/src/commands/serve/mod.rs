@@ -231,7 +231,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4"), (header::CACHE_CONTROL, "no-store")], state.metrics.render()).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Clone, Copy, Deserialize)]
 struct PredictQuery {
     /// Add a saliency overlay (a PNG data URL) to each face.
     #[serde(default)]
@@ -239,6 +239,9 @@ struct PredictQuery {
     /// `false` classifies the whole image as one face crop.
     #[serde(default = "yes")]
     detect: bool,
+    /// Smallest face to look for, in pixels, for this request instead of `--min-face` (the
+    /// page's webcam frames ask for 60: faces at a screen are larger, and the search is faster).
+    min_face: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -269,7 +272,7 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
         return response;
     };
     let finder = state.clone();
-    let found = tokio::task::spawn_blocking(move || find(&finder, &bytes, &name, query.detect)).await;
+    let found = tokio::task::spawn_blocking(move || find(&finder, &bytes, &name, &query)).await;
     let Found { faces: found, name, decode_ms, detect_ms } = match found {
         Ok(Ok(found)) => found,
         Ok(Err((status, message))) => return error(status, message),
@@ -357,7 +360,7 @@ struct Found {
 }
 
 /// Header check, decode and face search: the blocking part of a request before the model.
-fn find(state: &AppState, bytes: &[u8], name: &str, detect: bool) -> Result<Found, Refusal> {
+fn find(state: &AppState, bytes: &[u8], name: &str, query: &PredictQuery) -> Result<Found, Refusal> {
     let start = Instant::now();
     // The pixel limit is checked from the header alone, before any pixel memory is reserved.
     let photo = fer_detect::photo_dimensions(bytes, name).and_then(|_| fer_detect::decode_photo(bytes, name, &state.limits));
@@ -370,6 +373,9 @@ fn find(state: &AppState, bytes: &[u8], name: &str, detect: bool) -> Result<Foun
     };
     let decode_ms = start.elapsed().as_secs_f64() * 1e3;
     let start = Instant::now();
-    let faces = find_faces(&state.detector, state.margin, &photo, detect);
+    let faces = match query.min_face {
+        Some(min_face) => find_faces(&state.detector.with_min_face(min_face), state.margin, &photo, query.detect),
+        None => find_faces(&state.detector, state.margin, &photo, query.detect),
+    };
     Ok(Found { faces, name: name.to_string(), decode_ms, detect_ms: start.elapsed().as_secs_f64() * 1e3 })
 }
