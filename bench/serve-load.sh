@@ -11,6 +11,7 @@
 #
 #   bash bench/serve-load.sh [FER_BINARY]     (default: target/release/fer, built if missing)
 #   DURATION=60 LONG=600 LEVELS="1 8 32 128" OUT=target/serve-load bash bench/serve-load.sh
+#   LEVELS_ONLY=1 LEVELS=128 bash bench/serve-load.sh     (part 1 only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -95,6 +96,8 @@ for photo in "$ASTRONAUT" "$THREE"; do
   for c in $LEVELS; do run "load" "default" "$c" "$DURATION" "$photo"; done
 done
 
+[ "${LEVELS_ONLY:-0}" = 1 ] && LONG=0 && SKIP_REST=1
+if [ "${SKIP_REST:-0}" != 1 ]; then
 # 2. Batching: the same 32 clients with each request classified alone.
 run "batching on" "default" 32 "$DURATION" "$THREE"
 start_server --batch-wait 0
@@ -109,6 +112,8 @@ sleep 3
 run "100 slowloris" "default" 32 "$DURATION" "$ASTRONAUT"
 wait "$SLOW" || true
 cat "$OUT/slowloris.txt" >&2
+
+fi
 
 # 4. The long run: RSS after the first minute and at the end.
 if [ "$LONG" -gt 0 ]; then

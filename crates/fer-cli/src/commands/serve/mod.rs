@@ -10,6 +10,7 @@
 mod batcher;
 mod http;
 mod metrics;
+mod workers;
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ use serde_json::{Value, json};
 use self::batcher::{BatchPolicy, Batcher};
 use self::http::ConnectionLimits;
 use self::metrics::Metrics;
+use self::workers::Workers;
 use crate::commands::predict::DetectArgs;
 use crate::photos::{FoundFaces, find_faces, saliency_overlays};
 
@@ -95,6 +97,7 @@ struct ModelInfo {
 }
 
 struct AppState {
+    workers: Workers,
     detector: FaceDetector,
     margin: f32,
     batcher: Batcher,
@@ -122,7 +125,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (detector, margin) = (classifier.detector.clone(), classifier.margin);
     let policy = BatchPolicy { wait: Duration::from_millis(args.batch_wait), max_faces: args.max_batch as usize };
     let batcher = Batcher::start(classifier, policy, metrics.clone())?;
+    // Decoding and the face search, the per-photo work that needs no model, run on one worker
+    // per core at normal priority; the async threads are niced below them.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let state = Arc::new(AppState {
+        workers: Workers::start(cores)?,
         detector,
         margin,
         batcher,
@@ -137,10 +144,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
-    // Decoding and detection run on the blocking pool: one thread per core keeps them from
-    // fighting the model thread for the CPU.
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).max_blocking_threads(cores).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).on_thread_start(workers::lower_priority).enable_all().build()?;
     let outcome = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.bind, args.port))
             .await
@@ -159,7 +163,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(open, timeout_s = args.shutdown_timeout, "stopped at --shutdown-timeout with connections still open")
         }
     }
-    // The runtime's blocking threads may still hold a detection; do not wait for them.
     runtime.shutdown_background();
     Ok(())
 }
@@ -272,7 +275,7 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
         return response;
     };
     let finder = state.clone();
-    let found = tokio::task::spawn_blocking(move || find(&finder, &bytes, &name, &query)).await;
+    let found = state.workers.run(move || find(&finder, &bytes, &name, &query)).await;
     let Found { faces: found, name, decode_ms, detect_ms } = match found {
         Ok(Ok(found)) => found,
         Ok(Err((status, message))) => return error(status, message),
@@ -291,12 +294,14 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
     if query.explain && faces > 0 {
         let timing = Instant::now();
         let explainer = state.clone();
-        let overlays = tokio::task::spawn_blocking(move || {
-            let explainer = explainer.explainer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            saliency_overlays(&explainer.0, &explainer.1, &result)
-        })
-        .await
-        .unwrap_or_default();
+        let overlays = state
+            .workers
+            .run(move || {
+                let explainer = explainer.explainer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                saliency_overlays(&explainer.0, &explainer.1, &result)
+            })
+            .await
+            .unwrap_or_default();
         if let Some(faces) = body.get_mut("faces").and_then(Value::as_array_mut) {
             for (face, png) in faces.iter_mut().zip(overlays) {
                 let url = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
