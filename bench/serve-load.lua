@@ -11,7 +11,7 @@ function init(args)
   local f = assert(io.open(args[1], "rb"))
   wrk.method = "POST"
   wrk.body = f:read("*all")
-  wrk.headers["Content-Type"] = "image/jpeg"
+  wrk.headers["Content-Type"] = "application/octet-stream"
   f:close()
   statuses = {}
   faces = 0

@@ -2,7 +2,8 @@
 # `fer serve` under load, with wrk (Debian's `wrk`), against the model built into fer and the
 # fixture photos (astronaut.jpg: one face; three-faces.jpg: three):
 #   1. 1, 8, 32 and 128 concurrent clients, DURATION s each, per photo;
-#   2. batching: 32 clients on the three-face photo with --batch-wait 0 (each request alone);
+#   2. batching: 32 clients with and without --batch-wait 0 (each request alone), on the
+#      three-face photo and on a 48x48 face crop sent with ?detect=false (the model alone);
 #   3. slow clients: 32 clients while 100 slowloris connections send a byte a second;
 #   4. LONG s at 32 clients, the server's RSS sampled every minute.
 # Prints a Markdown table (also in $OUT/serve-load.md): requests/s, faces/s, p50/p95/p99 latency
@@ -11,7 +12,7 @@
 #
 #   bash bench/serve-load.sh [FER_BINARY]     (default: target/release/fer, built if missing)
 #   DURATION=60 LONG=600 LEVELS="1 8 32 128" OUT=target/serve-load bash bench/serve-load.sh
-#   LEVELS_ONLY=1 LEVELS=128 bash bench/serve-load.sh     (part 1 only)
+#   SECTIONS="levels batching slow long" (the default: all four parts), e.g. SECTIONS=batching
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60}
@@ -52,13 +53,13 @@ stop_server() {
 }
 trap stop_server EXIT
 
-run() { # label server-flags clients seconds photo
-  local label=$1 flags=$2 clients=$3 seconds=$4 photo=$5
+run() { # label server-flags clients seconds photo [query]
+  local label=$1 flags=$2 clients=$3 seconds=$4 photo=$5 query=${6:-}
   local log_from rss_start rss_end threads=$(( $3 < 2 ? $3 : 2 ))
   log_from=$(wc -l < "$OUT/server.log")
   rss_start=$(rss_kb)
   echo "== $label: $clients clients, $seconds s, $(basename "$photo") ($(date -u +%H:%M:%S))" >&2
-  wrk -t "$threads" -c "$clients" -d "${seconds}s" --timeout 60s -s bench/serve-load.lua "$URL" -- "$photo" > "$OUT/wrk.txt" 2>&1
+  wrk -t "$threads" -c "$clients" -d "${seconds}s" --timeout 60s -s bench/serve-load.lua "$URL$query" -- "$photo" > "$OUT/wrk.txt" 2>&1
   rss_end=$(rss_kb)
   python3 - "$label" "$flags" "$clients" "$(basename "$photo")" "$rss_start" "$rss_end" "$log_from" "$OUT" <<'PY'
 import json, sys
@@ -90,33 +91,45 @@ PY
 grep -m1 "model name" /proc/cpuinfo >&2
 echo "cores: $(nproc)" >&2
 
-# 1. Concurrency levels, default flags.
-start_server
-for photo in "$ASTRONAUT" "$THREE"; do
-  for c in $LEVELS; do run "load" "default" "$c" "$DURATION" "$photo"; done
-done
+SECTIONS=${SECTIONS:-"levels batching slow long"}
+has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
-[ "${LEVELS_ONLY:-0}" = 1 ] && LONG=0 && SKIP_REST=1
-if [ "${SKIP_REST:-0}" != 1 ]; then
-# 2. Batching: the same 32 clients with each request classified alone.
-run "batching on" "default" 32 "$DURATION" "$THREE"
-start_server --batch-wait 0
-run "batching off" "--batch-wait 0" 32 "$DURATION" "$THREE"
+# 1. Concurrency levels, default flags.
+if has levels; then
+  start_server
+  for photo in "$ASTRONAUT" "$THREE"; do
+    for c in $LEVELS; do run "load" "default" "$c" "$DURATION" "$photo"; done
+  done
+fi
+
+# 2. Batching: the same 32 clients with each request classified alone, on a photo (the face
+# search dominates) and on a face crop with ?detect=false (the model alone).
+if has batching; then
+  CROP_DIR=$(mktemp -d)
+  "$FER" data synth "$CROP_DIR/faces" --per-class 1 > /dev/null
+  CROP=$(find "$CROP_DIR/faces" -name '*.png' | sort | head -1)
+  start_server
+  run "batching on" "default" 32 "$DURATION" "$THREE"
+  run "batching on" "default" 32 "$DURATION" "$CROP" "?detect=false"
+  start_server --batch-wait 0
+  run "batching off" "--batch-wait 0" 32 "$DURATION" "$THREE"
+  run "batching off" "--batch-wait 0" 32 "$DURATION" "$CROP" "?detect=false"
+fi
 
 # 3. Slow clients: 32 normal clients with and without 100 slowloris connections.
-start_server
-run "no slowloris" "default" 32 "$DURATION" "$ASTRONAUT"
-python3 bench/slowloris.py "127.0.0.1:$PORT" --connections 100 --seconds "$((DURATION + 5))" > "$OUT/slowloris.txt" &
-SLOW=$!
-sleep 3
-run "100 slowloris" "default" 32 "$DURATION" "$ASTRONAUT"
-wait "$SLOW" || true
-cat "$OUT/slowloris.txt" >&2
-
+if has slow; then
+  start_server
+  run "no slowloris" "default" 32 "$DURATION" "$ASTRONAUT"
+  python3 bench/slowloris.py "127.0.0.1:$PORT" --connections 100 --seconds "$((DURATION + 5))" > "$OUT/slowloris.txt" &
+  SLOW=$!
+  sleep 3
+  run "100 slowloris" "default" 32 "$DURATION" "$ASTRONAUT"
+  wait "$SLOW" || true
+  cat "$OUT/slowloris.txt" >&2
 fi
 
 # 4. The long run: RSS after the first minute and at the end.
-if [ "$LONG" -gt 0 ]; then
+if has long && [ "$LONG" -gt 0 ]; then
   start_server
   ( sleep 60; rss_kb > "$OUT/rss-1min.txt"; while sleep 60; do rss_kb >> "$OUT/rss-samples.txt" 2>/dev/null || break; done ) &
   SAMPLER=$!

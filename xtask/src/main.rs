@@ -79,6 +79,8 @@ struct GuardedAllocator;
 /// activations a few hundred MB), far below what a hostile length field asks for.
 const ALLOCATION_LIMIT: usize = 2 << 30;
 
+// SAFETY: every call is forwarded to the system allocator, which upholds `GlobalAlloc`'s
+// contract, or refused with a null pointer, which the contract allows.
 unsafe impl std::alloc::GlobalAlloc for GuardedAllocator {
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
         if layout.size() > ALLOCATION_LIMIT {

@@ -157,13 +157,13 @@ pub(crate) fn gemm_crate(
     }
     assert!(c.len() >= (m - 1) * c_row_stride + n, "sgemm: destination too small");
     let threads = if parallel { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
-    // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
-    // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
     let span = |(s, rs, cs): (&[f32], isize, isize), rows: usize, cols: usize| {
         assert!((rows.saturating_sub(1) as isize * rs + cols.saturating_sub(1) as isize * cs) < s.len() as isize || rows * cols == 0);
     };
     span(a, m, k);
     span(b, k, n);
+    // SAFETY: the asserts above and the callers' shapes keep every index in bounds: `a` spans
+    // (m-1)*rs + (k-1)*cs and `b` (k-1)*rs + (n-1)*cs elements, checked by `span`.
     unsafe {
         gemm::gemm(
             m,

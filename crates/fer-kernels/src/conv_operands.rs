@@ -90,7 +90,7 @@ fn pair_rows(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pair_rows_avx512(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
+fn pair_rows_avx512(dst: &mut [u32], lo: &[f32], hi: &[f32]) {
     dst.iter_mut().zip(lo).zip(hi).for_each(|((d, &l), &h)| *d = pair(l, h));
 }
 
@@ -213,7 +213,7 @@ fn round_row(dst: &mut [u16], src: &[f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn round_row_avx512(dst: &mut [u16], src: &[f32]) {
+fn round_row_avx512(dst: &mut [u16], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, &v)| *d = (round_bits(v) >> 16) as u16);
 }
 
@@ -264,6 +264,10 @@ impl Right for PaddedPlanes {
 }
 
 /// Lanes `j < cols` of `dst`: the 32 bits at `data + SCALE * offsets[j]` bytes; the rest zero.
+///
+/// # Safety
+/// The CPU has AVX-512F, and for every lane `j < cols` the four bytes at
+/// `data + SCALE * offsets[j]` are readable (masked-off lanes are not read).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_avx512<const SCALE: i32>(data: *const u8, offsets: &[i32; NR], cols: usize, dst: &mut [u32]) {

@@ -201,7 +201,7 @@ fn finish_rows(rows: &mut [f32], b: &[f32], first: u64, e: Epilogue) {
 /// AVX-512DQ), so the results do not depend on the CPU.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn finish_rows_avx512(rows: &mut [f32], b: &[f32], first: u64, e: Epilogue) {
+fn finish_rows_avx512(rows: &mut [f32], b: &[f32], first: u64, e: Epilogue) {
     finish_rows_body(rows, b, first, e)
 }
 
@@ -239,7 +239,7 @@ fn unfinish(dz: &mut [f32], y: &[f32], dy: &[f32], first: u64, e: Epilogue) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn unfinish_avx512(dz: &mut [f32], y: &[f32], dy: &[f32], first: u64, e: Epilogue) {
+fn unfinish_avx512(dz: &mut [f32], y: &[f32], dy: &[f32], first: u64, e: Epilogue) {
     unfinish_body(dz, y, dy, first, e)
 }
 

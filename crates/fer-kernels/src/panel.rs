@@ -214,6 +214,11 @@ fn pack_a_with(mode: Mode, m: usize, k0: usize, k1: usize, out: &mut [u32], at: 
 
 /// [`pack_a_with`] of a strided matrix. (Compiled for AVX-512 so the rounding vectorises; only
 /// called where the mode is available.)
+///
+/// # Safety
+/// The CPU has AVX-512F (every panel mode needs it; callers check [`Mode::available`]); `a`
+/// holds the `m` x `k1` matrix it describes (checked by `gemm_with`): [`pack_rows`] loads from it
+/// unchecked.
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
 unsafe fn pack_a(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
     overwrite(out, m.div_ceil(MR) * mode.lanes(k0, k1) * MR);
@@ -243,6 +248,10 @@ fn pack_tiles_with(m: usize, k0: usize, k1: usize, out: &mut [u32], at: impl Fn(
 
 /// [`pack_tiles_with`] of a strided matrix; rows stored contiguously (the usual case) sixteen
 /// lanes per step, rounded as [`crate::bf16::round_bits`] rounds (the same bits).
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` holds the `m` x `k1` matrix it describes (checked by `gemm_with`):
+/// the contiguous path loads rows unchecked, masked to `k < k1`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_tiles(a: Strided, m: usize, k0: usize, k1: usize, out: &mut Vec<u32>) {
@@ -311,6 +320,10 @@ pub(crate) fn pair_lanes(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::
 /// (integer arithmetic, so bit for bit the scalar result), eight rows at a time turned into the
 /// strip's `[lane][row]` order through a small buffer. Element by element this was 4% of a bf16
 /// training step.
+///
+/// # Safety
+/// The CPU has AVX-512F; `a` holds the `m` x `k1` matrix it describes, rows contiguous
+/// (checked by the callers): loads are unchecked, masked to `k < k1`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out: &mut [u32]) {
@@ -463,6 +476,10 @@ impl Right for Strided<'_> {
 }
 
 /// Packs k range `k0..k1` x columns `n0..n1` of `b` into NR-column strips: `[strip][lane][NR]`.
+///
+/// # Safety
+/// The CPU has AVX-512F (every panel mode needs it). Every read of `b` is bounds-checked or, for
+/// the gathers, checked first by [`gathers`].
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
 unsafe fn pack_b(mode: Mode, b: Strided, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
     let lanes = mode.lanes(k0, k1);
@@ -523,6 +540,10 @@ fn gathers(b: Strided, k1: usize, n1: usize) -> bool {
 
 /// The bf16 pairs (k, k + 1) of 16 consecutive columns from `col`: two gathers, rounded as
 /// [`crate::bf16::round_bits`] rounds (integer arithmetic, so the result is the same bit for bit).
+///
+/// # Safety
+/// The CPU has AVX-512F, and [`gathers`] holds for `b` with `k` (and `k + 1` when `has_hi`) and
+/// columns `col..col + 16`: the gathers read those elements unchecked.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut [u32]) {
@@ -539,6 +560,10 @@ unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut
 }
 
 /// 16 consecutive columns of row `k` from `col`: one gather.
+///
+/// # Safety
+/// The CPU has AVX-512F, and [`gathers`] holds for `b` with row `k` and columns `col..col + 16`:
+/// the gather reads those elements unchecked.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gather_f32(b: Strided, k: usize, col: usize, dst: &mut [u32]) {
@@ -698,6 +723,10 @@ unsafe fn configure_tiles() {
 /// [`configure_tiles`]) over `lanes` lanes: `a_strip` 16 rows of [`tile_lanes`] lanes,
 /// `b_strip` `lanes` rows of NR lanes, `tail` its last partial tile step zero-padded to 16 rows.
 /// Three 16 x 16 sums cover the strip's 48 columns; the `rows` x `cols` corner is stored.
+///
+/// # Safety
+/// The CPU has AMX and AVX-512F, Linux granted the tile state, and [`configure_tiles`] ran on
+/// this thread: the tile instructions use the configured shapes. The operands' bounds are asserted.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -752,6 +781,9 @@ unsafe fn tile_kernel(lanes: usize, a_strip: &[u32], b_strip: &[u32], tail: &[u3
 }
 
 /// Stores the micro-tile's `rows` x `cols` corner into `c` (adding to it when `add`).
+///
+/// # Safety
+/// The CPU has AVX-512F (`acc` holds its vectors); the bounds of `c` are asserted.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn store_tile<const V: usize>(acc: &[[std::arch::x86_64::__m512; V]; MR], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
@@ -797,6 +829,10 @@ macro_rules! micro_kernel {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]
+        ///
+        /// # Safety
+        /// The CPU has the kernel's features (callers check [`Mode::available`]); the operands'
+        /// bounds are asserted.
         #[allow(clippy::too_many_arguments)]
         unsafe fn $name<const V: usize>(lanes: usize, a_strip: &[u32], b_strip: &[u32], c: &mut [f32], ldc: usize, rows: usize, cols: usize, add: bool) {
             #[allow(unused_imports)]

@@ -22,7 +22,7 @@ macro_rules! multiversion {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) $(-> $ret)? {
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 if std::arch::is_x86_feature_detected!("avx512f") {
@@ -337,7 +337,7 @@ fn dropout_chunk(out: &mut [f32], x: &[f32], seed: u64, base: u64, keep: f32, sc
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512dq")]
-unsafe fn dropout_chunk_avx512(out: &mut [f32], x: &[f32], seed: u64, base: u64, keep: f32, scale: f32) {
+fn dropout_chunk_avx512(out: &mut [f32], x: &[f32], seed: u64, base: u64, keep: f32, scale: f32) {
     dropout_chunk(out, x, seed, base, keep, scale)
 }
 

@@ -208,6 +208,10 @@ fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usi
 
 /// [`transform_output_gradient`] for one run of `len` tiles of one channel, sixteen per step:
 /// `out[ξ · stride + t]`.
+///
+/// # Safety
+/// The CPU has AVX-512F; each row present holds `width` values and `2 * (col + len) <= width + 1`;
+/// `out` is valid for writes at `xi * stride + t` for every `xi < 16` and `t < len`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn gradient_avx512(rows: [Option<&[f32]>; 2], width: usize, col: usize, len: usize, out: *mut f32, stride: usize) {
@@ -408,6 +412,12 @@ fn inside(from: isize, width: usize) -> u16 {
 }
 
 /// [`transform_input_run`]'s body; the caller checks the bounds.
+///
+/// # Safety
+/// The CPU has AVX-512F; each row present holds `width` values and `2 * (col + len) <= width + 1`;
+/// `v` is valid for writes at every offset `layout` gives for channel `ci` and tiles
+/// `at..at + len`, in each of the 16 matrices of `region` values ([`transform_input_run`] asserts
+/// all of it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
@@ -514,6 +524,11 @@ fn transform_output_run(m: &[f32], stride: usize, len: usize, top: &mut [f32], b
 }
 
 /// [`transform_output_run`]'s body; the caller checks the bounds.
+///
+/// # Safety
+/// The CPU has AVX-512F; `m` holds `15 * stride + len` values (16 matrices of `len` tiles at
+/// `xi * stride`), and `top` (and `bottom`, of the same length) holds `2 * len - 1` or `2 * len`
+/// columns ([`transform_output_run`] asserts both).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn output_avx512(m: &[f32], stride: usize, len: usize, top: &mut [f32], bottom: Option<&mut [f32]>) {
