@@ -7,7 +7,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use crate::{DataError, Dataset, Emotion, PIXELS, RowProblem, load::Format};
+use crate::format::Format;
+use crate::{DataError, Dataset, Emotion, PIXELS, RowProblem};
 
 #[derive(Clone, Copy, Debug)]
 struct Columns {

@@ -15,6 +15,7 @@ mod csv;
 mod dataset;
 mod error;
 mod folder;
+mod format;
 mod load;
 #[cfg(feature = "parquet")]
 mod parquet;
@@ -28,9 +29,9 @@ pub use class::{Emotion, NUM_CLASSES};
 pub use dataset::{Dataset, canonical_split_name};
 pub use error::{DataError, RowProblem};
 pub use folder::{MAX_FACE_IMAGE_PIXELS, decode_face, decode_face_bytes};
+pub use format::Format;
 pub use load::{
-    DEFAULT_MAX_INPUT_BYTES, Format, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_columns,
-    set_default_max_input_bytes,
+    DEFAULT_MAX_INPUT_BYTES, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_columns, set_default_max_input_bytes,
 };
 #[cfg(feature = "parquet")]
 pub use parquet::{ParquetColumns, is_parquet, load_parquet_bytes, write_parquet_file, write_parquet_splits};
