@@ -53,8 +53,8 @@ fn f32_gemm(m: usize, n: usize, k: usize, threads: gemm::Parallelism) -> impl Fn
 
 /// fer's bf16 product (one thread).
 fn bf16_gemm(m: usize, n: usize, k: usize) -> impl Fn(&[f32], &[f32], &mut [f32]) {
-    use fer_kernels::bf16::{Strided, gemm};
-    move |a, b, c| gemm(m, n, k, Strided { data: a, rs: k, cs: 1 }, Strided { data: b, rs: n, cs: 1 }, c, n, false)
+    use fer_kernels::panel::{Strided, gemm_bf16};
+    move |a, b, c| gemm_bf16(m, n, k, Strided { data: a, rs: k, cs: 1 }, Strided { data: b, rs: n, cs: 1 }, c, n, false)
 }
 
 fn main() {

@@ -1,11 +1,9 @@
-//! bfloat16 rounding, and the bf16 mode of fer's GEMM ([`crate::panel`]) for callers that hold
-//! plain strided matrices.
+//! bfloat16 rounding: what fer's GEMM ([`crate::panel`]) and the packers round with. This
+//! module sits below the GEMM and imports nothing from it (the bf16 GEMM for plain strided
+//! matrices is [`crate::panel::gemm_bf16`]).
 //!
 //! bf16 keeps `f32`'s exponent and 8 bits of its mantissa: products of rounded operands summed
 //! in `f32` differ from the `f32` path by about 2^-9 relative per operand.
-
-pub use crate::panel::Strided;
-use crate::panel::{Left, Mode, gemm_with};
 
 /// Whether this CPU runs the bf16 GEMM (AVX512-BF16: Zen 4 and later, Cooper Lake, Sapphire
 /// Rapids and later).
@@ -35,17 +33,6 @@ pub fn round(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     round_bits(hi) | (round_bits(lo) >> 16)
-}
-
-/// `c = a · b` (or `c += a · b` when `accumulate`) with bf16 operands and `f32` sums, `a` m x k,
-/// `b` k x n, `c` row-major with row stride `ldc`, on one thread. Panics if [`available`] is
-/// false.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32], ldc: usize, accumulate: bool) {
-    if m > 0 && n > 0 {
-        b.check(k, n, "b");
-    }
-    gemm_with(Mode::Bf16, m, n, k, Left::Strided(a), &b, c, ldc, accumulate);
 }
 
 #[cfg(test)]

@@ -155,6 +155,17 @@ fn avx512f() -> bool {
     false
 }
 
+/// `c = a · b` (or `c += a · b` when `accumulate`) with bf16 operands and `f32` sums, `a` m x k,
+/// `b` k x n, `c` row-major with row stride `ldc`, on one thread. Panics if
+/// [`crate::bf16::available`] is false.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_bf16(m: usize, n: usize, k: usize, a: Strided, b: Strided, c: &mut [f32], ldc: usize, accumulate: bool) {
+    if m > 0 && n > 0 {
+        b.check(k, n, "b");
+    }
+    gemm_with(Mode::Bf16, m, n, k, Left::Strided(a), &b, c, ldc, accumulate);
+}
+
 /// A strided `f32` matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
 pub struct Strided<'a> {
