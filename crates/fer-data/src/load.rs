@@ -88,7 +88,7 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
         file.read_to_end(&mut raw).map_err(|e| DataError::io(path, e))?;
         return load_bytes(&raw, path, options);
     }
-    let text = read_csv_stream(std::io::Cursor::new(head).chain(file), path, options.max_bytes, "the file")?;
+    let text = read_csv_stream(std::io::Cursor::new(head).chain(file), path, options.max_bytes, Source::File)?;
     parse_csv(&text, path, options)
 }
 
@@ -103,13 +103,13 @@ pub fn load_bytes(raw: &[u8], path: &Path, options: &LoadOptions) -> Result<(Dat
     }
     let decompressed;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        decompressed = read_csv_stream(flate2::read::MultiGzDecoder::new(raw), path, options.max_bytes, "the decompressed gzip stream")?;
+        decompressed = read_csv_stream(flate2::read::MultiGzDecoder::new(raw), path, options.max_bytes, Source::Gzip)?;
         &decompressed[..]
     } else {
         if !is_csv_name_or_header(path, raw) {
             return Err(DataError::UnknownFormat { path: path.into() });
         }
-        check_line_lengths(raw, path)?;
+        LineGuard::new().feed(raw, path)?;
         raw
     };
     parse_csv(bytes, path, options)
@@ -131,53 +131,75 @@ fn is_csv_name_or_header(path: &Path, head: &[u8]) -> bool {
 /// a garbage line (one gigabyte without a newline) is refused after 64 KiB, not held in memory.
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 
-/// Reads a CSV stream (a gzip decoder) into memory, refusing it as soon as it passes `limit`
-/// bytes or holds a line longer than [`MAX_LINE_BYTES`]: memory follows the valid text read so
-/// far, never a garbage line or a decompression bomb.
-fn read_csv_stream(mut reader: impl Read, path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, DataError> {
+/// Tracks the current line's length across chunks of a CSV and refuses a line over
+/// [`MAX_LINE_BYTES`]; one rule for streams and for text already in memory.
+struct LineGuard {
+    line: usize,
+    len: usize,
+}
+
+impl LineGuard {
+    fn new() -> LineGuard {
+        LineGuard { line: 1, len: 0 }
+    }
+
+    /// Takes in the next `chunk` of the text.
+    fn feed(&mut self, chunk: &[u8], path: &Path) -> Result<(), DataError> {
+        let too_long = |line| DataError::LineTooLong { path: path.into(), line, limit: MAX_LINE_BYTES };
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            if self.len + (end - start) > MAX_LINE_BYTES {
+                return Err(too_long(self.line));
+            }
+            self.line += 1;
+            self.len = 0;
+            start = end + 1;
+        }
+        self.len += chunk.len() - start;
+        if self.len > MAX_LINE_BYTES {
+            return Err(too_long(self.line));
+        }
+        Ok(())
+    }
+}
+
+/// Where a CSV stream comes from, for its read errors.
+#[derive(Clone, Copy)]
+enum Source {
+    File,
+    Gzip,
+}
+
+/// Reads a CSV stream into memory, refusing it as soon as it passes `limit` bytes or holds a
+/// line longer than [`MAX_LINE_BYTES`]: memory follows the valid text read so far, never a
+/// garbage line or a decompression bomb.
+fn read_csv_stream(mut reader: impl Read, path: &Path, limit: u64, source: Source) -> Result<Vec<u8>, DataError> {
+    let what = match source {
+        Source::File => "the file",
+        Source::Gzip => "the decompressed gzip stream",
+    };
     let mut text = Vec::new();
     let mut chunk = vec![0u8; 256 << 10];
-    let mut line = 1usize;
-    let mut line_len = 0usize;
+    let mut lines = LineGuard::new();
     loop {
         let n = match reader.read(&mut chunk) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(source) => return Err(DataError::Gzip { path: path.into(), source }),
-        };
-        let read = &chunk[..n];
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', read) {
-            if line_len + (end - start) > MAX_LINE_BYTES {
-                return Err(DataError::LineTooLong { path: path.into(), line, limit: MAX_LINE_BYTES });
+            Err(e) => {
+                return Err(match source {
+                    Source::File => DataError::io(path, e),
+                    Source::Gzip => DataError::Gzip { path: path.into(), source: e },
+                });
             }
-            line += 1;
-            line_len = 0;
-            start = end + 1;
-        }
-        line_len += n - start;
-        if line_len > MAX_LINE_BYTES {
-            return Err(DataError::LineTooLong { path: path.into(), line, limit: MAX_LINE_BYTES });
-        }
+        };
+        lines.feed(&chunk[..n], path)?;
         if (text.len() + n) as u64 > limit {
             return Err(DataError::TooLarge { path: path.into(), what, limit });
         }
-        text.extend_from_slice(read);
+        text.extend_from_slice(&chunk[..n]);
     }
     Ok(text)
-}
-
-/// The same line-length rule for a CSV already in memory, so both paths give one error.
-fn check_line_lengths(bytes: &[u8], path: &Path) -> Result<(), DataError> {
-    let mut start = 0;
-    for (i, end) in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())).enumerate() {
-        if end - start > MAX_LINE_BYTES {
-            return Err(DataError::LineTooLong { path: path.into(), line: i + 1, limit: MAX_LINE_BYTES });
-        }
-        start = end + 1;
-    }
-    Ok(())
 }
 
 /// A file without a .csv name still loads if its first line looks like a FER2013 header.

@@ -101,7 +101,8 @@ const WINDOW: u32 = 40;
 /// the parsed model, so one detector serves many threads.
 #[derive(Clone)]
 pub struct FaceDetector {
-    model: rustface::Model,
+    /// Shared: `with_min_face` per request must not copy the parsed cascade.
+    model: std::sync::Arc<rustface::Model>,
     config: DetectorConfig,
 }
 
@@ -120,7 +121,7 @@ impl FaceDetector {
             window_step: config.window_step.max(1),
             max_side: config.max_side.max(64),
         };
-        Ok(FaceDetector { model, config })
+        Ok(FaceDetector { model: std::sync::Arc::new(model), config })
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -158,7 +159,7 @@ impl FaceDetector {
         if view.width() < WINDOW || view.height() < WINDOW {
             return Vec::new();
         }
-        let mut detector = rustface::create_detector_with_model(self.model.clone());
+        let mut detector = rustface::create_detector_with_model((*self.model).clone());
         detector.set_min_face_size(WINDOW);
         detector.set_score_thresh(self.config.score_threshold);
         detector.set_pyramid_scale_factor(self.config.pyramid_scale);
