@@ -7,14 +7,17 @@
 //! figures; write REPORT.md and index.html.
 
 mod fuzz;
+mod layers;
 mod llvm;
 mod pipeline;
 mod report;
 
-use std::path::PathBuf;
+use pipeline::Profile;
+
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -67,6 +70,9 @@ enum Task {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Check the file-level architecture invariants (docs/ARCHITECTURE.md): no circle of files
+    /// importing each other in any crate, and no import running up fer-kernels' module order.
+    Layers,
 }
 
 /// The global allocator: the system's, with a ceiling on any single allocation. fer's parsers
@@ -112,17 +118,6 @@ unsafe impl std::alloc::GlobalAlloc for GuardedAllocator {
 #[global_allocator]
 static ALLOCATOR: GuardedAllocator = GuardedAllocator;
 
-#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
-pub enum Profile {
-    /// Small models on synthetic faces: a few minutes, what the tests use.
-    Smoke,
-    /// The report's models on real data on a 2-core CPU: the CNN with fer's fast recipe
-    /// (8 x 250 steps, at most 60 minutes of training), the DNN 40 epochs, no ensemble.
-    Cpu,
-    /// The report's protocol: CNN 30 epochs x 500 steps, DNN 100 epochs, 5-member ensemble. For a GPU.
-    Full,
-}
-
 /// The only place xtask picks a backend.
 fn choose_device(name: &str) -> anyhow::Result<burn::tensor::Device> {
     match name {
@@ -159,6 +154,7 @@ fn main() {
         }
         Task::Llvm { from, dest } => llvm::run(from, dest),
         Task::Fuzz { target, seconds, seed } => run_fuzz(target, seconds, seed),
+        Task::Layers => layers::run(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."))),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -6,12 +6,23 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
+use clap::ValueEnum;
 use fer_data::{Dataset, Emotion, LoadOptions, NUM_CLASSES, PIXELS, SIDE};
 use fer_model::{FerModel, ModelConfig, Summary};
 use fer_train::{EpochRow, EvalChoice, Evaluation, Precision, Recipe, RunConfig, TrainOptions, Tta, Weights, argmax};
 use serde::{Deserialize, Serialize};
 
-use crate::Profile;
+/// How big a `reproduce-report` run is.
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// Small models on synthetic faces: a few minutes, what the tests use.
+    Smoke,
+    /// The report's models on real data on a 2-core CPU: the CNN with fer's fast recipe
+    /// (8 x 250 steps, at most 60 minutes of training), the DNN 40 epochs, no ensemble.
+    Cpu,
+    /// The report's protocol: CNN 30 epochs x 500 steps, DNN 100 epochs, 5-member ensemble. For a GPU.
+    Full,
+}
 
 pub struct Ctx {
     pub out: PathBuf,

@@ -1,13 +1,13 @@
 //! Assembling the report from the stages' results: figures and the text, every number measured.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fer_data::{Emotion, NUM_CLASSES, SIDE};
+use fer_model::Summary;
 use fer_report::{Block, Document, PALETTE, Series, thousands};
 
-use crate::Profile;
-use crate::pipeline::{Ctx, RunResult, face, most_confident_error, most_confused, stage, write_json};
+use crate::pipeline::{ConfusedPair, Ctx, Example, Explained, Profile, RunResult, face, most_confident_error, most_confused, stage, write_json};
 
 const NAMES: [&str; NUM_CLASSES] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
 
@@ -118,6 +118,25 @@ fn time_to_accuracy_series(run: &RunResult) -> Vec<Series> {
     series
 }
 
+/// The runs the report compares, trained (or continued) by [`train_all`].
+struct Runs {
+    cnn_config: fer_train::RunConfig,
+    dnn_config: fer_train::RunConfig,
+    cnn: RunResult,
+    dnn: RunResult,
+    /// The CNN trained on Training + PublicTest, where the data has a separate test split.
+    trainval: Option<RunResult>,
+    ensemble: Option<RunResult>,
+}
+
+/// What the figures showed, for the text: the most confused pairs and their example faces.
+struct Figures {
+    pairs: Vec<ConfusedPair>,
+    examples: Vec<(String, Example)>,
+}
+
+/// Trains and evaluates everything, explains the CNN, draws the figures and writes REPORT.md and
+/// index.html under `out` (or, with `check`, fails if REPORT.md would change).
 pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bool, device: burn::tensor::Device) -> anyhow::Result<PathBuf> {
     let spec = data.unwrap_or_else(|| "synthetic".to_string());
     if spec.starts_with("synthetic") {
@@ -127,8 +146,43 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     stage("load data");
     let ctx = Ctx::open(spec.clone(), profile, out.clone(), device)?;
     println!("    {} faces ({}), splits {:?}; testing on {}", ctx.data.len(), ctx.format, ctx.data.split_names(), ctx.test_split);
-    let (cnn_config, dnn_config, members) = ctx.configs();
+    let runs = train_all(&ctx)?;
 
+    let figures = out.join("figures");
+    std::fs::create_dir_all(&figures)?;
+    stage("explain the CNN");
+    let explained = crate::pipeline::explain(&ctx, &runs.cnn, &figures)?;
+    stage("render figures");
+    let drawn = render_figures(&ctx, &runs, &explained, &figures)?;
+
+    stage("write REPORT.md and index.html");
+    let writer = Writer {
+        ctx: &ctx,
+        spec: &spec,
+        profile,
+        runs: &runs,
+        figures: &drawn,
+        explained: &explained,
+        cnn_summary: ctx.summary(&runs.cnn_config.model)?,
+        dnn_summary: ctx.summary(&runs.dnn_config.model)?,
+    };
+    let doc = writer.document();
+    let markdown = doc.to_markdown();
+    let report_path = out.join("REPORT.md");
+    if check {
+        let existing = std::fs::read_to_string(&report_path).with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
+        anyhow::ensure!(existing == markdown, "--check: {} would change", report_path.display());
+        println!("    --check: REPORT.md is up to date");
+    } else {
+        std::fs::write(&report_path, &markdown)?;
+        std::fs::write(out.join("index.html"), doc.to_html())?;
+    }
+    Ok(report_path)
+}
+
+/// The CNN, the DNN, the CNN on train+val (where the data allows) and the ensemble.
+fn train_all(ctx: &Ctx) -> anyhow::Result<Runs> {
+    let (cnn_config, dnn_config, members) = ctx.configs();
     stage("train and evaluate the CNN");
     let cnn = ctx.train_and_eval("cnn", &cnn_config, 1, ctx.cnn_time_budget())?;
     stage("train and evaluate the DNN");
@@ -149,17 +203,16 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
         None
     };
 
-    let figures = out.join("figures");
-    std::fs::create_dir_all(&figures)?;
-    stage("explain the CNN");
-    let explained = crate::pipeline::explain(&ctx, &cnn, &figures)?;
+    Ok(Runs { cnn_config, dnn_config, cnn, dnn, trainval, ensemble })
+}
 
-    stage("render figures");
+/// The charts under `figures/`, and the data behind them in `stages/figure-data.json`.
+fn render_figures(ctx: &Ctx, runs: &Runs, explained: &Explained, figures: &Path) -> anyhow::Result<Figures> {
+    let (cnn, dnn, out) = (&runs.cnn, &runs.dnn, &ctx.out);
     let test = ctx.test_faces();
-    fer_report::line_chart("Accuracy per epoch", "Epoch", "Accuracy", &curves(&[&cnn, &dnn], "accuracy"))
-        .save(figures.join("curves-accuracy.png"))?;
-    fer_report::line_chart("Loss per epoch", "Epoch", "Cross-entropy loss", &curves(&[&cnn, &dnn], "loss")).save(figures.join("curves-loss.png"))?;
-    fer_report::line_chart("CNN validation accuracy against time", "Minutes since training started", "Accuracy", &time_to_accuracy_series(&cnn))
+    fer_report::line_chart("Accuracy per epoch", "Epoch", "Accuracy", &curves(&[cnn, dnn], "accuracy")).save(figures.join("curves-accuracy.png"))?;
+    fer_report::line_chart("Loss per epoch", "Epoch", "Cross-entropy loss", &curves(&[cnn, dnn], "loss")).save(figures.join("curves-loss.png"))?;
+    fer_report::line_chart("CNN validation accuracy against time", "Minutes since training started", "Accuracy", &time_to_accuracy_series(cnn))
         .save(figures.join("time-to-accuracy.png"))?;
     fer_report::confusion_chart("CNN confusion matrix (counts)", &cnn.evaluation.confusion_matrix, &NAMES, false)
         .save(figures.join("confusion-counts.png"))?;
@@ -186,140 +239,185 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
             "explained": explained,
         }),
     )?;
+    Ok(Figures { pairs, examples })
+}
 
-    stage("write REPORT.md and index.html");
-    let cnn_summary = ctx.summary(&cnn_config.model)?;
-    let dnn_summary = ctx.summary(&dnn_config.model)?;
-    let mut doc = Document::new("Facial-expression recognition on FER2013, reproduced by fer");
-    doc.push(Block::Paragraph(format!(
-        "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. Profile: **{profile:?}**. \
+/// Writes the report's text from the runs, the figures and the explanations.
+struct Writer<'a> {
+    ctx: &'a Ctx,
+    spec: &'a str,
+    profile: Profile,
+    runs: &'a Runs,
+    figures: &'a Figures,
+    explained: &'a Explained,
+    cnn_summary: Summary,
+    dnn_summary: Summary,
+}
+
+impl Writer<'_> {
+    fn document(&self) -> Document {
+        let mut doc = Document::new("Facial-expression recognition on FER2013, reproduced by fer");
+        self.results(&mut doc);
+        self.time_to_accuracy(&mut doc);
+        self.models(&mut doc);
+        self.confusion(&mut doc);
+        self.explanations(&mut doc);
+        doc
+    }
+
+    /// The data, and the table of every run's test accuracy with the evaluation variants.
+    fn results(&self, doc: &mut Document) {
+        let (ctx, spec, profile, runs) = (self.ctx, self.spec, self.profile, self.runs);
+        let (cnn, dnn, cnn_config) = (&runs.cnn, &runs.dnn, &runs.cnn_config);
+        let (trainval, ensemble) = (&runs.trainval, &runs.ensemble);
+        let (cnn_summary, dnn_summary) = (&self.cnn_summary, &self.dnn_summary);
+        doc.push(Block::Paragraph(format!(
+            "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. Profile: **{profile:?}**. \
          Every number and figure below was computed by this run of `cargo xtask reproduce-report`; \
          every chart in `figures/` also has an SVG twin (same name, `.svg`) for papers and slides.",
-        ctx.format,
-        thousands(ctx.data.len() as u64),
-        ctx.data.split_names().join(", "),
-        cnn.train_splits.join(" + "),
-        ctx.test_split
-    )));
-    if cnn_config.val_split == ctx.test_split {
-        doc.push(Block::Paragraph(format!(
-            "The data has no separate test split, so {0} also serves as the validation split the best epoch is chosen on: \
-             the accuracies below are slightly optimistic for unseen faces.",
+            ctx.format,
+            thousands(ctx.data.len() as u64),
+            ctx.data.split_names().join(", "),
+            cnn.train_splits.join(" + "),
             ctx.test_split
         )));
-    }
-    let mut rows = vec![
-        vec![
-            "CNN".into(),
-            thousands(cnn_summary.total_params as u64),
-            cnn.history.len().to_string(),
-            thousands(cnn.train_seconds.round() as u64),
-            pct(cnn.evaluation.accuracy),
-        ],
-        vec![
-            "DNN".into(),
-            thousands(dnn_summary.total_params as u64),
-            dnn.history.len().to_string(),
-            thousands(dnn.train_seconds.round() as u64),
-            pct(dnn.evaluation.accuracy),
-        ],
-    ];
-    if let Some(tv) = &trainval {
-        rows.push(vec![
-            "CNN, trained on train+val".into(),
-            thousands(cnn_summary.total_params as u64),
-            tv.history.len().to_string(),
-            thousands(tv.train_seconds.round() as u64),
-            pct(tv.evaluation.accuracy),
-        ]);
-    }
-    if let Some(en) = &ensemble {
-        rows.push(vec![
-            format!("CNN ensemble of {}", en.members),
-            format!("{} x {}", en.members, thousands(cnn_summary.total_params as u64)),
-            en.history.len().to_string(),
-            thousands(en.train_seconds.round() as u64),
-            pct(en.evaluation.accuracy),
-        ]);
-    }
-    doc.push(Block::Table {
-        header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(),
-        rows,
-    });
-    if let Some(why) = &cnn.stopped_early {
-        doc.push(Block::Paragraph(format!("The CNN {why}; its best epoch is what is reported. Rerun the same command to continue it.")));
-    }
-    let mut variant_rows = Vec::new();
-    for run in [Some(&cnn), trainval.as_ref(), ensemble.as_ref()].into_iter().flatten() {
-        variant_rows.push(vec![run.name.clone(), "plain (the report's protocol)".into(), pct(run.evaluation.accuracy)]);
-        for v in &run.variants {
-            variant_rows.push(vec![run.name.clone(), v.name.clone(), pct(v.accuracy)]);
+        if cnn_config.val_split == ctx.test_split {
+            doc.push(Block::Paragraph(format!(
+                "The data has no separate test split, so {0} also serves as the validation split the best epoch is chosen on: \
+             the accuracies below are slightly optimistic for unseen faces.",
+                ctx.test_split
+            )));
         }
-    }
-    doc.push(Block::Paragraph(
-        "Beyond the report's protocol, the same models evaluated with the weight average kept during training (recipes that keep one) \
+        let mut rows = vec![
+            vec![
+                "CNN".into(),
+                thousands(cnn_summary.total_params as u64),
+                cnn.history.len().to_string(),
+                thousands(cnn.train_seconds.round() as u64),
+                pct(cnn.evaluation.accuracy),
+            ],
+            vec![
+                "DNN".into(),
+                thousands(dnn_summary.total_params as u64),
+                dnn.history.len().to_string(),
+                thousands(dnn.train_seconds.round() as u64),
+                pct(dnn.evaluation.accuracy),
+            ],
+        ];
+        if let Some(tv) = &trainval {
+            rows.push(vec![
+                "CNN, trained on train+val".into(),
+                thousands(cnn_summary.total_params as u64),
+                tv.history.len().to_string(),
+                thousands(tv.train_seconds.round() as u64),
+                pct(tv.evaluation.accuracy),
+            ]);
+        }
+        if let Some(en) = &ensemble {
+            rows.push(vec![
+                format!("CNN ensemble of {}", en.members),
+                format!("{} x {}", en.members, thousands(cnn_summary.total_params as u64)),
+                en.history.len().to_string(),
+                thousands(en.train_seconds.round() as u64),
+                pct(en.evaluation.accuracy),
+            ]);
+        }
+        doc.push(Block::Table {
+            header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(),
+            rows,
+        });
+        if let Some(why) = &cnn.stopped_early {
+            doc.push(Block::Paragraph(format!("The CNN {why}; its best epoch is what is reported. Rerun the same command to continue it.")));
+        }
+        let mut variant_rows = Vec::new();
+        for run in [Some(cnn), trainval.as_ref(), ensemble.as_ref()].into_iter().flatten() {
+            variant_rows.push(vec![run.name.clone(), "plain (the report's protocol)".into(), pct(run.evaluation.accuracy)]);
+            for v in &run.variants {
+                variant_rows.push(vec![run.name.clone(), v.name.clone(), pct(v.accuracy)]);
+            }
+        }
+        doc.push(Block::Paragraph(
+            "Beyond the report's protocol, the same models evaluated with the weight average kept during training (recipes that keep one) \
          and with test-time augmentation (each face and its mirror image, probabilities averaged). The table above uses the plain protocol."
-            .into(),
-    ));
-    doc.push(Block::Table { header: ["run", "evaluation", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(), rows: variant_rows });
+                .into(),
+        ));
+        doc.push(Block::Table {
+            header: ["run", "evaluation", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(),
+            rows: variant_rows,
+        });
+    }
 
-    doc.push(Block::Heading(2, "Time to accuracy".into()));
-    doc.push(Block::Paragraph(format!(
-        "Wall-clock minutes from the start of the CNN's training until its validation ({}) accuracy first reached each threshold, \
+    fn time_to_accuracy(&self, doc: &mut Document) {
+        let (cnn, cnn_config) = (&self.runs.cnn, &self.runs.cnn_config);
+        doc.push(Block::Heading(2, "Time to accuracy".into()));
+        doc.push(Block::Paragraph(format!(
+            "Wall-clock minutes from the start of the CNN's training until its validation ({}) accuracy first reached each threshold, \
          validation included. Recipe: {}.",
-        cnn_config.val_split,
-        if cnn_config.recipe == fer_train::Recipe::report_cnn() { "the report's" } else { "fer's fast recipe (docs/RECIPES.md)" }
-    )));
-    doc.push(time_to_accuracy_table(&cnn));
-    doc.push(Block::Figure {
-        path: "figures/time-to-accuracy.png".into(),
-        caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started".into(),
-    });
-
-    doc.push(Block::Heading(2, "Q1. The CNN".into()));
-    doc.push(Block::Paragraph(format!(
-        "{} parameters: {} trainable, {} non-trainable (BatchNorm running statistics). Recipe: `{}`.",
-        thousands(cnn_summary.total_params as u64),
-        thousands(cnn_summary.trainable_params as u64),
-        thousands(cnn_summary.non_trainable_params as u64),
-        cnn.recipe
-    )));
-    doc.push(Block::Code(cnn_summary.to_string()));
-    doc.push(history_table(&cnn));
-    doc.push(Block::Figure {
-        path: "figures/curves-accuracy.png".into(),
-        caption: "Train (dashed) and validation (solid) accuracy per epoch, CNN against DNN".into(),
-    });
-    doc.push(Block::Figure { path: "figures/curves-loss.png".into(), caption: "Train (dashed) and validation (solid) loss per epoch".into() });
-
-    doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
-    doc.push(Block::Paragraph(format!(
-        "{} parameters, all trainable. Test accuracy {} against the CNN's {}. Recipe: `{}`.",
-        thousands(dnn_summary.total_params as u64),
-        pct(dnn.evaluation.accuracy),
-        pct(cnn.evaluation.accuracy),
-        dnn.recipe
-    )));
-    doc.push(Block::Code(dnn_summary.to_string()));
-    doc.push(history_table(&dnn));
-
-    doc.push(Block::Heading(2, "Q3. Confusion matrix".into()));
-    doc.push(Block::Figure {
-        path: "figures/confusion-counts.png".into(),
-        caption: format!("CNN on {}: counts (rows true, columns predicted)", ctx.test_split),
-    });
-    doc.push(Block::Figure {
-        path: "figures/confusion-normalized.png".into(),
-        caption: "The same, each row as percentages of the true class".into(),
-    });
-    doc.push(per_class_table(&cnn));
-    let pair_text: Vec<String> = pairs
-        .iter()
-        .map(|p| format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, thousands(p.count), 100.0 * p.rate, p.true_class))
-        .collect();
-    doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
-    for (file, ex) in &examples {
+            cnn_config.val_split,
+            if cnn_config.recipe == fer_train::Recipe::report_cnn() { "the report's" } else { "fer's fast recipe (docs/RECIPES.md)" }
+        )));
+        doc.push(time_to_accuracy_table(cnn));
         doc.push(Block::Figure {
+            path: "figures/time-to-accuracy.png".into(),
+            caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started".into(),
+        });
+    }
+
+    /// Q1 and Q2: the CNN and the DNN, their summaries and histories.
+    fn models(&self, doc: &mut Document) {
+        let (cnn, dnn) = (&self.runs.cnn, &self.runs.dnn);
+        let (cnn_summary, dnn_summary) = (&self.cnn_summary, &self.dnn_summary);
+        doc.push(Block::Heading(2, "Q1. The CNN".into()));
+        doc.push(Block::Paragraph(format!(
+            "{} parameters: {} trainable, {} non-trainable (BatchNorm running statistics). Recipe: `{}`.",
+            thousands(cnn_summary.total_params as u64),
+            thousands(cnn_summary.trainable_params as u64),
+            thousands(cnn_summary.non_trainable_params as u64),
+            cnn.recipe
+        )));
+        doc.push(Block::Code(cnn_summary.to_string()));
+        doc.push(history_table(cnn));
+        doc.push(Block::Figure {
+            path: "figures/curves-accuracy.png".into(),
+            caption: "Train (dashed) and validation (solid) accuracy per epoch, CNN against DNN".into(),
+        });
+        doc.push(Block::Figure { path: "figures/curves-loss.png".into(), caption: "Train (dashed) and validation (solid) loss per epoch".into() });
+
+        doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
+        doc.push(Block::Paragraph(format!(
+            "{} parameters, all trainable. Test accuracy {} against the CNN's {}. Recipe: `{}`.",
+            thousands(dnn_summary.total_params as u64),
+            pct(dnn.evaluation.accuracy),
+            pct(cnn.evaluation.accuracy),
+            dnn.recipe
+        )));
+        doc.push(Block::Code(dnn_summary.to_string()));
+        doc.push(history_table(dnn));
+    }
+
+    /// Q3: the confusion matrix, per-class figures and the most confused pairs' example faces.
+    fn confusion(&self, doc: &mut Document) {
+        let (ctx, cnn) = (self.ctx, &self.runs.cnn);
+        let (pairs, examples) = (&self.figures.pairs, &self.figures.examples);
+        doc.push(Block::Heading(2, "Q3. Confusion matrix".into()));
+        doc.push(Block::Figure {
+            path: "figures/confusion-counts.png".into(),
+            caption: format!("CNN on {}: counts (rows true, columns predicted)", ctx.test_split),
+        });
+        doc.push(Block::Figure {
+            path: "figures/confusion-normalized.png".into(),
+            caption: "The same, each row as percentages of the true class".into(),
+        });
+        doc.push(per_class_table(cnn));
+        let pair_text: Vec<String> = pairs
+            .iter()
+            .map(|p| {
+                format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, thousands(p.count), 100.0 * p.rate, p.true_class)
+            })
+            .collect();
+        doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
+        for (file, ex) in examples.iter() {
+            doc.push(Block::Figure {
             path: format!("figures/{file}"),
             caption: format!(
                 "The most confident {} face predicted as {} (test face {}); probabilities (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral) = {}",
@@ -329,51 +427,47 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
                 probs_text(&ex.probabilities)
             ),
         });
+        }
     }
 
-    doc.push(Block::Heading(2, "Q4. Saliency maps".into()));
-    for (class, ex) in &explained.saliency {
-        let name = class.to_lowercase();
-        doc.push(Block::Figure {
-            path: format!("figures/saliency-{name}.png"),
-            caption: format!("Saliency of a correctly predicted {class} face (test face {}, p = {:.3})", ex.index, ex.probabilities[ex.true_class]),
-        });
-    }
-    doc.push(Block::Paragraph(format!(
-        "Beyond the report: Grad-CAM at block4.act and integrated gradients (64 steps from a black image; completeness error {}).",
-        explained.ig_relative_error.iter().map(|e| format!("{:.2}%", 100.0 * e)).collect::<Vec<_>>().join(", ")
-    )));
-    for (class, _) in &explained.saliency {
-        let name = class.to_lowercase();
-        doc.push(Block::Figure { path: format!("figures/gradcam-{name}.png"), caption: format!("Grad-CAM, {class}") });
-        doc.push(Block::Figure { path: format!("figures/ig-{name}.png"), caption: format!("Integrated gradients, {class}") });
-    }
+    /// Q4 and Q5: saliency maps, Grad-CAM and integrated gradients, activations and gradient ascent.
+    fn explanations(&self, doc: &mut Document) {
+        let explained = self.explained;
+        doc.push(Block::Heading(2, "Q4. Saliency maps".into()));
+        for (class, ex) in &explained.saliency {
+            let name = class.to_lowercase();
+            doc.push(Block::Figure {
+                path: format!("figures/saliency-{name}.png"),
+                caption: format!(
+                    "Saliency of a correctly predicted {class} face (test face {}, p = {:.3})",
+                    ex.index, ex.probabilities[ex.true_class]
+                ),
+            });
+        }
+        doc.push(Block::Paragraph(format!(
+            "Beyond the report: Grad-CAM at block4.act and integrated gradients (64 steps from a black image; completeness error {}).",
+            explained.ig_relative_error.iter().map(|e| format!("{:.2}%", 100.0 * e)).collect::<Vec<_>>().join(", ")
+        )));
+        for (class, _) in &explained.saliency {
+            let name = class.to_lowercase();
+            doc.push(Block::Figure { path: format!("figures/gradcam-{name}.png"), caption: format!("Grad-CAM, {class}") });
+            doc.push(Block::Figure { path: format!("figures/ig-{name}.png"), caption: format!("Integrated gradients, {class}") });
+        }
 
-    doc.push(Block::Heading(2, "Q5. What the filters respond to".into()));
-    for (layer, channels, side) in &explained.activation_layers {
-        doc.push(Block::Figure {
-            path: format!("figures/activations-{}.png", layer.replace('.', "-")),
-            caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face"),
-        });
+        doc.push(Block::Heading(2, "Q5. What the filters respond to".into()));
+        for (layer, channels, side) in &explained.activation_layers {
+            doc.push(Block::Figure {
+                path: format!("figures/activations-{}.png", layer.replace('.', "-")),
+                caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face"),
+            });
+        }
+        for (layer, filters, start, end, seconds) in &explained.ascent {
+            doc.push(Block::Figure {
+                path: format!("figures/ascent-{}.png", layer.replace('.', "-")),
+                caption: format!(
+                    "Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"
+                ),
+            });
+        }
     }
-    for (layer, filters, start, end, seconds) in &explained.ascent {
-        doc.push(Block::Figure {
-            path: format!("figures/ascent-{}.png", layer.replace('.', "-")),
-            caption: format!(
-                "Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"
-            ),
-        });
-    }
-
-    let markdown = doc.to_markdown();
-    let report_path = out.join("REPORT.md");
-    if check {
-        let existing = std::fs::read_to_string(&report_path).with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
-        anyhow::ensure!(existing == markdown, "--check: {} would change", report_path.display());
-        println!("    --check: REPORT.md is up to date");
-    } else {
-        std::fs::write(&report_path, &markdown)?;
-        std::fs::write(out.join("index.html"), doc.to_html())?;
-    }
-    Ok(report_path)
 }

@@ -14,6 +14,7 @@ mod class;
 mod csv;
 mod dataset;
 mod error;
+mod face;
 mod folder;
 mod format;
 mod load;
@@ -28,6 +29,7 @@ mod write;
 pub use class::{Emotion, NUM_CLASSES};
 pub use dataset::{Dataset, canonical_split_name};
 pub use error::{DataError, RowProblem};
+pub use face::{PIXELS, SIDE};
 pub use folder::{MAX_FACE_IMAGE_PIXELS, decode_face, decode_face_bytes};
 pub use format::Format;
 pub use load::{
@@ -36,8 +38,3 @@ pub use load::{
 #[cfg(feature = "parquet")]
 pub use parquet::{ParquetColumns, is_parquet, load_parquet_bytes, write_parquet_file, write_parquet_splits};
 pub use write::{write_fer2013_csv, write_image_tree, write_png};
-
-/// Faces are 48x48 grayscale.
-pub const SIDE: usize = 48;
-/// Pixels per face.
-pub const PIXELS: usize = SIDE * SIDE;

@@ -16,8 +16,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod error;
 mod photo;
 
+pub use error::DetectError;
 pub use photo::{PhotoLimits, decode_photo, photo_dimensions};
 
 use image::GrayImage;
@@ -33,19 +35,6 @@ pub const SIDE: u32 = 48;
 pub const FER_MARGIN: f32 = 0.05;
 
 static SEETA_FRONTAL: &[u8] = include_bytes!("../model/seeta_fd_frontal_v1.0.bin");
-
-/// Everything that can go wrong; each variant names its input.
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    #[error("the embedded SeetaFace model cannot be read: {0}")]
-    Model(std::io::Error),
-    #[error("{name}: not an image fer can read ({reason})")]
-    NotAnImage { name: String, reason: String },
-    #[error("{name}: {width}x{height} pixels is over the limit of {limit} pixels per image (raise it with --max-pixels)")]
-    TooManyPixels { name: String, width: u32, height: u32, limit: u64 },
-    #[error("{name}: {bytes} bytes is over the limit of {limit} bytes per image")]
-    TooManyBytes { name: String, bytes: usize, limit: usize },
-}
 
 /// A box in image pixels: left, top, width, height (always inside the image).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

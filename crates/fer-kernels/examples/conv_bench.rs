@@ -15,9 +15,9 @@ fn main() {
     if std::env::var("CONV_BENCH_PRECISION").is_ok_and(|p| p == "bf16") {
         fer_kernels::set_precision(fer_kernels::Precision::Bf16);
     }
-    let tiles = fer_kernels::panel::tiles_available() && !std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0");
-    fer_kernels::panel::set_tiles(tiles);
-    println!("panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {tiles}", conv::panel_mode());
+    let tiles = fer_kernels::cpu::amx_tiles() && !std::env::var("CONV_BENCH_TILES").is_ok_and(|t| t == "0");
+    fer_kernels::set_tiles(tiles);
+    println!("panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {tiles}", fer_kernels::gemm::kernel());
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
     for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {
@@ -29,7 +29,7 @@ fn main() {
             let dy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 6007 % 1000) as f32 - 500.0) / 500.0).collect();
             let run = || {
                 if what == "weight gradient" {
-                    std::hint::black_box(conv::backward(&x, &w, &dy, &s, false, true, false));
+                    std::hint::black_box(conv::backward(&x, &w, &dy, &s, conv::GradientsWanted { input: false, weight: true, bias: false }));
                 } else {
                     std::hint::black_box(conv::forward(&x, &w, Some(&b), &s));
                 }
@@ -37,9 +37,9 @@ fn main() {
             let flops = 2.0 * (s.n * s.cout * s.plane() * s.patch()) as f64;
             let (mut direct, mut winograd) = (f64::INFINITY, f64::INFINITY);
             for _ in 0..2 {
-                conv::set_winograd(false);
+                fer_kernels::set_winograd(false);
                 direct = direct.min(best_ms(3, run));
-                conv::set_winograd(true);
+                fer_kernels::set_winograd(true);
                 winograd = winograd.min(best_ms(3, run));
             }
             println!(

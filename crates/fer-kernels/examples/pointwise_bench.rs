@@ -33,6 +33,8 @@ fn main() {
         std::hint::black_box(y);
     });
     let (mean, var) = pointwise::channel_stats(&x, n, c, plane);
+    let layout = pointwise::Planes { n, c, plane };
+    let bn = pointwise::BatchNormParams { mean: &mean, var: &var, gamma: &gamma, beta: &beta, eps: 1e-3, slope: Some(0.01) };
     let rows: Vec<(&str, f64)> = vec![
         ("copy (baseline: read + write)", copy),
         (
@@ -44,13 +46,13 @@ fn main() {
         (
             "batchnorm+leaky forward",
             best_ms(runs, || {
-                std::hint::black_box(pointwise::batch_norm(&x, n, c, plane, &mean, &var, &gamma, &beta, 1e-3, Some(0.01)));
+                std::hint::black_box(pointwise::batch_norm(&x, layout, &bn));
             }),
         ),
         (
             "batchnorm+leaky backward",
             best_ms(runs, || {
-                std::hint::black_box(pointwise::batch_norm_backward(&x, &dy, n, c, plane, &mean, &var, &gamma, &beta, 1e-3, Some(0.01)));
+                std::hint::black_box(pointwise::batch_norm_backward(&x, &dy, layout, &bn));
             }),
         ),
         (

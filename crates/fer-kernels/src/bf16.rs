@@ -1,20 +1,8 @@
-//! bfloat16 rounding: what fer's GEMM ([`crate::panel`]) and the packers round with. This
-//! module sits below the GEMM and imports nothing from it (the bf16 GEMM for plain strided
-//! matrices is [`crate::panel::gemm_bf16`]).
+//! bfloat16 rounding: what fer's GEMM and the packers round with. Below every kernel module;
+//! imports nothing from the crate.
 //!
 //! bf16 keeps `f32`'s exponent and 8 bits of its mantissa: products of rounded operands summed
 //! in `f32` differ from the `f32` path by about 2^-9 relative per operand.
-
-/// Whether this CPU runs the bf16 GEMM (AVX512-BF16: Zen 4 and later, Cooper Lake, Sapphire
-/// Rapids and later).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
 
 /// `x` rounded to bfloat16 (round to nearest, ties to even), as the upper 16 bits of an `f32`.
 #[inline(always)]

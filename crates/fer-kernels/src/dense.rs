@@ -3,7 +3,7 @@
 //! burn runs a dense block as a matmul, a broadcast bias add, the activation and dropout, each
 //! a node of the graph with its own pass and allocation, and its matmuls through the `gemm`
 //! crate. Here the three products of a layer (forward, input gradient, weight gradient) run in
-//! fer's own GEMM ([`crate::panel`]; the `gemm` crate on CPUs without AVX-512), and the bias,
+//! fer's own GEMM ([`crate::gemm`]; the `gemm` crate on CPUs without AVX-512), and the bias,
 //! activation and dropout mask are applied in one pass over the output. The backward pass needs
 //! only the block's output: its sign is the pre-activation's (a positive slope and a positive
 //! dropout scale keep signs) and the dropout mask is recomputed from the seed.
@@ -13,9 +13,10 @@
 
 use rayon::prelude::*;
 
-use crate::conv::{gemm_crate, panel_mode, panel_product, scratch};
-use crate::panel::{Left, Mode, NR, PackedA, Strided, gemm_with};
+use crate::gemm::{self, Dims, Left, Mode, NR, Out, PackedA, Strided, Threads};
 use crate::pointwise::{drop_in_place, keep_and_scale, leaky_factor};
+use crate::scratch::scratch;
+use crate::shape::GradientsWanted;
 
 /// `x [batch, inputs] · W [inputs, outputs]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +61,7 @@ pub fn forward(x: &[f32], w: &[f32], b: &[f32], s: &DenseShape, e: &Epilogue) ->
     check(s, x.len(), w.len(), b.len());
     let x_mat = Strided { data: x, rs: s.inputs, cs: 1 };
     let w_mat = Strided { data: w, rs: s.outputs, cs: 1 };
-    let mut y = product(mode_for(s), s.batch, s.outputs, s.inputs, x_mat, w_mat);
+    let mut y = product(mode_for(s), Dims { m: s.batch, n: s.outputs, k: s.inputs }, x_mat, w_mat);
     let (n, e) = (s.outputs, *e);
     y.par_chunks_mut(rows_per_task(n) * n.max(1)).enumerate().for_each(|(t, rows)| {
         finish_rows(rows, b, (t * rows_per_task(n) * n) as u64, e);
@@ -78,12 +79,10 @@ pub struct DenseGradients {
 
 /// The backward pass from the output gradient `dy`. `y` is the forward output (only read when
 /// the epilogue has an activation or dropout; pass `&[]` otherwise).
-#[allow(clippy::too_many_arguments)]
-pub fn backward(x: &[f32], w: &[f32], y: &[f32], dy: &[f32], s: &DenseShape, e: &Epilogue, want: [bool; 3]) -> DenseGradients {
+pub fn backward(x: &[f32], w: &[f32], y: &[f32], dy: &[f32], s: &DenseShape, e: &Epilogue, want: GradientsWanted) -> DenseGradients {
     check(s, x.len(), w.len(), s.outputs);
     let len = s.batch * s.outputs;
     assert_eq!(dy.len(), len, "dense backward: output gradient length does not match {s:?}");
-    let [want_dx, want_dw, want_db] = want;
     // The gradient before the epilogue: dy through dropout's mask and LeakyReLU's slope.
     let dz: std::borrow::Cow<[f32]> = if e.needs_output() {
         assert_eq!(y.len(), len, "dense backward: saved output length does not match {s:?}");
@@ -102,10 +101,10 @@ pub fn backward(x: &[f32], w: &[f32], y: &[f32], dy: &[f32], s: &DenseShape, e: 
     let mode = mode_for(s);
     DenseGradients {
         // dx = dz · Wᵀ
-        dx: want_dx.then(|| product(mode, s.batch, s.inputs, s.outputs, dz_mat, Strided { data: w, rs: 1, cs: s.outputs })),
+        dx: want.input.then(|| product(mode, Dims { m: s.batch, n: s.inputs, k: s.outputs }, dz_mat, Strided { data: w, rs: 1, cs: s.outputs })),
         // dW = xᵀ · dz
-        dw: want_dw.then(|| product(mode, s.inputs, s.outputs, s.batch, Strided { data: x, rs: 1, cs: s.inputs }, dz_mat)),
-        db: want_db.then(|| column_sums(&dz, s.batch, s.outputs)),
+        dw: want.weight.then(|| product(mode, Dims { m: s.inputs, n: s.outputs, k: s.batch }, Strided { data: x, rs: 1, cs: s.inputs }, dz_mat)),
+        db: want.bias.then(|| column_sums(&dz, s.batch, s.outputs)),
     }
 }
 
@@ -124,7 +123,7 @@ fn rows_per_task(n: usize) -> usize {
 /// of its products through the `gemm` crate, which reads them in place, in `f32` whatever the
 /// precision (so bf16 runs compute such small batches' dense layers in `f32`).
 fn mode_for(s: &DenseShape) -> Option<Mode> {
-    panel_mode().filter(|_| s.batch >= FEW_ROWS)
+    gemm::kernel().filter(|_| s.batch >= FEW_ROWS)
 }
 
 /// `a · b`, `m x n` row-major, on all cores, in `mode` (see [`mode_for`]).
@@ -132,10 +131,11 @@ fn mode_for(s: &DenseShape) -> Option<Mode> {
 /// In fer's GEMM the work is split by columns where the rows are few (a batch): split by rows,
 /// each core would pack all of `b` (the weights) for itself. Each core computes its block of
 /// columns into a buffer of its own, and the blocks are copied into place.
-fn product(mode: Option<Mode>, m: usize, n: usize, k: usize, a: Strided, b: Strided) -> Vec<f32> {
+fn product(mode: Option<Mode>, dims: Dims, a: Strided, b: Strided) -> Vec<f32> {
+    let Dims { m, n, k } = dims;
     let mut c = scratch(m * n);
     let Some(mode) = mode else {
-        gemm_crate(m, n, k, (a.data, a.rs as isize, a.cs as isize), (b.data, b.rs as isize, b.cs as isize), &mut c, n, false, true);
+        gemm::multiply_portable(dims, a, b, Out::write(&mut c, n), Threads::All);
         return c;
     };
     a.check(m, k, "a");
@@ -143,7 +143,8 @@ fn product(mode: Option<Mode>, m: usize, n: usize, k: usize, a: Strided, b: Stri
     let threads = rayon::current_num_threads();
     let width = n.div_ceil(threads).div_ceil(NR) * NR;
     if m >= n || threads == 1 || width >= n || m * n * k < 1 << 20 {
-        panel_product(mode, m, n, k, Left::Strided(a), &b, &mut c, n, false, m >= n && m * n * k >= 1 << 20);
+        let threads = Threads::all_if(m >= n && m * n * k >= 1 << 20);
+        gemm::multiply_in(mode, dims, Left::Strided(a), &b, Out::write(&mut c, n), threads);
         return c;
     }
     let packed = PackedA::from_strided(mode, a, m, k);
@@ -155,7 +156,7 @@ fn product(mode: Option<Mode>, m: usize, n: usize, k: usize, a: Strided, b: Stri
             let cols = width.min(n - n0);
             let mut block = scratch(m * cols);
             let b = Strided { data: &b.data[n0 * b.cs..], ..b };
-            gemm_with(mode, m, cols, k, Left::Packed(&packed, 0), &b, &mut block, cols, false);
+            gemm::multiply_in(mode, Dims { n: cols, ..dims }, Left::Packed(&packed, 0), &b, Out::write(&mut block, cols), Threads::One);
             (n0, block)
         })
         .collect();

@@ -12,11 +12,14 @@ use burn::backend::{Autodiff, Dispatch, Flex, backend_extension};
 use burn::tensor::{Shape, Tensor, TensorData};
 
 use crate::adam::AdamStep;
-use crate::conv::{self, ConvShape};
+use crate::conv::{self, ConvShape, Finish, GradientsWanted};
 use crate::dense::{self as dense_kernel, DenseShape, DropoutMask, Epilogue};
+use crate::pointwise::{BatchNormParams, Planes};
 use crate::{pointwise, profile};
 
 #[backend_extension(Flex, Autodiff)]
+// The extension macro dispatches each tensor as an argument of its own, so the fused conv block
+// (eleven) cannot take a struct here; `conv_block` below gives callers one.
 #[allow(clippy::too_many_arguments)]
 pub trait FerKernels: burn::backend::Backend {
     fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
@@ -97,19 +100,21 @@ fn owned_contiguous(t: FlexTensor) -> FlexTensor {
     if t.layout().contiguous_offsets() == Some((0, len)) { t } else { t.to_contiguous() }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn conv_block(
-    x: Tensor<4>,
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    gamma: Tensor<1>,
-    beta: Tensor<1>,
-    stats: [Tensor<1>; 2],
-    epsilon: f32,
-    padding: [usize; 2],
-    slope: f32,
-) -> Tensor<4> {
-    let [mean, var] = stats;
+/// An inference conv block's layers as tensors: the convolution, BatchNorm's running statistics
+/// `[mean, var]` and affine, and the LeakyReLU's slope.
+pub struct ConvBlock {
+    pub weight: Tensor<4>,
+    pub bias: Tensor<1>,
+    pub gamma: Tensor<1>,
+    pub beta: Tensor<1>,
+    pub stats: [Tensor<1>; 2],
+    pub epsilon: f32,
+    pub padding: [usize; 2],
+    pub slope: f32,
+}
+
+pub fn conv_block(x: Tensor<4>, block: ConvBlock) -> Tensor<4> {
+    let ConvBlock { weight, bias, gamma, beta, stats: [mean, var], epsilon, padding, slope } = block;
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_conv_block(
         x.into_dispatch(),
         weight.into_dispatch(),
@@ -235,7 +240,7 @@ struct Packed {
     /// the entry lives: flex copies shared storage before writing to it.
     weight: FlexTensor,
     shape: ConvShape,
-    packed: std::sync::Arc<crate::panel::PackedA>,
+    packed: std::sync::Arc<crate::gemm::PackedA>,
 }
 
 /// Most weight buffers remembered: five convolutions a model, an ensemble of five, and spare.
@@ -246,13 +251,13 @@ static PACKED: std::sync::Mutex<Vec<Packed>> = std::sync::Mutex::new(Vec::new())
 /// `weight` packed once per buffer (inference reuses a loaded model's weights for every batch:
 /// packing the CNN's weights was a fifth of its batch-1 latency); `None` where the convolution
 /// does not use packed weights.
-fn packed_weights(weight: &FlexTensor, s: &ConvShape) -> Option<std::sync::Arc<crate::panel::PackedA>> {
+fn packed_weights(weight: &FlexTensor, s: &ConvShape) -> Option<std::sync::Arc<crate::gemm::PackedA>> {
     let w = match contiguous(weight) {
         std::borrow::Cow::Borrowed(w) => w,
         std::borrow::Cow::Owned(_) => return None,
     };
     let key = ConvShape { n: 0, ..*s };
-    let mode = conv::panel_mode();
+    let mode = crate::gemm::kernel();
     let same = |e: &Packed| e.shape == key && Some(e.packed.mode()) == mode && contiguous(&e.weight).as_ptr() == w.as_ptr();
     let mut cache = PACKED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = cache.iter().find(|e| same(e)) {
@@ -293,7 +298,10 @@ impl FerKernels for Flex {
         let y = profile::time(
             "conv block (inference)",
             || conv_label(&s),
-            || conv::forward_prepacked(&contiguous(&x), &contiguous(&weight), packed.as_deref(), Some(&scale), Some(&shift), &s, Some(slope)),
+            || {
+                let finish = Finish { scale: Some(&scale), shift: Some(&shift), slope: Some(slope) };
+                conv::forward_prepacked(&contiguous(&x), &contiguous(&weight), packed.as_deref(), &finish, &s)
+            },
         );
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
@@ -314,7 +322,11 @@ impl FerKernels for Flex {
         let y = profile::time(
             op,
             || act_label(&d),
-            || pointwise::batch_norm(&contiguous(&x), n, c, plane, &mean, &var, &contiguous(&gamma), &contiguous(&beta), epsilon, slope),
+            || {
+                let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
+                let bn = BatchNormParams { mean: &mean, var: &var, gamma: &gamma, beta: &beta, eps: epsilon, slope };
+                pointwise::batch_norm(&contiguous(&x), Planes { n, c, plane }, &bn)
+            },
         );
         tensor(y, &d)
     }
@@ -400,7 +412,7 @@ impl Backward<Flex, 3> for DenseBackward {
             "dense backward",
             || dense_label(&s),
             || {
-                let want = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
+                let want = GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
                 dense_kernel::backward(&contiguous(&x), &contiguous(&weight), y.as_deref().unwrap_or(&[]), &contiguous(&dy), &s, &e, want)
             },
         );
@@ -430,7 +442,10 @@ impl Backward<Flex, 3> for Conv2dBackward {
         let g = profile::time(
             "conv backward",
             || conv_label(&s),
-            || conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, node_x.is_some(), node_w.is_some(), node_b.is_some()),
+            || {
+                let want = GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
+                conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, want)
+            },
         );
         if let (Some(node), Some(dx)) = (node_x, g.dx) {
             grads.register::<Flex>(node.id, tensor(dx, &[s.n, s.cin, s.h, s.w]));
@@ -599,19 +614,9 @@ impl Backward<Flex, 3> for BatchNormBackward {
             op,
             || act_label(&d),
             || {
-                pointwise::batch_norm_backward(
-                    &contiguous(&x),
-                    &contiguous(&dy),
-                    n,
-                    c,
-                    plane,
-                    &mean,
-                    &var,
-                    &contiguous(&gamma),
-                    &contiguous(&beta),
-                    epsilon,
-                    slope,
-                )
+                let (gamma, beta) = (contiguous(&gamma), contiguous(&beta));
+                let bn = BatchNormParams { mean: &mean, var: &var, gamma: &gamma, beta: &beta, eps: epsilon, slope };
+                pointwise::batch_norm_backward(&contiguous(&x), &contiguous(&dy), Planes { n, c, plane }, &bn)
             },
         );
         if let Some(node) = node_x {

@@ -5,10 +5,8 @@
 //! (CUDA, other backends, non-`f32` tensors) the plain burn operation. The kernels are checked
 //! against the plain path, outputs and gradients, by this crate's tests.
 //!
-//! [`set_fast_path`] switches the kernels off process-wide, which is how `fer bench` measures the
+//! [`set_fast_path`] (one of the switches in [`settings`]) turns the kernels off process-wide, which is how `fer bench` measures the
 //! plain path in the same process and how a user rules them out when chasing a numerical question.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;
@@ -18,55 +16,27 @@ use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Distribution, Tensor};
 
-#[macro_use]
-pub mod pointwise;
-pub mod adam;
+// The modules from the bottom up: each imports only modules listed above it (docs/ARCHITECTURE.md,
+// "fer-kernels"), and the crate root, which turns the kernels into burn operations, is the top.
+pub mod cpu;
+pub mod settings;
 pub mod bf16;
-pub mod conv;
-pub mod conv_operands;
-pub mod dense;
-mod flex;
-pub mod panel;
+#[macro_use]
+mod simd;
+mod scratch;
+pub mod shape;
 pub mod profile;
-pub mod winograd;
+pub mod gemm;
+pub mod pointwise;
+pub mod conv;
+pub mod dense;
+pub mod adam;
+mod flex;
 
-static FAST_PATH: AtomicBool = AtomicBool::new(true);
-
-/// Turns fer's own kernels on (the default) or off for the whole process.
-pub fn set_fast_path(enabled: bool) {
-    FAST_PATH.store(enabled, Ordering::Relaxed);
-}
-
-pub fn fast_path_enabled() -> bool {
-    FAST_PATH.load(Ordering::Relaxed)
-}
-
-/// What the convolutions' and dense layers' GEMMs multiply. `f32` is the default everywhere.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Precision {
-    #[default]
-    F32,
-    /// Operands rounded to bfloat16, products summed in `f32` (weights, optimizer state and
-    /// every other operation stay `f32`), on CPUs with AVX512-BF16; `f32` on any other CPU.
-    Bf16,
-}
-
-static BF16: AtomicBool = AtomicBool::new(false);
-
-/// Sets the GEMMs' precision for the whole process (training and evaluation alike).
-pub fn set_precision(precision: Precision) {
-    BF16.store(precision == Precision::Bf16, Ordering::Relaxed);
-}
-
-/// The precision asked for with [`set_precision`].
-pub fn precision() -> Precision {
-    if BF16.load(Ordering::Relaxed) { Precision::Bf16 } else { Precision::F32 }
-}
-
-/// The precision the GEMMs actually run at: bf16 only where asked for and the CPU has it.
-pub fn effective_precision() -> Precision {
-    if precision() == Precision::Bf16 && bf16::available() { Precision::Bf16 } else { Precision::F32 }
-}
+pub use cpu::{bf16_kernel, simd_level};
+pub use settings::{
+    Precision, effective_precision, fast_path_enabled, precision, set_fast_path, set_panel_f32, set_precision, set_tiles, set_winograd,
+};
 
 /// Whether fer's kernels will run for a tensor on this device with this dtype.
 pub fn uses_fast_path(device: &burn::tensor::Device, dtype: DType) -> bool {
@@ -281,32 +251,15 @@ pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: T
     let [cout, _, kh, kw] = weight.dims();
     let bias = conv.bias.as_ref().map_or_else(|| Tensor::zeros([cout], &weight.device()), |b| b.val());
     let stats = [bn.running_mean.value(), bn.running_var.value()];
-    Ok(flex::conv_block(x, weight, bias, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, [kh / 2, kw / 2], act.negative_slope as f32))
-}
-
-/// What bf16 products run on here, detected at run time: "amx" (AMX tiles), "avx512bf16", or
-/// "f32" where the CPU has neither (the bf16 setting falls back to f32).
-pub fn bf16_kernel() -> &'static str {
-    if panel::tiles_available() {
-        "amx"
-    } else if bf16::available() {
-        "avx512bf16"
-    } else {
-        "f32"
-    }
-}
-
-/// The widest vector instructions the GEMM kernels will use on this CPU, detected at run time
-/// (`gemm` dispatches on the same checks): "avx512f", "avx2+fma" or "baseline".
-pub fn simd_level() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "avx512f";
-        }
-        if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2") {
-            return "avx2+fma";
-        }
-    }
-    "baseline"
+    let block = flex::ConvBlock {
+        weight,
+        bias,
+        gamma: bn.gamma.val(),
+        beta: bn.beta.val(),
+        stats,
+        epsilon: bn.epsilon as f32,
+        padding: [kh / 2, kw / 2],
+        slope: act.negative_slope as f32,
+    };
+    Ok(flex::conv_block(x, block))
 }

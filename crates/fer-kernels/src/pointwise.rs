@@ -5,35 +5,10 @@
 
 use rayon::prelude::*;
 
-use crate::conv::scratch;
+use crate::scratch::scratch;
 
 /// Elements per rayon task for flat element-wise loops.
 const CHUNK: usize = 1 << 14;
-
-/// Defines a function whose body is compiled twice, for AVX-512 and for baseline x86-64, and
-/// picks the copy at run time. The loops below are written branch-free so that both copies
-/// vectorise; the same code in both gives the same results on every CPU.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has the feature this copy was compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
 
 /// LeakyReLU's derivative at `z` (`negative` below zero, 1 at and above it) without a branch:
 /// real activations' signs are unpredictable, and a branch per element ran these passes 6-24x
@@ -128,40 +103,56 @@ pub fn batch_norm_affine(mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32],
     (scale, shift)
 }
 
+/// The layout of a tensor the channel-wise passes walk: `[n, c, plane]` row-major.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Planes {
+    pub n: usize,
+    pub c: usize,
+    pub plane: usize,
+}
+
+/// One BatchNorm layer as its passes use it: the statistics it normalises with, its scale and
+/// shift, and the LeakyReLU's slope when one follows in the same pass.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormParams<'a> {
+    pub mean: &'a [f32],
+    pub var: &'a [f32],
+    pub gamma: &'a [f32],
+    pub beta: &'a [f32],
+    pub eps: f32,
+    pub slope: Option<f32>,
+}
+
 /// `y = (x - mean) / sqrt(var + eps) * gamma + beta`, followed by LeakyReLU with `slope` when
 /// given, in the same pass.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm(
-    x: &[f32],
-    n: usize,
-    c: usize,
-    plane: usize,
-    mean: &[f32],
-    var: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    slope: Option<f32>,
-) -> Vec<f32> {
-    let negative = slope.unwrap_or(1.0);
-    let (scale, shift) = batch_norm_affine(mean, var, gamma, beta, eps, None);
+pub fn batch_norm(x: &[f32], layout: Planes, bn: &BatchNormParams) -> Vec<f32> {
+    let Planes { n, c, plane } = layout;
+    let (scale, shift) = batch_norm_affine(bn.mean, bn.var, bn.gamma, bn.beta, bn.eps, None);
+    let affine = ChannelAffine { scale: &scale, shift: &shift, negative: bn.slope.unwrap_or(1.0) };
     let mut y = scratch(n * c * plane);
     let plane = plane.max(1);
     let per_task = CHUNK.div_ceil(plane);
     y.par_chunks_mut(per_task * plane).zip(x.par_chunks(per_task * plane)).enumerate().for_each(|(t, (out, inp))| {
-        affine_leaky(out, inp, t * per_task, c, plane, &scale, &shift, negative);
+        affine_leaky(out, inp, t * per_task, plane, &affine);
     });
     y
+}
+
+/// `leaky(v · scale[c] + shift[c])` per channel `c`: `negative` is LeakyReLU's slope (1: none).
+struct ChannelAffine<'a> {
+    scale: &'a [f32],
+    shift: &'a [f32],
+    negative: f32,
 }
 
 multiversion! {
     /// `out = leaky(inp · scale + shift)` over whole planes, the first being plane `first` of the
     /// tensor (its channel is `plane index % c`).
-    #[allow(clippy::too_many_arguments)]
-    fn affine_leaky(out: &mut [f32], inp: &[f32], first: usize, c: usize, plane: usize, scale: &[f32], shift: &[f32], negative: f32) {
+    fn affine_leaky(out: &mut [f32], inp: &[f32], first: usize, plane: usize, affine: &ChannelAffine) {
+        let (c, negative) = (affine.scale.len(), affine.negative);
         for (p, (out, inp)) in out.chunks_mut(plane).zip(inp.chunks(plane)).enumerate() {
             let ch = (first + p) % c;
-            let (s, b) = (scale[ch], shift[ch]);
+            let (s, b) = (affine.scale[ch], affine.shift[ch]);
             for (o, &v) in out.iter_mut().zip(inp) {
                 let z = v * s + b;
                 *o = z * leaky_factor(z, negative);
@@ -173,20 +164,9 @@ multiversion! {
 /// Gradients of [`batch_norm`] with batch statistics, `(dx, dgamma, dbeta)`. With `slope`, the
 /// activation's gradient is applied to `dy` on the fly, recomputing the pre-activation from `x`,
 /// so it is never stored.
-#[allow(clippy::too_many_arguments)]
-pub fn batch_norm_backward(
-    x: &[f32],
-    dy: &[f32],
-    n: usize,
-    c: usize,
-    plane: usize,
-    mean: &[f32],
-    var: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    eps: f32,
-    slope: Option<f32>,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn batch_norm_backward(x: &[f32], dy: &[f32], layout: Planes, bn: &BatchNormParams) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let Planes { n, c, plane } = layout;
+    let BatchNormParams { mean, var, gamma, beta, eps, slope } = *bn;
     // Without an activation the factor is 1 everywhere.
     let negative = slope.unwrap_or(1.0);
     // d(activation)/dz, with z computed exactly as the forward pass did.

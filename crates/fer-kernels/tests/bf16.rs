@@ -6,7 +6,7 @@
 mod common;
 
 use common::{assert_close, reference_backward, reference_dense, reference_forward, shapes, values};
-use fer_kernels::conv::{self, ConvShape};
+use fer_kernels::conv::{self, ConvShape, GradientsWanted};
 use fer_kernels::dense::{self, DenseShape, Epilogue, FEW_ROWS};
 use fer_kernels::{Precision, bf16};
 use proptest::prelude::*;
@@ -48,10 +48,10 @@ fn hold_precision() -> std::sync::MutexGuard<'static, ()> {
 /// transformed operands instead, is tested below) against the direct loops on rounded operands.
 fn check_rounded(s: &ConvShape, seed: u64) -> Result<(), TestCaseError> {
     let (x, w, b, dy) = (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
-    conv::set_winograd(false);
+    fer_kernels::set_winograd(false);
     let y = conv::forward(&x, &w, Some(&b), s);
-    let g = conv::backward(&x, &w, &dy, s, true, true, true);
-    conv::set_winograd(true);
+    let g = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
+    fer_kernels::set_winograd(true);
     let (dx, dw, _) = reference_backward(&rounded(&x), &rounded(&w), &rounded(&dy), s);
     assert_close("y", &y, &reference_forward(&rounded(&x), &rounded(&w), &b, s), ROUNDED_TOL);
     assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, ROUNDED_TOL);
@@ -65,7 +65,7 @@ proptest! {
     /// Every padding, kernel and map size (the im2col matrix is made while packing in bf16 mode).
     #[test]
     fn bf16_convolutions_of_any_small_shape_match_the_rounded_reference(s in shapes(), seed in any::<u64>()) {
-        if bf16::available() {
+        if fer_kernels::cpu::avx512_bf16() {
             let _held = hold_precision();
             fer_kernels::set_precision(Precision::Bf16);
             let checked = check_rounded(&s, seed);
@@ -78,7 +78,7 @@ proptest! {
 #[test]
 fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
     let _held = hold_precision();
-    if !bf16::available() {
+    if !fer_kernels::cpu::avx512_bf16() {
         eprintln!("skipped: this CPU has no AVX512-BF16 (the setting falls back to f32)");
         fer_kernels::set_precision(Precision::Bf16);
         assert_eq!(fer_kernels::effective_precision(), Precision::F32);
@@ -97,15 +97,15 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
         let (x, w, b, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.cout, 3), values(s.output_len(), 4));
         fer_kernels::set_precision(Precision::F32);
         let y32 = conv::forward(&x, &w, Some(&b), &s);
-        let g32 = conv::backward(&x, &w, &dy, &s, true, true, true);
+        let g32 = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
         fer_kernels::set_precision(Precision::Bf16);
         assert_eq!(fer_kernels::effective_precision(), Precision::Bf16);
         // The direct GEMM (safe to switch: every test of this binary holds the precision lock).
-        conv::set_winograd(false);
+        fer_kernels::set_winograd(false);
         let y = conv::forward(&x, &w, Some(&b), &s);
-        let g = conv::backward(&x, &w, &dy, &s, true, true, true);
-        let again = conv::backward(&x, &w, &dy, &s, true, true, true);
-        conv::set_winograd(true);
+        let g = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
+        let again = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
+        fer_kernels::set_winograd(true);
         fer_kernels::set_precision(Precision::F32);
 
         let what = format!("{s:?}");
@@ -137,7 +137,7 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
 #[test]
 fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
     let _held = hold_precision();
-    if !bf16::available() {
+    if !fer_kernels::cpu::avx512_bf16() {
         eprintln!("skipped: this CPU has no AVX512-BF16");
         return;
     }
@@ -156,15 +156,15 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
         let (x, w, b, dy) =
             (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
         fer_kernels::set_precision(Precision::Bf16);
-        fer_kernels::panel::set_tiles(false);
+        fer_kernels::set_tiles(false);
         let y = conv::forward(&x, &w, Some(&b), s);
-        let g = conv::backward(&x, &w, &dy, s, true, true, true);
-        let again = conv::backward(&x, &w, &dy, s, true, true, true);
-        conv::set_winograd(false);
+        let g = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
+        let again = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
+        fer_kernels::set_winograd(false);
         let direct_y = conv::forward(&x, &w, Some(&b), s);
-        let direct = conv::backward(&x, &w, &dy, s, true, true, true);
-        conv::set_winograd(true);
-        fer_kernels::panel::set_tiles(true);
+        let direct = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
+        fer_kernels::set_winograd(true);
+        fer_kernels::set_tiles(true);
         fer_kernels::set_precision(Precision::F32);
 
         let what = format!("{s:?}");
@@ -199,7 +199,7 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
 #[test]
 fn bf16_convolutions_on_amx_tiles_match_the_rounded_reference_and_the_vector_path() {
     let _held = hold_precision();
-    if !fer_kernels::panel::tiles_available() {
+    if !fer_kernels::cpu::amx_tiles() {
         eprintln!("skipped: this CPU (or kernel) gives no AMX tiles");
         return;
     }
@@ -214,15 +214,15 @@ fn bf16_convolutions_on_amx_tiles_match_the_rounded_reference_and_the_vector_pat
         let (x, w, b, dy) =
             (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
         fer_kernels::set_precision(Precision::Bf16);
-        let run = || (conv::forward(&x, &w, Some(&b), s), conv::backward(&x, &w, &dy, s, true, true, true));
+        let run = || (conv::forward(&x, &w, Some(&b), s), conv::backward(&x, &w, &dy, s, GradientsWanted::ALL));
         let (y, g) = run();
         let (y_again, g_again) = run();
         // The direct GEMM on AVX512-BF16 (Winograd's algorithm would take these 3x3 shapes there).
-        fer_kernels::panel::set_tiles(false);
-        conv::set_winograd(false);
+        fer_kernels::set_tiles(false);
+        fer_kernels::set_winograd(false);
         let (vector_y, vector_g) = run();
-        conv::set_winograd(true);
-        fer_kernels::panel::set_tiles(true);
+        fer_kernels::set_winograd(true);
+        fer_kernels::set_tiles(true);
         fer_kernels::set_precision(Precision::F32);
         let what = format!("{s:?}");
         let (dx, dw, _) = reference_backward(&rounded(&x), &rounded(&w), &rounded(&dy), s);
@@ -245,29 +245,30 @@ fn prepacked_weights_give_exactly_the_unpacked_result() {
     let _held = hold_precision();
     let s = ConvShape { n: 3, cin: 6, h: 7, w: 7, cout: 10, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
     let (x, w, b) = (values(s.input_len(), 11), values(s.weight_len(), 12), values(s.cout, 13));
+    let finish = conv::Finish { shift: Some(&b), slope: Some(0.1), ..conv::Finish::default() };
     fer_kernels::set_precision(Precision::F32);
     // f32 packs ahead where it runs in fer's own GEMM (AVX-512F), in the weights' own order.
     let f32_packed = conv::pack_weights(&w, &s);
-    assert_eq!(f32_packed.is_some(), fer_kernels::panel::Mode::F32.available());
+    assert_eq!(f32_packed.is_some(), fer_kernels::gemm::Mode::F32.available());
     if let Some(packed) = &f32_packed {
         // Pre-packed weights run the direct GEMM (inference); unpacked ones would take Winograd's
         // algorithm for this 3x3 shape, a different sum, so it is switched off for the comparison
         // (safe here: every test of this binary holds the precision lock).
-        conv::set_winograd(false);
-        let y = conv::forward_activated(&x, &w, None, Some(&b), &s, Some(0.1));
-        conv::set_winograd(true);
-        assert_eq!(y, conv::forward_prepacked(&x, &w, Some(packed), None, Some(&b), &s, Some(0.1)));
+        fer_kernels::set_winograd(false);
+        let y = conv::forward_activated(&x, &w, &finish, &s);
+        fer_kernels::set_winograd(true);
+        assert_eq!(y, conv::forward_prepacked(&x, &w, Some(packed), &finish, &s));
     }
-    if !bf16::available() {
+    if !fer_kernels::cpu::avx512_bf16() {
         return;
     }
     fer_kernels::set_precision(Precision::Bf16);
     let packed = conv::pack_weights(&w, &s).expect("bf16 with an even number of input channels packs its weights");
     // As in f32: the unpacked weights' direct GEMM (Winograd's algorithm would run otherwise).
-    conv::set_winograd(false);
-    let y = conv::forward_activated(&x, &w, None, Some(&b), &s, Some(0.1));
-    conv::set_winograd(true);
-    let again = conv::forward_prepacked(&x, &w, Some(&packed), None, Some(&b), &s, Some(0.1));
+    fer_kernels::set_winograd(false);
+    let y = conv::forward_activated(&x, &w, &finish, &s);
+    fer_kernels::set_winograd(true);
+    let again = conv::forward_prepacked(&x, &w, Some(&packed), &finish, &s);
     let odd = ConvShape { cin: 5, ..s };
     let odd_packed = conv::pack_weights(&values(odd.weight_len(), 14), &odd);
     fer_kernels::set_precision(Precision::F32);
@@ -283,7 +284,7 @@ fn bf16_inference_packs_weights_once_per_buffer_and_never_serves_stale_ones() {
     use burn::nn::{BatchNormConfig, LeakyReluConfig, PaddingConfig2d};
     use burn::tensor::{Device, Tensor, TensorData};
     let _held = hold_precision();
-    if !bf16::available() {
+    if !fer_kernels::cpu::avx512_bf16() {
         return;
     }
     let device = Device::flex();
@@ -311,7 +312,7 @@ fn bf16_inference_packs_weights_once_per_buffer_and_never_serves_stale_ones() {
 #[test]
 fn bf16_dense_layers_match_the_rounded_reference_and_few_rows_stay_f32() {
     let _held = hold_precision();
-    if !bf16::available() {
+    if !fer_kernels::cpu::avx512_bf16() {
         eprintln!("skipped: this CPU has no AVX512-BF16");
         return;
     }
@@ -321,7 +322,7 @@ fn bf16_dense_layers_match_the_rounded_reference_and_few_rows_stay_f32() {
         let (x, w, b, dy) =
             (values(batch * inputs, seed), values(inputs * outputs, seed ^ 1), values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
         let y = dense::forward(&x, &w, &b, &s, &Epilogue::default());
-        let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), [true, true, true]);
+        let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), GradientsWanted::ALL);
         // Below FEW_ROWS the products run in f32 (the `gemm` crate), at or above it in bf16.
         let (want, tol) = if batch >= FEW_ROWS {
             (reference_dense(&rounded(&x), &rounded(&w), &b, &rounded(&dy), &s), ROUNDED_TOL)

@@ -4,7 +4,7 @@
 use burn::tensor::module::conv2d as burn_conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor};
-use fer_kernels::conv::{self, ConvShape};
+use fer_kernels::conv::{self, ConvShape, GradientsWanted};
 use proptest::prelude::*;
 
 mod common;
@@ -23,7 +23,7 @@ proptest! {
     #[test]
     fn backward_matches_the_direct_loops(s in shapes(), seed in any::<u64>()) {
         let (x, w, dy) = (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.output_len(), seed ^ 3));
-        let g = conv::backward(&x, &w, &dy, &s, true, true, true);
+        let g = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
         let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
         assert_close("dx", g.dx.as_deref().unwrap_or_default(), &dx, 1e-5);
         assert_close("dw", g.dw.as_deref().unwrap_or_default(), &dw, 1e-5);
@@ -37,7 +37,7 @@ fn groups_of_small_maps_and_partial_last_group_are_exact() {
     let s = ConvShape { n: 37, cin: 3, h: 6, w: 6, cout: 5, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
     let (x, w, b, dy) = (values(s.input_len(), 7), values(s.weight_len(), 8), values(s.cout, 9), values(s.output_len(), 10));
     assert_close("y", &conv::forward(&x, &w, Some(&b), &s), &reference_forward(&x, &w, &b, &s), 1e-5);
-    let g = conv::backward(&x, &w, &dy, &s, true, true, true);
+    let g = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
     let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
     assert_close("dx", &g.dx.unwrap_or_default(), &dx, 1e-5);
     assert_close("dw", &g.dw.unwrap_or_default(), &dw, 1e-4);
@@ -83,9 +83,9 @@ fn matches_burn_conv2d_forward_and_gradients_on_flex() {
 fn backward_is_bitwise_reproducible_however_rayon_schedules_it() {
     let s = ConvShape { n: 64, cin: 8, h: 12, w: 12, cout: 16, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
     let (x, w, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.output_len(), 3));
-    let first = conv::backward(&x, &w, &dy, &s, true, true, true);
+    let first = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
     for _ in 0..10 {
-        let again = conv::backward(&x, &w, &dy, &s, true, true, true);
+        let again = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
         assert_eq!(again.dw, first.dw, "weight gradient changed between identical calls");
         assert_eq!(again.db, first.db, "bias gradient changed between identical calls");
         assert_eq!(again.dx, first.dx, "input gradient changed between identical calls");
@@ -115,7 +115,7 @@ fn winograd_forward_and_gradients_match_the_direct_loops_on_odd_maps_and_across_
         // Rounding only: the transforms add at most a few more roundings per term.
         let tol = 2e-6 * (9.0 * s.cin.max(s.cout) as f32).sqrt();
         assert_close(&format!("{s:?} y"), &conv::forward(&x, &w, Some(&b), s), &want, tol);
-        let g = conv::backward(&x, &w, &dy, s, true, true, true);
+        let g = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
         assert_close(&format!("{s:?} dx"), g.dx.as_deref().unwrap_or_default(), &dx, tol);
         // The weight gradient sums over every tile of every image.
         let tiles = (s.n * s.h.div_ceil(2) * s.w.div_ceil(2)) as f32;

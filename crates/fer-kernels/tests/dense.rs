@@ -9,6 +9,7 @@ use burn::nn::{DropoutConfig, LeakyReluConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use common::{assert_close, reference_dense, values};
 use fer_kernels::dense::{self, DenseShape, DropoutMask, Epilogue, FEW_ROWS};
+use fer_kernels::shape::GradientsWanted;
 use proptest::prelude::*;
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -30,7 +31,7 @@ fn check_product(s: DenseShape, seed: u64) {
     let (y, dx, dw, db) = reference_dense(&x, &w, &b, &dy, &s);
     let got = dense::forward(&x, &w, &b, &s, &Epilogue::default());
     assert_close(&format!("{s:?} output"), &got, &y, tol(s.inputs));
-    let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), [true, true, true]);
+    let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), GradientsWanted::ALL);
     assert_close(&format!("{s:?} dx"), &g.dx.expect("dx"), &dx, tol(s.outputs));
     assert_close(&format!("{s:?} dw"), &g.dw.expect("dw"), &dw, tol(s.batch));
     assert_close(&format!("{s:?} db"), &g.db.expect("db"), &db, tol(s.batch));
@@ -68,8 +69,8 @@ proptest! {
         prop_assert_eq!(bits(&y), bits(&want));
         let through_dropout = fer_kernels::pointwise::dropout(&dy, seed, prob);
         let dz = fer_kernels::pointwise::leaky_relu_backward(&leaky, &through_dropout, 0.1);
-        let fused = dense::backward(&x, &w, &y, &dy, &s, &e, [true, true, true]);
-        let plain = dense::backward(&x, &w, &[], &dz, &s, &Epilogue::default(), [true, true, true]);
+        let fused = dense::backward(&x, &w, &y, &dy, &s, &e, GradientsWanted::ALL);
+        let plain = dense::backward(&x, &w, &[], &dz, &s, &Epilogue::default(), GradientsWanted::ALL);
         prop_assert_eq!(bits(&fused.dx.expect("dx")), bits(&plain.dx.expect("dx")));
         prop_assert_eq!(bits(&fused.dw.expect("dw")), bits(&plain.dw.expect("dw")));
         prop_assert_eq!(bits(&fused.db.expect("db")), bits(&plain.db.expect("db")));

@@ -6,7 +6,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, Le
 use burn::tensor::{Device, Tensor};
 
 use crate::ModelError;
-use crate::model::Tap;
+use crate::tap::Tap;
 
 /// The report's CNN (SEED Q1): five blocks of conv → BatchNorm → LeakyReLU → [max-pool] →
 /// dropout, two dense blocks of dense → BatchNorm → LeakyReLU → dropout, then 7 logits.

@@ -15,7 +15,11 @@ use std::path::Path;
 use burn::tensor::Device;
 use half::{bf16, f16};
 
-use crate::{FerModel, ModelConfig, ModelError};
+use crate::atomic::write_atomic;
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::model::FerModel;
+use crate::params::{flatten, with_values};
 
 pub(crate) const MAGIC: &[u8; 8] = b"FERHALF1";
 const HEADER: usize = 8 + 4 + 4 + 8 + 4;
@@ -68,7 +72,7 @@ pub fn is_compact(bytes: &[u8]) -> bool {
 /// The model as a compact file's bytes. Fails when a value does not fit the format (a non-finite
 /// value, or one beyond f16's range), naming its position in the visiting order.
 pub fn compact_bytes(model: &FerModel, format: HalfFormat) -> Result<Vec<u8>, ModelError> {
-    let values = crate::flatten(model);
+    let values = flatten(model);
     let config = serde_json::to_vec(model.config()).map_err(|e| ModelError::InvalidConfig(e.to_string()))?;
     let mut payload = Vec::with_capacity(config.len() + 2 * values.len());
     payload.extend_from_slice(&config);
@@ -118,12 +122,12 @@ pub fn model_from_compact(bytes: &[u8], path: &Path, device: &Device) -> Result<
     let model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
     let values: Vec<f32> = values.chunks_exact(2).map(|c| format.decode(u16::from_le_bytes([c[0], c[1]]))).collect();
     let found = values.len();
-    crate::with_values(model, &values)
+    with_values(model, &values)
         .map_err(|needed| ModelError::Mismatch { path: path.into(), reason: format!("{found} values, the architecture in its config has {needed}") })
 }
 
 /// Writes the compact file atomically.
 pub fn save_compact(model: &FerModel, format: HalfFormat, path: &Path) -> Result<(), ModelError> {
     let bytes = compact_bytes(model, format)?;
-    crate::write_atomic(path, &bytes).map_err(|source| ModelError::Io { path: path.into(), source })
+    write_atomic(path, &bytes).map_err(|source| ModelError::Io { path: path.into(), source })
 }

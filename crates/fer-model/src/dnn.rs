@@ -5,7 +5,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::ModelError;
 use crate::cnn::DenseBlock;
-use crate::model::Tap;
+use crate::tap::Tap;
 
 /// The report's DNN (SEED Q2): five dense blocks of dense → LeakyReLU → dropout (optionally
 /// with BatchNorm, the report's faster-converging variant), then 7 logits. 4,099,847 parameters.

@@ -8,73 +8,21 @@
 //! ```
 //! (Version 1 files, without the checksum, still load.)
 
-use std::io::Write;
 use std::path::Path;
 
 use burn::store::{BurnpackStore, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Bytes, Device};
 
-use crate::{FerModel, ModelConfig, ModelError};
+use crate::atomic::write_atomic;
+use crate::compact::{is_compact, model_from_compact};
+use crate::config::ModelConfig;
+use crate::error::ModelError;
+use crate::model::FerModel;
 
 const MAGIC: &[u8; 8] = b"FERMODEL";
 const VERSION: u32 = 2;
 const HEADER_V1: usize = 8 + 4 + 4 + 8;
 const HEADER: usize = HEADER_V1 + 4;
-
-/// Writes `bytes` to `path` so that a crash at any instant leaves either the old file or the
-/// new one: temp file in the same folder, fsync, rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    write_atomic_on(&mut RealDisk, path, bytes)
-}
-
-/// The file-system steps of [`write_atomic`], a seam so tests can make any step fail the way
-/// disks do (full, read-only, I/O error) without needing such a disk.
-pub trait Disk {
-    /// Creates `path`, writes all of `bytes` and flushes them to the device (fsync).
-    fn write_synced(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()>;
-    fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()>;
-    fn remove(&mut self, path: &Path) -> std::io::Result<()>;
-}
-
-/// The machine's file system.
-pub struct RealDisk;
-
-impl Disk for RealDisk {
-    fn write_synced(&mut self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let mut file = std::fs::File::create(path)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    }
-
-    fn rename(&mut self, from: &Path, to: &Path) -> std::io::Result<()> {
-        std::fs::rename(from, to)
-    }
-
-    fn remove(&mut self, path: &Path) -> std::io::Result<()> {
-        std::fs::remove_file(path)
-    }
-}
-
-/// [`write_atomic`] through `disk`. When a step fails, the temp file is removed (best effort),
-/// the target is untouched, and the error says which step failed.
-pub fn write_atomic_on(disk: &mut dyn Disk, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let step = |what: &str, e: std::io::Error| std::io::Error::new(e.kind(), format!("{what} {}: {e}", tmp.display()));
-    if let Err(e) = disk.write_synced(&tmp, bytes) {
-        let _ = disk.remove(&tmp);
-        return Err(step("writing", e));
-    }
-    if let Err(e) = disk.rename(&tmp, path) {
-        let _ = disk.remove(&tmp);
-        return Err(std::io::Error::new(e.kind(), format!("renaming {} over it: {e}", tmp.display())));
-    }
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
 
 /// The model as one byte buffer (see the module docs for the layout).
 pub fn model_bytes(model: &FerModel) -> Result<Vec<u8>, ModelError> {
@@ -116,10 +64,10 @@ pub fn load_model(path: &Path, device: &Device) -> Result<FerModel, ModelError> 
 }
 
 /// Parses a model held in memory; `path` only names it in errors.
-/// Compact files (`models/*.ferc`, see [`crate::compact_bytes`]) load here too.
+/// Compact files (`models/*.ferc`, see [`crate::compact::compact_bytes`]) load here too.
 pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<FerModel, ModelError> {
-    if crate::is_compact(bytes) {
-        return crate::model_from_compact(bytes, path, device);
+    if is_compact(bytes) {
+        return model_from_compact(bytes, path, device);
     }
     if bytes.len() < HEADER_V1 || &bytes[..8] != MAGIC {
         return Err(ModelError::NotAModel { path: path.into() });

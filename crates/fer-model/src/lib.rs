@@ -4,6 +4,7 @@
 //! Input: `[batch, 1, 48, 48]` pixels scaled to [0, 1] (pixel / 255). Output: 7 logits.
 //! Which backend runs them is the caller's choice of `Device`.
 
+mod atomic;
 mod cnn;
 mod compact;
 mod config;
@@ -13,19 +14,15 @@ mod file;
 mod model;
 mod params;
 mod summary;
+mod tap;
 
+pub use atomic::{Disk, RealDisk, write_atomic, write_atomic_on};
 pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
 pub use compact::{HalfFormat, compact_bytes, is_compact, model_from_compact, save_compact};
 pub use config::{MAX_INPUT_SIDE, MAX_PARAMETERS, ModelConfig};
 pub use dnn::{Dnn, DnnConfig};
 pub use error::ModelError;
-pub use file::{Disk, RealDisk, export_safetensors, load_model, model_bytes, model_from_bytes, save_model, write_atomic, write_atomic_on};
-pub use model::{FerModel, Net, input_from_pixels};
+pub use file::{export_safetensors, load_model, model_bytes, model_from_bytes, save_model};
+pub use model::{CLASS_NAMES, FerModel, INPUT_SCALE, Net, input_from_pixels};
 pub use params::{flatten, value_count, with_values};
 pub use summary::{LayerSummary, Summary};
-
-/// Pixel values are divided by this before entering the model.
-pub const INPUT_SCALE: f32 = 255.0;
-
-/// Class names in logit order (FER2013 ids).
-pub const CLASS_NAMES: [&str; 7] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];

@@ -2,50 +2,17 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use fer_interpret::NamedActivations;
 
-use crate::{CLASS_NAMES, Cnn, Dnn, INPUT_SCALE, ModelConfig, ModelError};
+use crate::cnn::Cnn;
+use crate::config::ModelConfig;
+use crate::dnn::Dnn;
+use crate::error::ModelError;
+use crate::tap::Tap;
 
-/// What a forward pass does at each named layer: hand the output to a callback, and/or stop
-/// there (keeping the output) so that the layers after it are not computed.
-/// What a tap does with a named layer output: look at it and return it (or a replacement).
-pub(crate) type TapFn<'a> = &'a mut dyn FnMut(&str, Tensor<4>) -> Tensor<4>;
+/// Pixel values are divided by this before entering the model.
+pub const INPUT_SCALE: f32 = 255.0;
 
-pub(crate) struct Tap<'a> {
-    callback: Option<TapFn<'a>>,
-    stop_after: Option<&'a str>,
-    stopped: Option<Tensor<4>>,
-}
-
-impl<'a> Tap<'a> {
-    fn new(callback: Option<TapFn<'a>>, stop_after: Option<&'a str>) -> Self {
-        Tap { callback, stop_after, stopped: None }
-    }
-
-    /// The layer's output to continue with, or `None` when this is the stop layer.
-    pub(crate) fn map(&mut self, name: &str, x: Tensor<4>) -> Option<Tensor<4>> {
-        let x = match &mut self.callback {
-            Some(f) => f(name, x),
-            None => x,
-        };
-        if self.stop_after == Some(name) {
-            self.stopped = Some(x);
-            return None;
-        }
-        Some(x)
-    }
-
-    /// Whether nothing watches or stops the pass, so layers may be fused.
-    pub(crate) fn is_plain(&self) -> bool {
-        self.callback.is_none() && self.stop_after.is_none()
-    }
-
-    pub(crate) fn dense(&mut self, name: &str, x: Tensor<2>) -> Option<Tensor<2>> {
-        if self.is_plain() {
-            return Some(x);
-        }
-        let [batch, units] = x.dims();
-        self.map(name, x.reshape([batch, units, 1, 1])).map(|x| x.reshape([batch, units]))
-    }
-}
+/// Class names in logit order (FER2013 ids).
+pub const CLASS_NAMES: [&str; 7] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
 
 /// Burn initialises parameters lazily, at first use; touching each one right away makes the
 /// initial weights a function of the device seed at construction, not of whatever random

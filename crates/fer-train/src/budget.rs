@@ -13,10 +13,11 @@ use burn::module::Module;
 use burn::tensor::Device;
 use fer_data::Dataset;
 use fer_model::FerModel;
-use serde::{Deserialize, Serialize};
 
 use crate::batches::{BatchPlan, batch_to_tensors, make_batch};
-use crate::train::{TrainStep, splits};
+use crate::recipe::BudgetPlan;
+use crate::train::start::splits;
+use crate::train::step::TrainStep;
 use crate::{RunConfig, TrainError, evaluate};
 
 /// The fraction of the time left after the probe that the plan fills; the rest absorbs noise
@@ -30,27 +31,6 @@ const MAX_TIMED_STEPS: usize = 10;
 const PROBE_SHARE: f64 = 0.03;
 /// Validation time is measured on this many faces and scaled to the whole split.
 const EVAL_SAMPLE: usize = 512;
-
-/// What the probe measured and the step count it fixed, recorded in the run's config.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BudgetPlan {
-    pub budget_seconds: f64,
-    /// Seconds the probe itself took (counted against the budget).
-    pub probe_seconds: f64,
-    /// Measured seconds per training step.
-    pub step_seconds: f64,
-    /// Estimated seconds of one epoch's validation (both weight sets when the recipe averages).
-    pub eval_seconds: f64,
-    pub epochs: usize,
-    pub steps_per_epoch: usize,
-}
-
-impl BudgetPlan {
-    /// Seconds the planned run should take by the probe's measurements.
-    pub fn planned_seconds(&self) -> f64 {
-        self.epochs as f64 * (self.steps_per_epoch as f64 * self.step_seconds + self.eval_seconds)
-    }
-}
 
 /// Whether a recipe's schedule needs to reach its last step to end annealed, so a budget should
 /// size the run rather than only stop it.
@@ -79,7 +59,7 @@ pub fn size_to_budget(config: &RunConfig, data: &Dataset, device: &Device, budge
     recipe.validate()?;
     let (train_set, val_set) = splits(config, data)?;
     let model_config = config.model.with_dropout_scaled(recipe.dropout_scale);
-    let _precision = crate::train::PrecisionGuard::set(recipe.precision.into());
+    let _precision = crate::train::step::PrecisionGuard::set(recipe.precision);
     let ad = device.clone().autodiff();
     let mut model = FerModel::new(&model_config, &ad)?;
     let mut trainer = TrainStep::new(recipe, &ad);

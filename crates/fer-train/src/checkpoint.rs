@@ -17,7 +17,8 @@ use fer_model::FerModel;
 use serde::{Deserialize, Serialize};
 
 use crate::ema::{Ema, flatten};
-use crate::{EpochRow, TrainError};
+use crate::error::TrainError;
+use crate::run_files::EpochRow;
 
 const MAGIC_V1: &[u8; 8] = b"FERCKPT1";
 const MAGIC_V2: &[u8; 8] = b"FERCKPT2";

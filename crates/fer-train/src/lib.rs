@@ -18,11 +18,12 @@ mod eval;
 pub mod frames;
 mod optim;
 mod recipe;
+mod run_files;
 mod runlock;
 mod train;
 
 pub use batches::{Batch, BatchPlan, batch_to_tensors, make_batch};
-pub use budget::{BudgetPlan, budget_sizes, plan_steps, size_to_budget};
+pub use budget::{budget_sizes, plan_steps, size_to_budget};
 pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_bytes, load_checkpoint};
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
@@ -30,9 +31,10 @@ pub use eval::{
     ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_models_to, evaluate_run, evaluate_run_to, evaluate_run_with,
     predict_probabilities, predict_probabilities_tta,
 };
-pub use recipe::{AdamParams, Precision, Recipe, RunConfig, Schedule, parse_duration};
+pub use recipe::{AdamParams, BudgetPlan, Precision, Recipe, RunConfig, Schedule, parse_duration};
+pub use run_files::{EpochRow, read_run_config};
 pub use runlock::RunLock;
 pub use train::{
-    EpochRow, Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state, ensemble_members,
-    loss_function, read_run_config, resume, train, train_ensemble,
+    Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state, ensemble_members,
+    loss_function, resume, train, train_ensemble,
 };

@@ -129,31 +129,8 @@ fn is_one(v: &f64) -> bool {
     *v == 1.0
 }
 
-/// The convolutions' arithmetic: `f32` (the default), or bf16 operands with `f32` sums on CPUs
-/// with AVX512-BF16 (`f32` on others). Weights, optimizer state and every other operation stay
-/// `f32` either way.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    #[default]
-    F32,
-    Bf16,
-}
-
-impl Precision {
-    fn is_f32(&self) -> bool {
-        *self == Precision::F32
-    }
-}
-
-impl From<Precision> for fer_kernels::Precision {
-    fn from(p: Precision) -> Self {
-        match p {
-            Precision::F32 => fer_kernels::Precision::F32,
-            Precision::Bf16 => fer_kernels::Precision::Bf16,
-        }
-    }
-}
+/// The convolutions' arithmetic: the kernels' own type, recorded in a run's config (lowercase).
+pub use fer_kernels::Precision;
 
 impl Recipe {
     /// The report's CNN recipe: 500 steps x batch 128 of augmented faces per epoch, Adam 1e-3.
@@ -267,7 +244,7 @@ pub struct RunConfig {
     /// How `--time-budget` fixed the recipe's epochs and steps per epoch, when it did. A record
     /// only: the run computes from `recipe` alone, so a rerun by that count repeats it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sized_to_budget: Option<crate::BudgetPlan>,
+    pub sized_to_budget: Option<BudgetPlan>,
 }
 
 impl RunConfig {
@@ -332,6 +309,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, TrainError> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// What the probe measured and the step count it fixed, recorded in the run's config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BudgetPlan {
+    pub budget_seconds: f64,
+    /// Seconds the probe itself took (counted against the budget).
+    pub probe_seconds: f64,
+    /// Measured seconds per training step.
+    pub step_seconds: f64,
+    /// Estimated seconds of one epoch's validation (both weight sets when the recipe averages).
+    pub eval_seconds: f64,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+}
+
+impl BudgetPlan {
+    /// Seconds the planned run should take by the probe's measurements.
+    pub fn planned_seconds(&self) -> f64 {
+        self.epochs as f64 * (self.steps_per_epoch as f64 * self.step_seconds + self.eval_seconds)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,8 +372,6 @@ mod tests {
         let json = serde_json::to_string(&bf16).unwrap();
         assert!(json.contains(r#""precision":"bf16""#), "{json}");
         assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), bf16);
-        assert_eq!(fer_kernels::Precision::from(Precision::Bf16), fer_kernels::Precision::Bf16);
-        assert_eq!(fer_kernels::Precision::from(Precision::F32), fer_kernels::Precision::F32);
     }
 
     #[test]

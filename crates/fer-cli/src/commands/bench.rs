@@ -71,8 +71,8 @@ pub struct BenchArgs {
     breakdown: Option<Breakdown>,
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums (AVX512-BF16 CPUs,
     /// on AMX tiles where the CPU has them; `f32` elsewhere), as `fer train --precision`.
-    #[arg(long, value_enum, default_value = "f32")]
-    precision: crate::commands::PrecisionArg,
+    #[arg(long, value_parser = crate::commands::precision_parser(), default_value = "f32")]
+    precision: fer_kernels::Precision,
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Print one JSON object per measured path (and one for the breakdown).
@@ -158,8 +158,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let config = ModelConfig::by_name(&args.model)?;
     let recipe = bench_recipe(&args, &config)?;
     let b = args.batch_size;
-    // One mapping from the flag: through the recipe's precision, as `fer train` does.
-    fer_kernels::set_precision(fer_train::Precision::from(args.precision).into());
+    fer_kernels::set_precision(args.precision);
     let paths: &[bool] = match args.path {
         KernelPath::Fast => &[true],
         KernelPath::Plain => &[false],
@@ -186,7 +185,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "recipe": args.recipe,
             "train_loop_img_per_s": loop_rate,
             "simd": fer_kernels::simd_level(),
-            "precision": format!("{:?}", fer_kernels::effective_precision()).to_lowercase(),
+            "precision": fer_kernels::effective_precision().name(),
             "bf16_kernel": fer_kernels::bf16_kernel(),
             "threads": cpu_threads(),
         });

@@ -7,22 +7,9 @@ pub mod predict;
 pub mod serve;
 pub mod train;
 
-/// `--precision`: what the convolutions and dense layers multiply.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PrecisionArg {
-    /// 32-bit floats throughout.
-    F32,
-    /// bfloat16 operands, f32 sums, f32 weights and optimizer state (CPUs with AVX512-BF16:
-    /// Zen 4 and later, Sapphire Rapids and later, which run the products on AMX tiles; f32 on
-    /// other CPUs).
-    Bf16,
-}
-
-impl From<PrecisionArg> for fer_train::Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F32 => fer_train::Precision::F32,
-            PrecisionArg::Bf16 => fer_train::Precision::Bf16,
-        }
-    }
+/// `--precision`: parses [`fer_kernels::Precision`], the one precision type from the kernels to
+/// the command line, and lists its names in `--help`.
+pub fn precision_parser() -> impl clap::builder::TypedValueParser<Value = fer_kernels::Precision> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(fer_kernels::Precision::NAMES).try_map(|name| name.parse::<fer_kernels::Precision>())
 }

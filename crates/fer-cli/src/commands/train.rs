@@ -78,8 +78,8 @@ pub struct TrainArgs {
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
     /// weights and optimizer state (CPUs with AVX512-BF16, on AMX tiles where the CPU has them; f32 elsewhere).
     /// Default: the recipe's (`report`: f32, `fast`: bf16).
-    #[arg(long, value_enum)]
-    precision: Option<crate::commands::PrecisionArg>,
+    #[arg(long, value_parser = crate::commands::precision_parser())]
+    precision: Option<fer_kernels::Precision>,
     /// Wall-clock budget, e.g. 20m or 1h30m. For a new run whose rate follows a schedule
     /// (one-cycle, as in --recipe fast, or cosine) it sizes the run: a few probe steps measure
     /// this machine, the epochs and steps per epoch are fixed to fill the budget, validation
@@ -209,8 +209,42 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let spec = args.data.clone().context("--data is required for a new run (a path or `synthetic`)")?;
     // Recorded absolute, so `--resume` and `fer eval` find the data from any folder.
     let spec = std::fs::canonicalize(&spec).map(|p| p.display().to_string()).unwrap_or(spec);
+    let mut config = new_config(&args, spec.clone())?;
+    let run_dir = args.out.clone().context("--out is required for a new run")?;
+    let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
+    let mut time_budget = time_budget;
+    if let Some(budget) = time_budget
+        && fer_train::budget_sizes(&config)
+    {
+        let probe_seconds;
+        (config, probe_seconds) = size_to_budget(&config, &data, &device, budget, args.ensemble.unwrap_or(1).max(1) as u32)?;
+        // The run stops at the budget all the same if the machine turns slower than measured.
+        time_budget = Some(budget.saturating_sub(std::time::Duration::from_secs_f64(probe_seconds)));
+    }
+    let params = FerModel::new(&config.model, &device)?;
+    println!(
+        "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
+        config.model.kind(),
+        burn::module::Module::num_params(&params),
+        data.len(),
+        report.format,
+        config.recipe.epochs,
+        config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
+        config.recipe.batch_size,
+        run_dir.display()
+    );
+    drop(params);
+    let stop_reason = match args.ensemble {
+        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
+        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
+    };
+    report_stop(stop_reason, &run_dir)
+}
+
+/// A new run's config: the named recipe for the model, with every flag given applied over it.
+fn new_config(args: &TrainArgs, spec: String) -> anyhow::Result<RunConfig> {
     let model = model_config(&args.model)?;
-    let mut config = RunConfig::new(spec.clone(), model);
+    let mut config = RunConfig::new(spec, model);
     config.recipe = fer_train::Recipe::named(&args.recipe, &config.model)?;
     config.train_splits = args.train_splits.clone();
     config.val_split = args.val_split.clone();
@@ -250,54 +284,37 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         r.augment.erasing = p;
     }
     if let Some(p) = args.precision {
-        r.precision = p.into();
-        if p == crate::commands::PrecisionArg::Bf16 && !fer_kernels::bf16::available() {
+        r.precision = p;
+        if p == fer_kernels::Precision::Bf16 && !fer_kernels::cpu::avx512_bf16() {
             eprintln!("note: this CPU has no AVX512-BF16; --precision bf16 trains in f32 here");
         }
     }
     r.validate()?;
-    let run_dir = args.out.clone().context("--out is required for a new run")?;
-    let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
-    let mut time_budget = time_budget;
-    if let Some(budget) = time_budget
-        && fer_train::budget_sizes(&config)
-    {
-        // Each member of an ensemble gets its share of the budget.
-        let members = args.ensemble.unwrap_or(1).max(1) as u32;
-        println!("sizing the run to --time-budget {:.0}s: measuring this machine's step...", budget.as_secs_f64());
-        let (sized, plan) = fer_train::size_to_budget(&config, &data, &device, budget / members)?;
-        println!(
-            "  {:.2}s per step, {:.1}s per validation, probe {:.1}s: {} epochs x {} steps ({:.1} min planned{})",
-            plan.step_seconds,
-            plan.eval_seconds,
-            plan.probe_seconds,
-            plan.epochs,
-            plan.steps_per_epoch,
-            plan.planned_seconds() / 60.0,
-            if members > 1 { format!(" per member, {members} members") } else { String::new() }
-        );
-        config = sized;
-        // The run stops at the budget all the same if the machine turns slower than measured.
-        time_budget = Some(budget.saturating_sub(std::time::Duration::from_secs_f64(plan.probe_seconds)));
-    }
-    let params = FerModel::new(&config.model, &device)?;
+    Ok(config)
+}
+
+/// `config` with its epochs and steps fixed to fill `budget` (shared by the ensemble's
+/// `members`), measured on this machine; and the seconds the measurement took.
+fn size_to_budget(
+    config: &RunConfig,
+    data: &fer_data::Dataset,
+    device: &burn::tensor::Device,
+    budget: std::time::Duration,
+    members: u32,
+) -> anyhow::Result<(RunConfig, f64)> {
+    println!("sizing the run to --time-budget {:.0}s: measuring this machine's step...", budget.as_secs_f64());
+    let (sized, plan) = fer_train::size_to_budget(config, data, device, budget / members)?;
     println!(
-        "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
-        config.model.kind(),
-        burn::module::Module::num_params(&params),
-        data.len(),
-        report.format,
-        config.recipe.epochs,
-        config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
-        config.recipe.batch_size,
-        run_dir.display()
+        "  {:.2}s per step, {:.1}s per validation, probe {:.1}s: {} epochs x {} steps ({:.1} min planned{})",
+        plan.step_seconds,
+        plan.eval_seconds,
+        plan.probe_seconds,
+        plan.epochs,
+        plan.steps_per_epoch,
+        plan.planned_seconds() / 60.0,
+        if members > 1 { format!(" per member, {members} members") } else { String::new() }
     );
-    drop(params);
-    let stop_reason = match args.ensemble {
-        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
-        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
-    };
-    report_stop(stop_reason, &run_dir)
+    Ok((sized, plan.probe_seconds))
 }
 
 fn report_stop(stop: Option<StopReason>, run_dir: &std::path::Path) -> anyhow::Result<()> {

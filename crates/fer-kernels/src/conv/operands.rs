@@ -1,4 +1,4 @@
-//! A convolution's im2col operand for fer's GEMM ([`crate::panel`]), packed straight from a
+//! A convolution's im2col operand for fer's GEMM ([`crate::gemm`]), packed straight from a
 //! padded copy of the input instead of from an im2col matrix.
 //!
 //! Why: the im2col matrix holds every input value `kh x kw` times (9x for 3x3 kernels): writing
@@ -13,8 +13,9 @@
 //! (channel pairs innermost); everything else sums in the im2col path's order.
 
 use crate::bf16::{pair, round_bits};
-use crate::conv::ConvShape;
-use crate::panel::{Mode, NR, Right, overwrite};
+use crate::gemm::{Mode, NR, Right};
+use crate::scratch::overwrite;
+use crate::shape::ConvShape;
 
 /// Rows and columns of the input with its padding written in.
 fn padded(s: &ConvShape) -> (usize, usize) {

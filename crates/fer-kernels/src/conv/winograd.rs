@@ -5,7 +5,7 @@
 //! block of outputs from a 4x4 block of input with 16 multiplications per (input, output) channel
 //! pair instead of 36: the input tile `d` and the kernel `g` are transformed (`V = Bᵀ d B`,
 //! `U = G g Gᵀ`), the 16 positions ξ of the transformed tiles are 16 independent GEMMs
-//! `M_ξ = U_ξ · V_ξ` over the input channels (fer's own GEMM, [`crate::panel`]), and
+//! `M_ξ = U_ξ · V_ξ` over the input channels (fer's own GEMM, [`crate::gemm`]), and
 //! `Y = Aᵀ M A` turns each tile back into 2x2 outputs.
 //!
 //! The transforms only add and halve, so the result differs from the direct sum by rounding
@@ -22,8 +22,10 @@
 
 use rayon::prelude::*;
 
-use crate::conv::{ConvShape, scratch};
-use crate::panel::{Left, Mode, NR, PackedA, Right, SLOTS, Strided, first_lanes, gemm_with};
+use crate::gemm::{self, Dims, Left, Mode, NR, Out, PackedA, Right, SLOTS, Strided, Threads};
+use crate::scratch::scratch;
+use crate::shape::ConvShape;
+use crate::simd::first_lanes;
 
 /// Tiles per block: the columns of each of the 16 GEMMs (three 48-column strips of the
 /// micro-kernel).
@@ -96,7 +98,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, mode: Mode, finish: &
                 for (xi, u) in u.iter().enumerate() {
                     let b = InPanels { data: &v[xi * region..(xi + 1) * region], layout, count };
                     let m = &mut m[xi * rows * TILES..(xi + 1) * rows * TILES];
-                    gemm_with(mode, rows, count, s.cin, Left::Packed(u, co), &b, m, TILES, false);
+                    gemm::multiply_in(mode, Dims { m: rows, n: count, k: s.cin }, Left::Packed(u, co), &b, Out::write(m, TILES), Threads::One);
                 }
                 transform_output(&m[..16 * rows * TILES], s, co..co + rows, first, count, out);
             }
@@ -154,7 +156,8 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
                     let (rows, cols, a, b) = if transposed { (s.cin, s.cout, vt, dm) } else { (s.cout, s.cin, dm, vt) };
                     let a = Strided { data: a, rs: block, cs: 1 };
                     let b = Strided { data: b, rs: 1, cs: block };
-                    gemm_with(Mode::F32, rows, cols, count, Left::Strided(a), &b, &mut du[xi * pairs..(xi + 1) * pairs], cols, true);
+                    let du = &mut du[xi * pairs..(xi + 1) * pairs];
+                    gemm::multiply_in(Mode::F32, Dims { m: rows, n: cols, k: count }, Left::Strided(a), &b, Out::add(du, cols), Threads::One);
                 }
             }
             du
@@ -355,28 +358,30 @@ fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut
             })
         };
         for ci in (0..s.cin).step_by(per) {
-            transform_input_run([rows(ci), rows(ci + 1)], s.w, col, len, v, region, layout, ci, at);
+            let run = InputRun { rows: [rows(ci), rows(ci + 1)], width: s.w, col, len, ci, at };
+            transform_input_run(&run, v, region, layout);
         }
     }
 }
 
-/// [`transform_input`] for one run of `len` tiles from tile column `col` of channel `ci` (and, in
-/// a layout of two channels per lane, `ci + 1`: the second set of rows), the run's first tile
-/// being tile `at` of the block: into `v` in `layout`, ξ regions `region` apart. Tile column t
-/// reads input columns 2t - 1 .. 2t + 2 of each row, zeros outside the row. Sixteen tiles per
-/// step, one per vector lane.
-#[allow(clippy::too_many_arguments)]
-fn transform_input_run(
-    rows: [[Option<&[f32]>; 4]; 2],
+/// One run of `len` tiles of a tile row: from tile column `col` of channel `ci` (and, in a layout
+/// of two channels per lane, `ci + 1`: the second set of rows), the run's first tile being tile
+/// `at` of the block. Tile column t reads input columns 2t - 1 .. 2t + 2 of each of the four
+/// rows (each `width` values; `None` reads zeros).
+#[derive(Clone, Copy)]
+struct InputRun<'a> {
+    rows: [[Option<&'a [f32]>; 4]; 2],
     width: usize,
     col: usize,
     len: usize,
-    v: &mut [f32],
-    region: usize,
-    layout: Layout,
     ci: usize,
     at: usize,
-) {
+}
+
+/// [`transform_input`] for one run: into `v` in `layout`, ξ regions `region` apart. Sixteen tiles
+/// per step, one per vector lane.
+fn transform_input_run(run: &InputRun, v: &mut [f32], region: usize, layout: Layout) {
+    let InputRun { rows, width, col, len, ci, at } = *run;
     assert!(rows.iter().flatten().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1, "winograd: input rows");
     assert!(
         at + len <= TILES.max(GRADIENT_TILES) && 16 * region <= v.len() && (len == 0 || layout.at(ci, at + len - 1) < region),
@@ -387,19 +392,19 @@ fn transform_input_run(
     // offsets the asserts above bound; this module runs only where AVX-512F is available
     // (`forward` and `weight_gradient` assert it).
     unsafe {
-        input_avx512(rows, width, col, len, v.as_mut_ptr(), region, layout, ci, at)
+        input_avx512(run, v.as_mut_ptr(), region, layout)
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!("winograd runs only on AVX-512 CPUs");
 }
 
-/// [`crate::panel::even_odd`] on `f32` vectors.
+/// [`crate::simd::even_odd`] on `f32` vectors.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn even_odd_ps(lo: std::arch::x86_64::__m512, hi: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
     use std::arch::x86_64::*;
-    let (even, odd) = crate::panel::even_odd(_mm512_castps_si512(lo), _mm512_castps_si512(hi));
+    let (even, odd) = crate::simd::even_odd(_mm512_castps_si512(lo), _mm512_castps_si512(hi));
     (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
 }
 
@@ -414,25 +419,15 @@ fn inside(from: isize, width: usize) -> u16 {
 /// [`transform_input_run`]'s body; the caller checks the bounds.
 ///
 /// # Safety
-/// The CPU has AVX-512F; each row present holds `width` values and `2 * (col + len) <= width + 1`;
-/// `v` is valid for writes at every offset `layout` gives for channel `ci` and tiles
-/// `at..at + len`, in each of the 16 matrices of `region` values ([`transform_input_run`] asserts
-/// all of it).
+/// The CPU has AVX-512F; each row of `run` present holds `width` values and
+/// `2 * (col + len) <= width + 1`; `v` is valid for writes at every offset `layout` gives for
+/// channel `ci` and tiles `at..at + len`, in each of the 16 matrices of `region` values
+/// ([`transform_input_run`] asserts all of it).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn input_avx512(
-    rows: [[Option<&[f32]>; 4]; 2],
-    width: usize,
-    col: usize,
-    len: usize,
-    v: *mut f32,
-    region: usize,
-    layout: Layout,
-    ci: usize,
-    at: usize,
-) {
+unsafe fn input_avx512(run: &InputRun, v: *mut f32, region: usize, layout: Layout) {
     use std::arch::x86_64::*;
+    let InputRun { rows, width, col, len, ci, at } = *run;
     // SAFETY: see the caller; a masked-off lane is never read or written, so the pointers may be
     // offset past their ends (with `wrapping_offset`/`wrapping_sub`, never dereferenced there).
     unsafe {
@@ -466,7 +461,7 @@ unsafe fn input_avx512(
             let values = if layout.per() == 2 {
                 // Two channels per lane: `ci` in the low half, `ci + 1` in the high half.
                 let hi = transform(&rows[1], t0);
-                std::array::from_fn(|xi| _mm512_castsi512_ps(crate::panel::pair_lanes(_mm512_castps_si512(lo[xi]), _mm512_castps_si512(hi[xi]))))
+                std::array::from_fn(|xi| _mm512_castsi512_ps(crate::simd::pair_lanes(_mm512_castps_si512(lo[xi]), _mm512_castps_si512(hi[xi]))))
             } else {
                 lo
             };
