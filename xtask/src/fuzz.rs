@@ -253,7 +253,9 @@ fn fix_checksum(target: Target, bytes: &mut [u8]) {
 /// the input; `Err`: a contract violation.
 fn run_case(target: Target, bytes: &[u8], device: &Device) -> Result<bool, String> {
     let name = target.input_name();
-    let named = |message: String| if message.contains(name) { Ok(false) } else { Err(format!("an error that does not name the input: {message}")) };
+    let named = |message: String| {
+        if message.contains(name) { Ok(false) } else { Err(format!("an error that does not name the input: {message}")) }
+    };
     match target {
         Target::Csv | Target::CsvGz => {
             let options = fer_data::LoadOptions { skip_invalid: false, max_bytes: 8 << 20, image_col: None, label_col: None };

@@ -377,7 +377,8 @@ mod tests {
 
     #[test]
     fn a_name_the_root_reexports_is_an_import_of_the_module_that_defines_it() {
-        let root = "pub use error::Error;\npub use model::{Model, params::{Count, Shape as Dims}};\npub use inner::deep::Thing;\n";
+        let root = "pub use error::Error;\npub use \
+            model::{Model, params::{Count, Shape as Dims}};\npub use inner::deep::Thing;\n";
         let names = root_reexports(root);
         assert_eq!(names["Error"], "error");
         assert_eq!(names["Model"], "model");

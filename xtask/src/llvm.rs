@@ -62,7 +62,8 @@ pub fn lay_out(from: &Path, dest: &Path) -> anyhow::Result<String> {
     let real = from.join("bin").join("llvm-config");
     if !real.is_file() {
         bail!(
-            "{}: no bin/llvm-config here; pass the LLVM prefix, e.g. --from /usr/lib/llvm-19 (Debian: apt-get install llvm-19-dev libpolly-19-dev libzstd-dev)",
+            "{}: no bin/llvm-config here; pass the LLVM prefix, e.g. --from /usr/lib/llvm-19 (Debian: apt-get install \
+                llvm-19-dev libpolly-19-dev libzstd-dev)",
             from.display()
         );
     }
@@ -157,7 +158,8 @@ mod tests {
 
     #[test]
     fn reads_the_locked_version() {
-        let lock = "[[package]]\nname = \"other\"\nversion = \"1.0.0\"\n\n[[package]]\nname = \"tracel-llvm-bundler\"\nversion = \"23.1.0-4\"\nsource = \"x\"\n";
+        let lock = "[[package]]\nname = \"other\"\nversion = \"1.0.0\"\n\n[[package]]\nname = \
+            \"tracel-llvm-bundler\"\nversion = \"23.1.0-4\"\nsource = \"x\"\n";
         assert_eq!(locked_bundler_version(lock).as_deref(), Some("23.1.0-4"));
         assert_eq!(locked_bundler_version("[[package]]\nname = \"other\"\n"), None);
     }
@@ -173,7 +175,8 @@ mod tests {
         let fake = from.join("bin/llvm-config");
         std::fs::write(
             &fake,
-            "#!/bin/sh\ncase \"$*\" in\n *--version*) echo 99.1.0 ;;\n *--system-libs*) echo '-lrt -ldl -lm -lz -lzstd /usr/lib/x86_64-linux-gnu/libz3.so -lxml2' ;;\n *) echo \"args: $*\" ;;\nesac\n",
+            "#!/bin/sh\ncase \"$*\" in\n *--version*) echo 99.1.0 ;;\n *--system-libs*) echo '-lrt -ldl -lm -lz \
+                -lzstd /usr/lib/x86_64-linux-gnu/libz3.so -lxml2' ;;\n *) echo \"args: $*\" ;;\nesac\n",
         )
         .unwrap();
         use std::os::unix::fs::PermissionsExt;

@@ -137,7 +137,10 @@ fn choose_device(name: &str) -> anyhow::Result<burn::tensor::Device> {
         }
         #[cfg(not(feature = "cuda"))]
         "cuda" => {
-            anyhow::bail!("this xtask was built without CUDA: cargo run --release -p xtask --features cuda -- reproduce-report --device cuda ...")
+            anyhow::bail!(
+                "this xtask was built without CUDA: cargo run --release -p xtask --features cuda -- reproduce-report \
+                    --device cuda ..."
+            )
         }
         other => anyhow::bail!("unknown device {other:?}; valid: cpu, cuda"),
     }

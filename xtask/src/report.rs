@@ -272,9 +272,10 @@ impl Writer<'_> {
         let (trainval, ensemble) = (&runs.trainval, &runs.ensemble);
         let (cnn_summary, dnn_summary) = (&self.cnn_summary, &self.dnn_summary);
         doc.push(Block::Paragraph(format!(
-            "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. Profile: **{profile:?}**. \
-         Every number and figure below was computed by this run of `cargo xtask reproduce-report`; \
-         every chart in `figures/` also has an SVG twin (same name, `.svg`) for papers and slides.",
+            "Data: `{spec}` ({}, {} faces; splits {}). Models are trained on {} and tested on {}. \
+             Profile: **{profile:?}**. \
+             Every number and figure below was computed by this run of `cargo xtask reproduce-report`; \
+             every chart in `figures/` also has an SVG twin (same name, `.svg`) for papers and slides.",
             ctx.format,
             thousands(ctx.data.len() as u64),
             ctx.data.split_names().join(", "),
@@ -283,8 +284,8 @@ impl Writer<'_> {
         )));
         if cnn_config.val_split == ctx.test_split {
             doc.push(Block::Paragraph(format!(
-                "The data has no separate test split, so {0} also serves as the validation split the best epoch is chosen on: \
-             the accuracies below are slightly optimistic for unseen faces.",
+                "The data has no separate test split, so {0} also serves as the validation split the best epoch \
+                 is chosen on: the accuracies below are slightly optimistic for unseen faces.",
                 ctx.test_split
             )));
         }
@@ -337,8 +338,9 @@ impl Writer<'_> {
             }
         }
         doc.push(Block::Paragraph(
-            "Beyond the report's protocol, the same models evaluated with the weight average kept during training (recipes that keep one) \
-         and with test-time augmentation (each face and its mirror image, probabilities averaged). The table above uses the plain protocol."
+            "Beyond the report's protocol, the same models evaluated with the weight average kept during training \
+             (recipes that keep one) and with test-time augmentation (each face and its mirror image, probabilities \
+             averaged). The table above uses the plain protocol."
                 .into(),
         ));
         doc.push(Block::Table {
@@ -351,10 +353,15 @@ impl Writer<'_> {
         let (cnn, cnn_config) = (&self.runs.cnn, &self.runs.cnn_config);
         doc.push(Block::Heading(2, "Time to accuracy".into()));
         doc.push(Block::Paragraph(format!(
-            "Wall-clock minutes from the start of the CNN's training until its validation ({}) accuracy first reached each threshold, \
-         validation included. Recipe: {}.",
+            "Wall-clock minutes from the start of the CNN's training until its validation ({}) accuracy first \
+             reached each threshold, validation included. Recipe: {}.",
             cnn_config.val_split,
-            if cnn_config.recipe == fer_train::Recipe::report_cnn() { "the report's" } else { "fer's fast recipe (docs/RECIPES.md)" }
+            if cnn_config.recipe == fer_train::Recipe::report_cnn() {
+                "the report's"
+            } else {
+                "fer's fast recipe \
+                (docs/RECIPES.md)"
+            }
         )));
         doc.push(time_to_accuracy_table(cnn));
         doc.push(Block::Figure {
@@ -418,15 +425,16 @@ impl Writer<'_> {
         doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
         for (file, ex) in examples.iter() {
             doc.push(Block::Figure {
-            path: format!("figures/{file}"),
-            caption: format!(
-                "The most confident {} face predicted as {} (test face {}); probabilities (Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral) = {}",
-                NAMES[ex.true_class],
-                NAMES[ex.predicted],
-                ex.index,
-                probs_text(&ex.probabilities)
-            ),
-        });
+                path: format!("figures/{file}"),
+                caption: format!(
+                    "The most confident {} face predicted as {} (test face {}); probabilities (Angry, Disgust, Fear, \
+                    Happy, Sad, Surprise, Neutral) = {}",
+                    NAMES[ex.true_class],
+                    NAMES[ex.predicted],
+                    ex.index,
+                    probs_text(&ex.probabilities)
+                ),
+            });
         }
     }
 
@@ -445,7 +453,8 @@ impl Writer<'_> {
             });
         }
         doc.push(Block::Paragraph(format!(
-            "Beyond the report: Grad-CAM at block4.act and integrated gradients (64 steps from a black image; completeness error {}).",
+            "Beyond the report: Grad-CAM at block4.act and integrated gradients (64 steps from a black image; \
+                completeness error {}).",
             explained.ig_relative_error.iter().map(|e| format!("{:.2}%", 100.0 * e)).collect::<Vec<_>>().join(", ")
         )));
         for (class, _) in &explained.saliency {
@@ -465,7 +474,8 @@ impl Writer<'_> {
             doc.push(Block::Figure {
                 path: format!("figures/ascent-{}.png", layer.replace('.', "-")),
                 caption: format!(
-                    "Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} ({seconds:.1} s on the CPU)"
+                    "Gradient ascent, {filters} filters of {layer}, 20 steps: mean activation {start:.3} -> {end:.3} \
+                        ({seconds:.1} s on the CPU)"
                 ),
             });
         }

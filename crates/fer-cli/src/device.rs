@@ -19,7 +19,8 @@ impl DeviceChoice {
             DeviceChoice::Cuda => cuda_device(),
             #[cfg(not(any(feature = "cuda", feature = "cuda-plain")))]
             DeviceChoice::Cuda => anyhow::bail!(
-                "this fer was built without CUDA; rebuild with `cargo build --release -p fer-cli --features cuda` (README, section \"GPU\")"
+                "this fer was built without CUDA; rebuild with `cargo build --release -p fer-cli --features cuda` \
+                    (README, section \"GPU\")"
             ),
         }
     }

@@ -186,60 +186,40 @@ fn explain_writes_figures_and_reports_what_it_computed() {
     let (run, _) = train_tiny_cnn(dir.path(), "synthetic:10,3,1", 1, 35);
     let run_s = run.to_str().unwrap();
     let out = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    // `fer explain METHOD --run RUN ARGS... --out OUT`, face 0 of the synthetic data unless ARGS say.
+    let explain = |method: &str, args: &[&str], out_name: &str| {
+        let out_path = out(out_name);
+        let mut all = vec!["explain", method, "--run", run_s];
+        all.extend_from_slice(args);
+        all.extend(["--out", out_path.as_str()]);
+        fer(&all)
+    };
+    const FACE_0: [&str; 4] = ["--data", "synthetic:10,3,1", "--index", "0"];
     for method in ["saliency", "smoothgrad", "gradcam", "ig"] {
-        let png = out(&format!("{method}.png"));
-        let o = fer(&[
-            "explain",
-            method,
-            "--run",
-            run_s,
-            "--data",
-            "synthetic:10,3,1",
-            "--index",
-            "3",
-            "--class",
-            "happy",
-            "--steps",
-            "16",
-            "--out",
-            &png,
-        ]);
+        let args = ["--data", "synthetic:10,3,1", "--index", "3", "--class", "happy", "--steps", "16"];
+        let o = explain(method, &args, &format!("{method}.png"));
         assert!(o.status.success(), "{method}: {}", stderr(&o));
         assert!(stdout(&o).contains("for Happy written to"), "{}", stdout(&o));
-        let img = image::open(&png).unwrap();
+        let img = image::open(out(&format!("{method}.png"))).unwrap();
         assert!(img.width() > 3 * 48 * 4);
     }
-    let o = fer(&["explain", "ig", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--steps", "64", "--out", &out("ig64.png")]);
+    let o = explain("ig", &[&FACE_0[..], &["--steps", "64"]].concat(), "ig64.png");
     assert!(stdout(&o).contains("relative error"), "{}", stdout(&o));
 
-    let o = fer(&[
-        "explain",
-        "activations",
-        "--run",
-        run_s,
-        "--data",
-        "synthetic:10,3,1",
-        "--index",
-        "0",
-        "--layer",
-        "block1.act",
-        "--out",
-        &out("act.png"),
-    ]);
+    let o = explain("activations", &[&FACE_0[..], &["--layer", "block1.act"]].concat(), "act.png");
     assert!(o.status.success() && stdout(&o).contains("8 maps of 48x48"), "{}{}", stdout(&o), stderr(&o));
-    let o = fer(&["explain", "ascent", "--run", run_s, "--layer", "block2.act", "--filters", "0..4", "--steps", "5", "--out", &out("ascent.png")]);
+    let o = explain("ascent", &["--layer", "block2.act", "--filters", "0..4", "--steps", "5"], "ascent.png");
     assert!(o.status.success() && stdout(&o).contains("4 filters of block2.act"), "{}{}", stdout(&o), stderr(&o));
     // `.svg` asks for the vector copy: the same figure, faces embedded, labels as text.
-    let o = fer(&["explain", "saliency", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--out", &out("s.svg")]);
+    let o = explain("saliency", &FACE_0, "s.svg");
     assert!(o.status.success(), "{}", stderr(&o));
     let svg = std::fs::read_to_string(out("s.svg")).unwrap();
     assert!(svg.starts_with("<svg ") && svg.matches("<image ").count() == 3 && svg.contains(">saliency</text>"), "{svg}");
 
-    let o =
-        fer(&["explain", "gradcam", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--layer", "block9.act", "--out", &out("x.png")]);
+    let o = explain("gradcam", &[&FACE_0[..], &["--layer", "block9.act"]].concat(), "x.png");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("valid layers: block1.conv"), "{}", stderr(&o));
-    let o = fer(&["explain", "saliency", "--run", run_s, "--data", "synthetic:10,3,1", "--index", "0", "--class", "joy", "--out", &out("x.png")]);
+    let o = explain("saliency", &[&FACE_0[..], &["--class", "joy"]].concat(), "x.png");
     assert!(stderr(&o).contains("valid classes: Angry, Disgust"), "{}", stderr(&o));
 }
 

@@ -65,7 +65,10 @@ pub enum DataError {
     UnknownClassFolder { path: PathBuf, name: String, valid: String },
     #[error("{path}: no .jpg, .jpeg or .png faces found under class folders")]
     NoImages { path: PathBuf },
-    #[error("{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a folder of class folders")]
+    #[error(
+        "{path}: cannot tell the format: expected a .csv/.csv.gz file (fer2013.csv, train.csv or test.csv) or a \
+            folder of class folders"
+    )]
     UnknownFormat { path: PathBuf },
     #[error("{path}: {problem}")]
     Write { path: PathBuf, problem: String },
@@ -76,7 +79,8 @@ pub enum DataError {
     #[error("{path}: {what} is over the limit of {limit} bytes (raise it with --max-input-bytes)")]
     TooLarge { path: PathBuf, what: &'static str, limit: u64 },
     #[error(
-        "{path}: line {line} is longer than {limit} bytes, longer than any FER2013 row (at most about 9,300 bytes): not a FER2013 CSV, or a damaged one"
+        "{path}: line {line} is longer than {limit} bytes, longer than any FER2013 row (at most about 9,300 bytes): \
+            not a FER2013 CSV, or a damaged one"
     )]
     LineTooLong { path: PathBuf, line: usize, limit: usize },
 }

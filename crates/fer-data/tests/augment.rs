@@ -98,7 +98,8 @@ proptest! {
         apply_affine_f32(&img, &AffineParams::default(), FillMode::Nearest, &mut plain);
         for (i, (&o, &p)) in out.iter().zip(&plain).enumerate() {
             let (r, c) = (i / SIDE, i % SIDE);
-            let inside = rect.is_some_and(|e| (e.top..e.top + e.height).contains(&r) && (e.left..e.left + e.width).contains(&c));
+            let inside =
+                rect.is_some_and(|e| (e.top..e.top + e.height).contains(&r) && (e.left..e.left + e.width).contains(&c));
             prop_assert!((0.0..=255.0).contains(&o), "pixel {i}: {o}");
             if !inside {
                 prop_assert_eq!(o, p, "pixel {} outside the rectangle changed", i);

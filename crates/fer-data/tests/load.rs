@@ -252,7 +252,8 @@ fn a_line_longer_than_any_row_is_refused_as_it_streams() {
     assert_eq!(
         e.to_string(),
         format!(
-            "{}: line 3 is longer than 65536 bytes, longer than any FER2013 row (at most about 9,300 bytes): not a FER2013 CSV, or a damaged one",
+            "{}: line 3 is longer than 65536 bytes, longer than any FER2013 row (at most about 9,300 bytes): not a \
+                FER2013 CSV, or a damaged one",
             garbage.display()
         )
     );
@@ -293,7 +294,8 @@ fn an_image_that_claims_a_huge_size_is_refused_from_its_header() {
     let e = fer_data::decode_face_bytes(&png, "train/happy/huge.png".as_ref(), &mut out).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "train/happy/huge.png: unreadable or corrupt image: 100000x100000 pixels is over the limit of 16777216 pixels for a face image"
+        "train/happy/huge.png: unreadable or corrupt image: 100000x100000 pixels is over the limit of 16777216 pixels \
+            for a face image"
     );
 }
 
@@ -307,7 +309,10 @@ mod properties {
         /// Any faces written as fer2013.csv (with CRLF or LF, quoted or not) load back exactly.
         #[test]
         fn any_faces_round_trip_through_the_csv_text(
-            faces in proptest::collection::vec((0u8..7, proptest::collection::vec(any::<u8>(), fer_data::PIXELS), 0usize..3), 1..6),
+            faces in proptest::collection::vec(
+            (0u8..7, proptest::collection::vec(any::<u8>(), fer_data::PIXELS), 0usize..3),
+            1..6,
+        ),
             crlf in any::<bool>(),
             quoted in any::<bool>(),
         ) {
@@ -328,7 +333,9 @@ mod properties {
 
         /// Arbitrary bytes after a valid header: an error that names the file and a line, or a load.
         #[test]
-        fn arbitrary_rows_never_panic_and_errors_name_the_file(body in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        fn arbitrary_rows_never_panic_and_errors_name_the_file(
+            body in proptest::collection::vec(any::<u8>(), 0..3000)
+        ) {
             let mut bytes = b"emotion,pixels,Usage\n".to_vec();
             bytes.extend_from_slice(&body);
             match fer_data::load_bytes(&bytes, "arbitrary.csv".as_ref(), &strict()) {

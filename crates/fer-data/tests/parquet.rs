@@ -123,7 +123,8 @@ fn errors_name_the_file_the_row_and_the_column() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: row 1, column \"label\": label 9 is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)",
+            "{}: row 1, column \"label\": label 9 is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 \
+                Surprise, 6 Neutral)",
             path.display()
         )
     );

@@ -31,7 +31,8 @@ fn main() {
     };
     let r = median(&mut ratios);
     println!(
-        "{found} of {seen} faces detected; box side / crop side: median {r:.3}; box centre x {:.3}, y {:.3}; margin per side = {:.3}",
+        "{found} of {seen} faces detected; box side / crop side: median {r:.3}; box centre x {:.3}, y {:.3}; margin \
+            per side = {:.3}",
         median(&mut cx),
         median(&mut cy),
         (1.0 / r - 1.0) / 2.0

@@ -6,7 +6,8 @@
 //! depends on Burn: a project can detect and crop faces with this crate alone.
 //!
 //! ```no_run
-//! let photo = fer_detect::decode_photo(&std::fs::read("group.jpg")?, "group.jpg", &fer_detect::PhotoLimits::default())?;
+//! let limits = fer_detect::PhotoLimits::default();
+//! let photo = fer_detect::decode_photo(&std::fs::read("group.jpg")?, "group.jpg", &limits)?;
 //! let detector = fer_detect::FaceDetector::new()?;
 //! let gray = photo.to_luma8();
 //! for face in detector.detect(&gray) {

@@ -123,7 +123,9 @@ fn photo_limits_refuse_before_decoding() {
 
 proptest! {
     #[test]
-    fn crop_square_is_centred_on_the_box_and_covers_it(x in 0u32..2000, y in 0u32..2000, w in 1u32..500, h in 1u32..500, margin in 0.0f32..1.0) {
+    fn crop_square_is_centred_on_the_box_and_covers_it(
+        x in 0u32..2000, y in 0u32..2000, w in 1u32..500, h in 1u32..500, margin in 0.0f32..1.0
+    ) {
         let b = FaceBox { x, y, width: w, height: h };
         let (left, top, side) = crop_square(b, margin);
         prop_assert!((left + side / 2.0 - (x as f64 + w as f64 / 2.0)).abs() < 1e-6);
@@ -133,7 +135,10 @@ proptest! {
     }
 
     #[test]
-    fn crops_never_panic_and_stay_within_the_image_values(w in 1u32..64, h in 1u32..64, bx in 0u32..80, by in 0u32..80, bw in 0u32..80, bh in 0u32..80, seed in any::<u8>()) {
+    fn crops_never_panic_and_stay_within_the_image_values(
+        w in 1u32..64, h in 1u32..64, bx in 0u32..80, by in 0u32..80, bw in 0u32..80, bh in 0u32..80,
+        seed in any::<u8>()
+    ) {
         let img = GrayImage::from_fn(w, h, |x, y| image::Luma([(x * 7 + y * 13) as u8 ^ seed]));
         let (lo, hi) = img.pixels().fold((255u8, 0u8), |(lo, hi), p| (lo.min(p[0]), hi.max(p[0])));
         let crop = crop_face(&img, FaceBox { x: bx, y: by, width: bw, height: bh }, FER_MARGIN);
@@ -142,7 +147,10 @@ proptest! {
     }
 
     #[test]
-    fn clipped_boxes_are_inside_the_image(x in -500.0f64..1500.0, y in -500.0f64..1500.0, w in 0.0f64..900.0, h in 0.0f64..900.0, iw in 1u32..1000, ih in 1u32..1000) {
+    fn clipped_boxes_are_inside_the_image(
+        x in -500.0f64..1500.0, y in -500.0f64..1500.0, w in 0.0f64..900.0, h in 0.0f64..900.0,
+        iw in 1u32..1000, ih in 1u32..1000
+    ) {
         if let Some(b) = clip_box(x, y, w, h, iw, ih) {
             prop_assert!(b.width > 0 && b.height > 0 && b.x + b.width <= iw && b.y + b.height <= ih);
         }

@@ -43,7 +43,8 @@ fn main() {
                 winograd = winograd.min(best_ms(3, run));
             }
             println!(
-                "{cin:>3}->{cout:<3} @{side:>2}x{side:<2} {what:<15} direct {direct:7.1} ms ({:4.0} GFLOP/s)  winograd {winograd:7.1} ms  ratio {:.2}x",
+                "{cin:>3}->{cout:<3} @{side:>2}x{side:<2} {what:<15} direct {direct:7.1} ms ({:4.0} GFLOP/s)  \
+                    winograd {winograd:7.1} ms  ratio {:.2}x",
                 flops / direct / 1e6,
                 direct / winograd
             );

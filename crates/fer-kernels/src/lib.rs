@@ -5,8 +5,9 @@
 //! (CUDA, other backends, non-`f32` tensors) the plain burn operation. The kernels are checked
 //! against the plain path, outputs and gradients, by this crate's tests.
 //!
-//! [`set_fast_path`] (one of the switches in [`settings`]) turns the kernels off process-wide, which is how `fer bench` measures the
-//! plain path in the same process and how a user rules them out when chasing a numerical question.
+//! [`set_fast_path`] (one of the switches in [`settings`]) turns the kernels off process-wide, which
+//! is how `fer bench` measures the plain path in the same process and how a user rules them out
+//! when chasing a numerical question.
 
 use burn::backend::DispatchDevice;
 use burn::nn::conv::Conv2d;

@@ -226,7 +226,15 @@ multiversion! {
 
 multiversion! {
     /// The input gradient over whole planes, the first being plane `first` of the tensor.
-    fn bn_backward_dx(out: &mut [f32], x: &[f32], dy: &[f32], first: usize, plane: usize, per_channel: &[[f32; 7]], negative: f32) {
+    fn bn_backward_dx(
+        out: &mut [f32],
+        x: &[f32],
+        dy: &[f32],
+        first: usize,
+        plane: usize,
+        per_channel: &[[f32; 7]],
+        negative: f32,
+    ) {
         let c = per_channel.len();
         for (p, ((out, x), dy)) in out.chunks_mut(plane).zip(x.chunks(plane)).zip(dy.chunks(plane)).enumerate() {
             let [s, b, m, is, g, mean_dy, mean_dyx] = per_channel[(first + p) % c];

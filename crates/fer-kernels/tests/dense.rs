@@ -51,16 +51,21 @@ fn products_match_the_loops_on_the_paths_each_shape_takes() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     #[test]
-    fn products_match_the_loops_on_random_shapes(batch in 1usize..70, inputs in 1usize..140, outputs in 1usize..140, seed in 0u64..1000) {
+    fn products_match_the_loops_on_random_shapes(
+        batch in 1usize..70, inputs in 1usize..140, outputs in 1usize..140, seed in 0u64..1000
+    ) {
         check_product(DenseShape { batch, inputs, outputs }, seed);
     }
 
     /// The epilogue's backward pass routes the gradient exactly as the separate layers' do:
     /// through the same dropout mask, then LeakyReLU's slope where the output is negative.
     #[test]
-    fn epilogue_is_the_separate_kernels_to_the_bit(batch in 1usize..40, outputs in 1usize..90, prob in 0.05f32..0.9, seed in 0u64..u64::MAX) {
+    fn epilogue_is_the_separate_kernels_to_the_bit(
+        batch in 1usize..40, outputs in 1usize..90, prob in 0.05f32..0.9, seed in 0u64..u64::MAX
+    ) {
         let s = DenseShape { batch, inputs: 11, outputs };
-        let (x, w, b, dy) = (values(batch * 11, seed), values(11 * outputs, seed ^ 1), values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
+        let (x, w) = (values(batch * 11, seed), values(11 * outputs, seed ^ 1));
+        let (b, dy) = (values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
         let e = Epilogue { slope: Some(0.1), dropout: Some(DropoutMask { seed, prob }) };
         let z = dense::forward(&x, &w, &b, &s, &Epilogue::default());
         let leaky = fer_kernels::pointwise::leaky_relu(&z, 0.1);

@@ -30,6 +30,11 @@ fn leaky_backward_reference(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
 }
 
 /// Few distinct values, so windows tie often; both zeros.
+/// The bit patterns of `v`: the loops must agree to the bit, signed zeros and ties included.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 fn tie_prone() -> impl Strategy<Value = f32> {
     prop_oneof![Just(-1.0f32), Just(-0.0f32), Just(0.0f32), Just(0.5f32), Just(2.0f32)]
 }
@@ -40,12 +45,14 @@ proptest! {
     #[test]
     fn max_pool_backward_matches_the_scalar_definition(
         (planes, h, w, x, dy) in (1usize..4, 1usize..10, 1usize..10).prop_flat_map(|(p, h, w)| {
-            (Just(p), Just(h), Just(w), prop::collection::vec(tie_prone(), p * h * w), prop::collection::vec(-4.0f32..4.0, p * (h / 2) * (w / 2)))
+            let x = prop::collection::vec(tie_prone(), p * h * w);
+            let dy = prop::collection::vec(-4.0f32..4.0, p * (h / 2) * (w / 2));
+            (Just(p), Just(h), Just(w), x, dy)
         })
     ) {
         let got = pointwise::max_pool2x2_backward(&x, &dy, planes, h, w);
         let want = max_pool_backward_reference(&x, &dy, planes, h, w);
-        prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        prop_assert_eq!(bits(&got), bits(&want));
     }
 
     #[test]
@@ -56,10 +63,10 @@ proptest! {
         let dy: Vec<f32> = x.iter().enumerate().map(|(i, _)| i as f32 * 0.25 - 7.0).collect();
         let got = pointwise::leaky_relu_backward(&x, &dy, slope);
         let want = leaky_backward_reference(&x, &dy, slope);
-        prop_assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        prop_assert_eq!(bits(&got), bits(&want));
         let y = pointwise::leaky_relu(&x, slope);
         let want_y: Vec<f32> = x.iter().map(|&v| if v < 0.0 { v * slope } else { v }).collect();
-        prop_assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want_y.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        prop_assert_eq!(bits(&y), bits(&want_y));
     }
 }
 

@@ -68,7 +68,8 @@ impl CnnConfig {
         let n = self.conv_channels.len();
         if n == 0 || self.kernel_sizes.len() != n || self.pool.len() != n || self.conv_dropout.len() != n {
             return Err(ModelError::InvalidConfig(format!(
-                "cnn: conv_channels, kernel_sizes, pool and conv_dropout need one entry per block (found {}, {}, {}, {})",
+                "cnn: conv_channels, kernel_sizes, pool and conv_dropout need one entry per block (found {}, {}, {}, \
+                    {})",
                 n,
                 self.kernel_sizes.len(),
                 self.pool.len(),

@@ -70,7 +70,8 @@ impl ModelConfig {
         };
         if !(1..=MAX_INPUT_SIDE).contains(&side) || !(1..=4).contains(&channels) || !(1..=1000).contains(&classes) {
             return bad(format!(
-                "input {side}x{side}x{channels} with {classes} classes is outside 1-{MAX_INPUT_SIDE} pixels, 1-4 channels, 1-1000 classes"
+                "input {side}x{side}x{channels} with {classes} classes is outside 1-{MAX_INPUT_SIDE} pixels, 1-4 \
+                    channels, 1-1000 classes"
             ));
         }
         if widths.len() > 64 || widths.iter().any(|&w| w == 0 || w > 65_536) {

@@ -20,7 +20,10 @@ pub enum ModelError {
     Mismatch { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Store { path: PathBuf, reason: String },
-    #[error("{path}: corrupt file: its checksum is {found:08x}, the header recorded {expected:08x} (the file changed after it was written)")]
+    #[error(
+        "{path}: corrupt file: its checksum is {found:08x}, the header recorded {expected:08x} (the file changed \
+            after it was written)"
+    )]
     Corrupt { path: PathBuf, expected: u32, found: u32 },
     #[error("invalid model config: {0}")]
     InvalidConfig(String),

@@ -91,7 +91,8 @@ pub fn size_to_budget(config: &RunConfig, data: &Dataset, device: &Device, budge
     let left = (budget.as_secs_f64() - probe_seconds) * FILL;
     let (epochs, steps_per_epoch) = plan_steps(left, step_seconds, eval_seconds, plan.steps()).ok_or_else(|| {
         TrainError::InvalidOption(format!(
-            "--time-budget {:.0}s is too short for this run: one step takes {step_seconds:.2}s and one validation {eval_seconds:.1}s here",
+            "--time-budget {:.0}s is too short for this run: one step takes {step_seconds:.2}s and one validation \
+                {eval_seconds:.1}s here",
             budget.as_secs_f64()
         ))
     })?;

@@ -165,7 +165,8 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Resu
             return Err(TrainError::BadCheckpoint {
                 path: path.into(),
                 reason: format!(
-                    "corrupt file: its checksum is {found:08x}, the header recorded {expected:08x} (the file changed after it was written)"
+                    "corrupt file: its checksum is {found:08x}, the header recorded {expected:08x} (the file changed \
+                        after it was written)"
                 ),
             });
         }

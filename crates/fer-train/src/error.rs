@@ -20,16 +20,23 @@ pub enum TrainError {
     BadCheckpoint { path: PathBuf, reason: String },
     #[error("{path}: not a run folder: {reason}")]
     BadRun { path: PathBuf, reason: String },
-    #[error("{path}: the checkpoint cannot be written: {source}; the previous checkpoint is unchanged and --resume continues from it")]
+    #[error(
+        "{path}: the checkpoint cannot be written: {source}; the previous checkpoint is unchanged and --resume \
+            continues from it"
+    )]
     CheckpointWrite {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: another fer train ({holder}) is writing this run folder; wait for it to finish, or choose another --out")]
+    #[error(
+        "{path}: another fer train ({holder}) is writing this run folder; wait for it to finish, or choose another \
+            --out"
+    )]
     Locked { path: PathBuf, holder: String },
     #[error(
-        "{path}: the data changed since this run started ({reason}); resuming would train on something else. Point --data at the run's data, or start a new run"
+        "{path}: the data changed since this run started ({reason}); resuming would train on something else. Point \
+            --data at the run's data, or start a new run"
     )]
     DataChanged { path: PathBuf, reason: String },
     #[error("training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last good checkpoint is kept in {run}")]

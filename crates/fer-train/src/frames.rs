@@ -7,7 +7,9 @@
 //! use polars::prelude::*;
 //! # let eval = fer_train::Evaluation {
 //! #     count: 10, accuracy: 0.5, loss: 1.0, per_class: vec![],
-//! #     confusion_matrix: (0..7).map(|t| (0..7).map(|p| if t == p { 5 } else { ((t * 3 + p) % 4) as u64 }).collect()).collect(),
+//! #     confusion_matrix: (0..7)
+//! #         .map(|t| (0..7).map(|p| if t == p { 5 } else { ((t * 3 + p) % 4) as u64 }).collect())
+//! #         .collect(),
 //! # };
 //! let confusion = fer_train::frames::confusion_long_frame(&eval)?;
 //! let worst = confusion

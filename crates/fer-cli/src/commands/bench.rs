@@ -193,7 +193,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{result}");
         } else {
             println!(
-                "{name} {} batch {b} ({}, {}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; batch-1 latency {:.2} ms",
+                "{name} {} batch {b} ({}, {}, {} threads): train step {:.3}s = {:.1} img/s; inference {:.1} img/s; \
+                    batch-1 latency {:.2} ms",
                 args.model,
                 fer_kernels::simd_level(),
                 match fer_kernels::effective_precision() {
@@ -208,7 +209,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             );
             if let Some(rate) = loop_rate {
                 println!(
-                    "  fer train's loop, same steps on synthetic faces (augmentation, schedule{}): {rate:.1} img/s ({:.2}x the isolated step)",
+                    "  fer train's loop, same steps on synthetic faces (augmentation, schedule{}): {rate:.1} img/s \
+                        ({:.2}x the isolated step)",
                     if recipe.ema_decay.is_some() { ", weight average" } else { "" },
                     rate * t.train_s / b as f64
                 );
@@ -226,14 +228,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     for (t, &fast) in results.iter().zip(paths) {
         if let Some((records, step_s)) = &t.profile {
-            print_step_profile(records, *step_s, args.train_steps.max(1), fast, args.json);
+            print_step_profile(records, *step_s, args.train_steps.max(1), fast, Output::of(&args));
         }
     }
     if args.breakdown == Some(Breakdown::Isolated) {
         for &fast in paths {
             fer_kernels::set_fast_path(fast);
             let rows = breakdown(&device, b, args.train_steps.max(1));
-            print_breakdown(&rows, fast, args.json);
+            print_breakdown(&rows, fast, Output::of(&args));
         }
     }
     fer_kernels::set_fast_path(true);
@@ -309,13 +311,43 @@ fn time_op<const D: usize, const E: usize>(reps: usize, input: impl Fn() -> Tens
 /// Every operation of the report CNN's training step, at its shapes, on `device` with autodiff.
 fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
     let ad = device.clone().autodiff();
-    let uniform = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
-    let mut rows = Vec::new();
-    let mut push =
-        |op: &str, shape: String, (f, bw): (f64, f64)| rows.push(OpRow { op: op.into(), shape, forward_ms: f * 1e3, backward_ms: bw * 1e3 });
+    let mut isolated = Isolated { fast: fer_kernels::uses_fast_path(device, burn::tensor::DType::F32), ad, b, reps, rows: Vec::new() };
     let cnn = fer_model::CnnConfig::new();
     let (mut cin, mut side) = (1, 48);
     for i in 0..cnn.conv_channels.len() {
+        side = isolated.conv_block(&cnn, i, cin, side);
+        cin = cnn.conv_channels[i];
+    }
+    let mut features = cnn.flatten_size();
+    for j in 0..cnn.dense_units.len() {
+        isolated.dense_block(&cnn, j, features);
+        features = cnn.dense_units[j];
+    }
+    isolated.head(&cnn, features);
+    isolated.rows
+}
+
+/// The rows of `fer bench --breakdown isolated` as they are timed.
+struct Isolated {
+    ad: Device,
+    /// Whether fer's kernels run on this device (then the fused BatchNorm+LeakyReLU is timed too).
+    fast: bool,
+    b: usize,
+    reps: usize,
+    rows: Vec<OpRow>,
+}
+
+impl Isolated {
+    fn push(&mut self, op: &str, shape: String, (f, bw): (f64, f64)) {
+        self.rows.push(OpRow { op: op.into(), shape, forward_ms: f * 1e3, backward_ms: bw * 1e3 })
+    }
+
+    /// Conv block `i` (convolution, BatchNorm, LeakyReLU, pooling, dropout) on `cin` channels of
+    /// `side` pixels; returns the side after its pooling.
+    fn conv_block(&mut self, cnn: &fer_model::CnnConfig, i: usize, cin: usize, mut side: usize) -> usize {
+        let (ad, b, reps, fast) = (self.ad.clone(), self.b, self.reps, self.fast);
+        let uniform = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+        let mut push = |op: &str, shape: String, timing: (f64, f64)| self.push(op, shape, timing);
         let (cout, k) = (cnn.conv_channels[i], cnn.kernel_sizes[i]);
         let x_dims = [b, cin, side, side];
         let shape = format!("{cin}->{cout} {k}x{k} @{side}x{side}");
@@ -333,7 +365,7 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
         push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::batch_norm(&bn, x)));
         let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
         push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::leaky_relu(&act, x)));
-        if fer_kernels::uses_fast_path(device, burn::tensor::DType::F32) {
+        if fast {
             // What the model runs instead of the two rows above when nothing taps the layers.
             let fused = |x: Tensor<4>| fer_kernels::batch_norm_leaky_train(&bn, &act, x).unwrap_or_else(|x| act.forward(bn.forward(x)));
             push(&format!("block{} (batchnorm+leaky fused)", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), fused));
@@ -349,11 +381,15 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
             format!("{cout}x{side}x{side}"),
             time_op(reps, || uniform([b, cout, side, side]), |x| fer_kernels::dropout(&dropout, x)),
         );
-        cin = cout;
+        side
     }
-    let mut features = cnn.flatten_size();
-    let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
-    for (j, (&units, &p)) in cnn.dense_units.iter().zip(&cnn.dense_dropout).enumerate() {
+
+    /// Dense block `j` (dense, BatchNorm, LeakyReLU, dropout) on `features` inputs.
+    fn dense_block(&mut self, cnn: &fer_model::CnnConfig, j: usize, features: usize) {
+        let (ad, b, reps) = (self.ad.clone(), self.b, self.reps);
+        let (units, p) = (cnn.dense_units[j], cnn.dense_dropout[j]);
+        let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+        let mut push = |op: &str, shape: String, timing: (f64, f64)| self.push(op, shape, timing);
         let dense = LinearConfig::new(features, units).init(&ad);
         push(&format!("fc{} dense", j + 1), format!("{features}->{units}"), time_op(reps, || uniform2([b, features]), |x| dense.forward(x)));
         let bn = BatchNormConfig::new(units).init(&ad);
@@ -362,51 +398,72 @@ fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
         push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::leaky_relu(&act, x)));
         let dropout = DropoutConfig::new(p).init();
         push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::dropout(&dropout, x)));
-        features = units;
     }
-    let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);
-    push("logits dense", format!("{features}->{}", cnn.num_classes), time_op(reps, || uniform2([b, features]), |x| logits.forward(x)));
-    let loss_fn = CrossEntropyLoss::new(None, &ad);
-    let targets = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
-    push(
-        "cross-entropy loss",
-        format!("{}", cnn.num_classes),
-        time_op(reps, || uniform2([b, cnn.num_classes]), |x| loss_fn.forward(x, targets.clone()).reshape([1, 1])),
-    );
 
-    // Adam on the whole model: gradients from one step, then the update alone.
-    let (adam, _) = best(reps, || {
-        let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
-        let Ok(model) = FerModel::new(&ModelConfig::by_name("cnn").expect("the report's cnn"), &ad) else {
-            return (f64::NAN, 0.0);
-        };
-        let x = uniform([b.min(8), 1, 48, 48]);
-        let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
-        let t = Instant::now();
-        let model = optim.step(1e-3, model, grads);
-        let s = t.elapsed().as_secs_f64();
-        drop(model);
-        (s, 0.0)
-    });
-    push("adam update", "4,084,295 params".into(), (adam, 0.0));
-    rows
+    /// The logits, the loss, and Adam's update of the whole model.
+    fn head(&mut self, cnn: &fer_model::CnnConfig, features: usize) {
+        let (ad, b, reps) = (self.ad.clone(), self.b, self.reps);
+        let uniform = |dims: [usize; 4]| Tensor::<4>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+        let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
+        let mut push = |op: &str, shape: String, timing: (f64, f64)| self.push(op, shape, timing);
+        let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);
+        push("logits dense", format!("{features}->{}", cnn.num_classes), time_op(reps, || uniform2([b, features]), |x| logits.forward(x)));
+        let loss_fn = CrossEntropyLoss::new(None, &ad);
+        let targets = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
+        push(
+            "cross-entropy loss",
+            format!("{}", cnn.num_classes),
+            time_op(reps, || uniform2([b, cnn.num_classes]), |x| loss_fn.forward(x, targets.clone()).reshape([1, 1])),
+        );
+
+        // Adam on the whole model: gradients from one step, then the update alone.
+        let (adam, _) = best(reps, || {
+            let mut optim = AdamConfig::new().with_epsilon(1e-7).init();
+            let Ok(model) = FerModel::new(&ModelConfig::by_name("cnn").expect("the report's cnn"), &ad) else {
+                return (f64::NAN, 0.0);
+            };
+            let x = uniform([b.min(8), 1, 48, 48]);
+            let grads = GradientsParams::from_grads(model.forward(x).sum().backward(), &model);
+            let t = Instant::now();
+            let model = optim.step(1e-3, model, grads);
+            let s = t.elapsed().as_secs_f64();
+            drop(model);
+            (s, 0.0)
+        });
+        push("adam update", "4,084,295 params".into(), (adam, 0.0));
+    }
+}
+
+/// How a table is printed: for people, or as one JSON object (`--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Output {
+    Text,
+    Json,
+}
+
+impl Output {
+    fn of(args: &BenchArgs) -> Self {
+        if args.json { Output::Json } else { Output::Text }
+    }
 }
 
 /// The step profile: milliseconds per step of each fer-kernels operation and shape, totals per
 /// operation, and the remainder of the step.
-fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, steps: usize, fast: bool, json: bool) {
+fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, steps: usize, fast: bool, output: Output) {
     let per_step = |seconds: f64| 1e3 * seconds / steps as f64;
     let kernels_ms: f64 = records.iter().map(|r| per_step(r.seconds)).sum();
     let step_ms = 1e3 * step_s;
-    if json {
+    if output == Output::Json {
         let ops: Vec<_> = records
             .iter()
-            .map(|r| serde_json::json!({"op": r.op, "shape": r.shape, "calls_per_step": r.calls as f64 / steps as f64, "ms_per_step": per_step(r.seconds)}))
+            .map(|r| {
+                let calls = r.calls as f64 / steps as f64;
+                let ms = per_step(r.seconds);
+                serde_json::json!({"op": r.op, "shape": r.shape, "calls_per_step": calls, "ms_per_step": ms})
+            })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({"step_profile": if fast { "fast" } else { "plain" }, "step_ms": step_ms, "kernels_ms": kernels_ms, "ops": ops})
-        );
+        let profile = if fast { "fast" } else { "plain" };
+        println!("{}", serde_json::json!({"step_profile": profile, "step_ms": step_ms, "kernels_ms": kernels_ms, "ops": ops}));
         return;
     }
     println!(
@@ -443,14 +500,17 @@ fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, ste
     );
 }
 
-fn print_breakdown(rows: &[OpRow], fast: bool, json: bool) {
+fn print_breakdown(rows: &[OpRow], fast: bool, output: Output) {
     // Rows in parentheses are alternatives to rows above them, not extra work.
     let counted = |r: &&OpRow| !r.op.contains('(') || r.op.contains("conv (");
     let total: f64 = rows.iter().filter(counted).map(|r| r.forward_ms + r.backward_ms).sum();
-    if json {
+    if output == Output::Json {
         let ops: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"op": r.op, "shape": r.shape, "forward_ms": r.forward_ms, "backward_ms": r.backward_ms}))
+            .map(|r| {
+                let (forward_ms, backward_ms) = (r.forward_ms, r.backward_ms);
+                serde_json::json!({"op": r.op, "shape": r.shape, "forward_ms": forward_ms, "backward_ms": backward_ms})
+            })
             .collect();
         println!("{}", serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops}));
         return;

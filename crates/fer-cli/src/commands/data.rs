@@ -9,28 +9,11 @@ use serde_json::{Map, Value, json};
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// Count faces per class and split; detects the format.
-    Stats {
-        /// fer2013.csv[.gz], train.csv, test.csv, or an image-folder tree.
-        path: PathBuf,
-        /// Print one JSON object instead of a table.
-        #[arg(long)]
-        json: bool,
-        /// Skip bad rows or files (counted per reason) instead of stopping at the first.
-        #[arg(long)]
-        skip_invalid: bool,
-    },
+    Stats(StatsArgs),
     /// Convert any supported form to fer2013.csv (DST ends in .csv or .csv.gz), one Parquet file
     /// (DST ends in .parquet), the Hub's Parquet layout (DST a folder, with --parquet:
     /// train/validation/test-00000-of-00001.parquet) or a PNG tree (DST a folder).
-    Convert {
-        src: PathBuf,
-        dst: PathBuf,
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Write DST as the Hugging Face Hub lays FER2013 out: one Parquet file per split, PNG bytes.
-        #[arg(long)]
-        parquet: bool,
-    },
+    Convert(ConvertArgs),
     /// Write a synthetic image-folder dataset (Training, PublicTest and PrivateTest splits).
     Synth {
         dir: PathBuf,
@@ -88,10 +71,35 @@ pub struct AugmentArgs {
     cval: f32,
 }
 
+/// `fer data stats`.
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    /// fer2013.csv[.gz], train.csv, test.csv, or an image-folder tree.
+    path: PathBuf,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Skip bad rows or files (counted per reason) instead of stopping at the first.
+    #[arg(long)]
+    skip_invalid: bool,
+}
+
+/// `fer data convert`.
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    src: PathBuf,
+    dst: PathBuf,
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Write DST as the Hugging Face Hub lays FER2013 out: one Parquet file per split, PNG bytes.
+    #[arg(long)]
+    parquet: bool,
+}
+
 pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
     match cmd {
-        DataCommand::Stats { path, json, skip_invalid } => stats(path, json, skip_invalid),
-        DataCommand::Convert { src, dst, skip_invalid, parquet } => convert(src, dst, skip_invalid, parquet),
+        DataCommand::Stats(args) => stats(&args),
+        DataCommand::Convert(args) => convert(&args),
         DataCommand::Synth { dir, per_class, val_per_class, seed } => {
             let val = val_per_class.unwrap_or((per_class / 4).max(1));
             let dataset = fer_data::synth::default_dataset(per_class, val, seed);
@@ -116,7 +124,8 @@ pub fn stats_json(dataset: &Dataset, report: &LoadReport) -> Value {
     let mut splits = Map::new();
     for name in dataset.split_names() {
         let part = dataset.select_splits(&[name]).unwrap_or_default();
-        splits.insert(name.clone(), json!({"count": part.len(), "per_class": per_class_json(part.class_counts()), "unlabelled": part.unlabelled()}));
+        let counts = per_class_json(part.class_counts());
+        splits.insert(name.clone(), json!({"count": part.len(), "per_class": counts, "unlabelled": part.unlabelled()}));
     }
     json!({
         "format": report.format.as_str(),
@@ -133,9 +142,10 @@ fn load(path: &PathBuf, skip_invalid: bool) -> anyhow::Result<(Dataset, LoadRepo
     Ok(fer_data::load(path, &LoadOptions { skip_invalid, ..LoadOptions::default() })?)
 }
 
-fn stats(path: PathBuf, as_json: bool, skip_invalid: bool) -> anyhow::Result<()> {
-    let (dataset, report) = load(&path, skip_invalid)?;
-    if as_json {
+fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let path = &args.path;
+    let (dataset, report) = load(path, args.skip_invalid)?;
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&stats_json(&dataset, &report))?);
         return Ok(());
     }
@@ -185,15 +195,16 @@ fn write_parquet(_: &fer_data::Dataset, dst: &std::path::Path, _: bool) -> anyho
     anyhow::bail!("{}: this fer was built without Parquet; rebuild with its default `parquet` feature", dst.display())
 }
 
-fn convert(src: PathBuf, dst: PathBuf, skip_invalid: bool, to_parquet: bool) -> anyhow::Result<()> {
-    let (dataset, report) = load(&src, skip_invalid)?;
+fn convert(args: &ConvertArgs) -> anyhow::Result<()> {
+    let (src, dst, to_parquet) = (&args.src, &args.dst, args.parquet);
+    let (dataset, report) = load(src, args.skip_invalid)?;
     let name = dst.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-        fer_data::write_fer2013_csv(&dataset, &dst)?;
+        fer_data::write_fer2013_csv(&dataset, dst)?;
     } else if name.ends_with(".parquet") || to_parquet {
-        write_parquet(&dataset, &dst, name.ends_with(".parquet"))?;
+        write_parquet(&dataset, dst, name.ends_with(".parquet"))?;
     } else {
-        fer_data::write_image_tree(&dataset, &dst)?;
+        fer_data::write_image_tree(&dataset, dst)?;
     }
     let skipped: usize = report.skipped.values().sum();
     println!(

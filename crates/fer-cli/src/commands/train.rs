@@ -134,7 +134,8 @@ impl Observer for Progress {
     fn on_epoch(&mut self, r: &EpochRow) {
         let ema = r.ema_val_acc.map_or(String::new(), |a| format!(" ema_val_acc {a:.4}"));
         let line = format!(
-            "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4}{ema} lr {:.1e} {:.0}s {:.1} img/s, {:.1} min since start",
+            "epoch {:>3}: train_loss {:.4} train_acc {:.4} val_loss {:.4} val_acc {:.4}{ema} lr {:.1e} {:.0}s {:.1} \
+                img/s, {:.1} min since start",
             r.epoch,
             r.train_loss,
             r.train_acc,

@@ -74,7 +74,13 @@ pub(super) unsafe fn store_row<const V: usize>(row: &[std::arch::x86_64::__m512;
 /// The modes differ only in the CPU features, how a lane is loaded and broadcast, and the
 /// multiply-add; one body keeps their loops, bounds and stores identical.
 macro_rules! micro_kernel {
-    ($(#[$doc:meta])* $name:ident, $features:literal, |$bits:ident| $load:expr, |$word:ident| $broadcast:expr, |$acc:ident, $av:ident, $bv:ident| $madd:expr) => {
+    (
+        $(#[$doc:meta])* $name:ident,
+        $features:literal,
+        |$bits:ident| $load:expr,
+        |$word:ident| $broadcast:expr,
+        |$acc:ident, $av:ident, $bv:ident| $madd:expr
+    ) => {
         $(#[$doc])*
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $features)]

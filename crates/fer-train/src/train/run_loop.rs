@@ -169,7 +169,8 @@ impl Loop<'_, '_> {
     fn stop_mid_epoch(&mut self, model: &FerModel, state: &mut TrainState, reason: StopReason) -> Result<(), TrainError> {
         let eval = evaluate(&[model.valid()], &self.val_set, self.device);
         self.options.observer.on_message(&format!(
-            "stopping mid-epoch ({reason:?}) at epoch {}, step {}/{}: val_loss {:.4}, val_acc {:.4}; resume with --resume",
+            "stopping mid-epoch ({reason:?}) at epoch {}, step {}/{}: val_loss {:.4}, val_acc {:.4}; resume with \
+                --resume",
             state.epoch + 1,
             state.step,
             self.plan.steps(),

@@ -82,7 +82,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => Shutdown::Drained,
-        () = tokio::time::sleep(limits.shutdown_timeout) => Shutdown::TimedOut { open: metrics.open_connections.load(Ordering::Relaxed) },
+        () = tokio::time::sleep(limits.shutdown_timeout) => {
+            Shutdown::TimedOut { open: metrics.open_connections.load(Ordering::Relaxed) }
+        }
     }
 }
 

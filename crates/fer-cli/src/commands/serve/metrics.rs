@@ -90,7 +90,10 @@ impl Metrics {
     /// The Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
-        out.push_str("# HELP fer_requests_total Prediction requests answered, by HTTP status.\n# TYPE fer_requests_total counter\n");
+        out.push_str(
+            "# HELP fer_requests_total Prediction requests answered, by HTTP status.\n# TYPE \
+            fer_requests_total counter\n",
+        );
         for (status, count) in self.responses.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "fer_requests_total{{status=\"{status}\"}} {count}");
         }

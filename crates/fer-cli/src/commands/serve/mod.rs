@@ -220,7 +220,12 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         StatusCode::OK,
         json!({
             "status": "ok",
-            "model": {"source": m.source, "architecture": m.architecture, "parameters": m.parameters, "members": m.members},
+            "model": {
+                "source": m.source,
+                "architecture": m.architecture,
+                "parameters": m.parameters,
+                "members": m.members,
+            },
             "run": m.source,
             "classes": classes,
             "max_bytes": state.limits.max_bytes,
