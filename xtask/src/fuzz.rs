@@ -37,7 +37,15 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [Target::Csv, Target::CsvGz, Target::FaceImage, Target::Photo, Target::Model, Target::Checkpoint, Target::Parquet];
+    pub const ALL: [Target; 7] = [
+        Target::Csv,
+        Target::CsvGz,
+        Target::FaceImage,
+        Target::Photo,
+        Target::Model,
+        Target::Checkpoint,
+        Target::Parquet,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -118,7 +126,8 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
             3 => {
                 let i = rng.below(len + 1);
                 let n = 1 + rng.below(64);
-                let fill: Vec<u8> = (0..n).map(|_| *b"0123456789 ,\n\r\"-.e\xff\x00".get(rng.below(20)).unwrap_or(&0)).collect();
+                let fill: Vec<u8> =
+                    (0..n).map(|_| *b"0123456789 ,\n\r\"-.e\xff\x00".get(rng.below(20)).unwrap_or(&0)).collect();
                 out.splice(i..i, fill);
             }
             4 if len > 0 => {
@@ -154,7 +163,8 @@ pub fn seeds(target: Target) -> anyhow::Result<Vec<Vec<u8>>> {
     let faces = fer_data::synth::default_dataset(1, 0, 5);
     let row = |i: usize| faces.image(i).iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
     let csvs = vec![
-        format!("emotion,pixels,Usage\n3,{},Training\n0,{},PublicTest\n6,{},PrivateTest\n", row(0), row(1), row(2)).into_bytes(),
+        format!("emotion,pixels,Usage\n3,{},Training\n0,{},PublicTest\n6,{},PrivateTest\n", row(0), row(1), row(2))
+            .into_bytes(),
         format!("label,feature\n4,{}\n5,{}\n", row(3), row(4)).into_bytes(),
         format!("id,feature\n0,{}\n", row(5)).into_bytes(),
     ];
@@ -228,7 +238,11 @@ fn tiny_checkpoint() -> anyhow::Result<Vec<u8>> {
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("fer-fuzz-seed-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos()));
+    let dir = std::env::temp_dir().join(format!(
+        "fer-fuzz-seed-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    ));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -254,11 +268,16 @@ fn fix_checksum(target: Target, bytes: &mut [u8]) {
 fn run_case(target: Target, bytes: &[u8], device: &Device) -> Result<bool, String> {
     let name = target.input_name();
     let named = |message: String| {
-        if message.contains(name) { Ok(false) } else { Err(format!("an error that does not name the input: {message}")) }
+        if message.contains(name) {
+            Ok(false)
+        } else {
+            Err(format!("an error that does not name the input: {message}"))
+        }
     };
     match target {
         Target::Csv | Target::CsvGz => {
-            let options = fer_data::LoadOptions { skip_invalid: false, max_bytes: 8 << 20, image_col: None, label_col: None };
+            let options =
+                fer_data::LoadOptions { skip_invalid: false, max_bytes: 8 << 20, image_col: None, label_col: None };
             match fer_data::load_bytes(bytes, Path::new(name), &options) {
                 Ok(_) => Ok(true),
                 Err(e) => named(e.to_string()),
@@ -284,10 +303,12 @@ fn run_case(target: Target, bytes: &[u8], device: &Device) -> Result<bool, Strin
                 Err(e) => named(e.to_string()),
             }
         }
-        Target::Parquet => match fer_data::load_parquet_bytes(bytes, Path::new(name), &fer_data::ParquetColumns::default(), false) {
-            Ok(_) => Ok(true),
-            Err(e) => named(e.to_string()),
-        },
+        Target::Parquet => {
+            match fer_data::load_parquet_bytes(bytes, Path::new(name), &fer_data::ParquetColumns::default(), false) {
+                Ok(_) => Ok(true),
+                Err(e) => named(e.to_string()),
+            }
+        }
         Target::Model => match fer_model::model_from_bytes(bytes, Path::new(name), device) {
             Ok(_) => Ok(true),
             Err(e) => named(e.to_string()),
@@ -306,7 +327,13 @@ fn run_case(target: Target, bytes: &[u8], device: &Device) -> Result<bool, Strin
 
 /// Fuzzes `target` for `cases` cases or until `deadline`, whichever comes first. Findings are
 /// saved under `save_to` (when given) as `TARGET-N.bin`, to become regression tests.
-pub fn fuzz(target: Target, seed: u64, cases: u64, deadline: Option<Duration>, save_to: Option<&Path>) -> anyhow::Result<Report> {
+pub fn fuzz(
+    target: Target,
+    seed: u64,
+    cases: u64,
+    deadline: Option<Duration>,
+    save_to: Option<&Path>,
+) -> anyhow::Result<Report> {
     let seeds = seeds(target)?;
     let device = Device::flex();
     let mut rng = Rng(seed ^ (target as u64) << 56);
@@ -333,7 +360,10 @@ pub fn fuzz(target: Target, seed: u64, cases: u64, deadline: Option<Duration>, s
             }
             Ok(Err(violation)) => Some(violation),
             Err(panic) => {
-                let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
                 Some(format!("panic: {}", message.unwrap_or_else(|| "(no message)".into())))
             }
         };

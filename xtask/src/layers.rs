@@ -49,7 +49,9 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 /// keyword), `super` paths resolved against `module`, and each member of a `use` group.
 fn named_paths(module: &str, text: &str) -> Vec<String> {
     let mut paths = Vec::new();
-    let path_at = |rest: &str| -> String { rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect() };
+    let path_at = |rest: &str| -> String {
+        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect()
+    };
     for (at, _) in text.match_indices("crate::") {
         let before = text[..at].chars().next_back();
         if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
@@ -238,7 +240,8 @@ impl Graph {
                 }
             }
         }
-        let mut search = Search { graph: self, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), found: Vec::new() };
+        let mut search =
+            Search { graph: self, index: BTreeMap::new(), low: BTreeMap::new(), stack: Vec::new(), found: Vec::new() };
         for v in self.imports.keys() {
             if !search.index.contains_key(v.as_str()) {
                 search.visit(v);
@@ -297,13 +300,17 @@ pub fn violations(root: &Path) -> Result<Vec<String>> {
             let edges: Vec<String> = circle
                 .iter()
                 .flat_map(|from| {
-                    graph.imports[from].iter().filter(|to| circle.contains(to)).map(move |to| format!("{} -> {}", named(from), named(to)))
+                    graph.imports[from]
+                        .iter()
+                        .filter(|to| circle.contains(to))
+                        .map(move |to| format!("{} -> {}", named(from), named(to)))
                 })
                 .collect();
             found.push(format!("{name}: files import each other around a circle: {}", edges.join(", ")));
         }
         if name == "fer-kernels" {
-            let lib = std::fs::read_to_string(src.join("lib.rs")).with_context(|| format!("reading {}", src.join("lib.rs").display()))?;
+            let lib = std::fs::read_to_string(src.join("lib.rs"))
+                .with_context(|| format!("reading {}", src.join("lib.rs").display()))?;
             for (from, to) in graph.upward_imports(&declared_order(&lib)) {
                 let to = if to.is_empty() { "the crate root".to_string() } else { to };
                 found.push(format!("{name}: {from} imports {to}, declared above it in lib.rs"));
@@ -372,7 +379,10 @@ mod tests {
         ]);
         let order = declared_order(root);
         assert_eq!(order, ["low", "high"]);
-        assert_eq!(g.upward_imports(&order), vec![("low".to_string(), "".to_string()), ("low".to_string(), "high".to_string())]);
+        assert_eq!(
+            g.upward_imports(&order),
+            vec![("low".to_string(), "".to_string()), ("low".to_string(), "high".to_string())]
+        );
     }
 
     #[test]

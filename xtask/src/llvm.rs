@@ -34,7 +34,9 @@ pub fn locked_bundler_version(cargo_lock: &str) -> Option<String> {
 pub fn default_destination(version: &str) -> anyhow::Result<PathBuf> {
     let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --dest")?).join(".local").join("share"),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --dest")?)
+            .join(".local")
+            .join("share"),
     };
     Ok(data.join("tracel").join(format!("tracel-llvm-{version}")))
 }
@@ -69,10 +71,14 @@ pub fn lay_out(from: &Path, dest: &Path) -> anyhow::Result<String> {
     }
     for sub in ["include/llvm-c", "lib"] {
         if !from.join(sub).is_dir() {
-            bail!("{}: no {sub} folder; the LLVM development files are missing (Debian: the llvm-NN-dev package)", from.display());
+            bail!(
+                "{}: no {sub} folder; the LLVM development files are missing (Debian: the llvm-NN-dev package)",
+                from.display()
+            );
         }
     }
-    let output = Command::new(&real).arg("--version").output().with_context(|| format!("cannot run {}", real.display()))?;
+    let output =
+        Command::new(&real).arg("--version").output().with_context(|| format!("cannot run {}", real.display()))?;
     if !output.status.success() {
         bail!("{} --version failed: {}", real.display(), String::from_utf8_lossy(&output.stderr).trim());
     }
@@ -82,7 +88,9 @@ pub fn lay_out(from: &Path, dest: &Path) -> anyhow::Result<String> {
     for sub in ["include", "lib"] {
         let link = dest.join(sub);
         if link.symlink_metadata().is_ok() {
-            std::fs::remove_file(&link).or_else(|_| std::fs::remove_dir_all(&link)).with_context(|| format!("cannot replace {}", link.display()))?;
+            std::fs::remove_file(&link)
+                .or_else(|_| std::fs::remove_dir_all(&link))
+                .with_context(|| format!("cannot replace {}", link.display()))?;
         }
         std::os::unix::fs::symlink(from.join(sub), &link)
             .with_context(|| format!("cannot link {} to {}", link.display(), from.join(sub).display()))?;
@@ -119,14 +127,24 @@ fn pip_llvm(venv: &Path) -> anyhow::Result<PathBuf> {
         .status()
         .context("cannot run pip")?;
     if !status.success() {
-        bail!("pip could not install {} (is PyPI reachable? or pass --from with an installed LLVM 23)", PIP_PACKAGES.join(" "));
+        bail!(
+            "pip could not install {} (is PyPI reachable? or pass --from with an installed LLVM 23)",
+            PIP_PACKAGES.join(" ")
+        );
     }
     let output = Command::new(&python)
-        .args(["-c", "import mlc_llvm_static, pathlib; print(pathlib.Path(mlc_llvm_static.__file__).parent / 'static')"])
+        .args([
+            "-c",
+            "import mlc_llvm_static, pathlib; print(pathlib.Path(mlc_llvm_static.__file__).parent / 'static')",
+        ])
         .output()
         .context("cannot ask python where mlc_llvm_static is")?;
     if !output.status.success() {
-        bail!("mlc_llvm_static is not importable in {}: {}", venv.display(), String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "mlc_llvm_static is not importable in {}: {}",
+            venv.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
 }
@@ -139,7 +157,8 @@ pub fn run(from: Option<PathBuf>, dest: Option<PathBuf>) -> anyhow::Result<()> {
         None => pip_llvm(&root.join("target").join("llvm-sdk"))?,
     };
     let lock = std::fs::read_to_string(root.join("Cargo.lock")).context("cannot read Cargo.lock")?;
-    let bundler = locked_bundler_version(&lock).context("Cargo.lock has no tracel-llvm-bundler (is burn's cuda feature still used?)")?;
+    let bundler = locked_bundler_version(&lock)
+        .context("Cargo.lock has no tracel-llvm-bundler (is burn's cuda feature still used?)")?;
     let dest = match dest {
         Some(d) => d,
         None => default_destination(&bundler)?,
@@ -187,7 +206,9 @@ mod tests {
         assert!(dest.join(".tracel-llvm-installed").exists());
         assert_eq!(std::fs::read_link(dest.join("lib")).unwrap(), from.join("lib"));
         assert!(dest.join("include/llvm-c").is_dir());
-        let run = |arg: &[&str]| String::from_utf8(Command::new(dest.join("bin/llvm-config")).args(arg).output().unwrap().stdout).unwrap();
+        let run = |arg: &[&str]| {
+            String::from_utf8(Command::new(dest.join("bin/llvm-config")).args(arg).output().unwrap().stdout).unwrap()
+        };
         assert_eq!(run(&["--link-static", "--system-libs"]).trim(), "-lrt -ldl -lm -lz -lzstd");
         assert_eq!(run(&["--link-static", "--libs"]).trim(), "args: --link-static --libs");
         // Running it again replaces the layout instead of failing.

@@ -103,8 +103,17 @@ impl Ctx {
     pub fn open(spec: String, profile: Profile, out: PathBuf, device: Device) -> anyhow::Result<Ctx> {
         let (data, report) = fer_data::open(&spec, &LoadOptions::default())?;
         // Test on PrivateTest when the data has it (the original CSV); else on PublicTest.
-        let test_split = if data.split_names().iter().any(|s| s == "PrivateTest") { "PrivateTest" } else { "PublicTest" };
-        Ok(Ctx { out, spec, profile, device, data, format: report.format.as_str().into(), test_split: test_split.into() })
+        let test_split =
+            if data.split_names().iter().any(|s| s == "PrivateTest") { "PrivateTest" } else { "PublicTest" };
+        Ok(Ctx {
+            out,
+            spec,
+            profile,
+            device,
+            data,
+            format: report.format.as_str().into(),
+            test_split: test_split.into(),
+        })
     }
 
     /// The CNN's wall-clock budget: the `cpu` profile promises its report within about an hour
@@ -180,7 +189,8 @@ impl Ctx {
         let first = if members > 1 { dir.join("member-1") } else { dir.clone() };
         let state = fer_train::load_checkpoint(&first, &self.device)?.state;
         let stopped_early = (!state.finished).then(|| {
-            let budget = time_budget.map_or(String::new(), |b| format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0));
+            let budget =
+                time_budget.map_or(String::new(), |b| format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0));
             format!("stopped after {} of {} epochs{budget}", state.history.len(), config.recipe.epochs)
         });
         let history = state.history;
@@ -192,7 +202,8 @@ impl Ctx {
                 choices.push(("weight average + test-time flip", EvalChoice { weights: Weights::Ema, tta: Tta::Flip }));
             }
             for (label, choice) in choices {
-                let e = fer_train::evaluate_run_with(&dir, &self.data, &self.test_split, &self.device, choice)?.evaluation;
+                let e =
+                    fer_train::evaluate_run_with(&dir, &self.data, &self.test_split, &self.device, choice)?.evaluation;
                 variants.push(Variant { name: label.into(), accuracy: e.accuracy, loss: e.loss });
             }
         }
@@ -253,7 +264,11 @@ pub fn most_confused(e: &Evaluation, n: usize) -> Vec<ConfusedPair> {
     }
     cells.sort_by(|a, b| b.3.total_cmp(&a.3).then(b.2.cmp(&a.2)));
     let name = |i: usize| Emotion::from_id(i).map_or("?".to_string(), |e| e.name().to_string());
-    cells.into_iter().take(n).map(|(t, p, count, rate)| ConfusedPair { true_class: name(t), predicted: name(p), count, rate }).collect()
+    cells
+        .into_iter()
+        .take(n)
+        .map(|(t, p, count, rate)| ConfusedPair { true_class: name(t), predicted: name(p), count, rate })
+        .collect()
 }
 
 /// One face of the test split with what the model said about it.
@@ -266,7 +281,12 @@ pub struct Example {
 }
 
 /// The most confident error from `true_class` to `predicted`.
-pub fn most_confident_error(test: &Dataset, probs: &[[f32; NUM_CLASSES]], true_class: usize, predicted: usize) -> Option<Example> {
+pub fn most_confident_error(
+    test: &Dataset,
+    probs: &[[f32; NUM_CLASSES]],
+    true_class: usize,
+    predicted: usize,
+) -> Option<Example> {
     (0..test.len())
         .filter(|&i| test.label(i).map(|l| l.id()) == Some(true_class) && argmax(&probs[i]) == predicted)
         .max_by(|&a, &b| probs[a][predicted].total_cmp(&probs[b][predicted]))
@@ -309,12 +329,22 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
         let pixels = test.image(ex.index);
         let input = fer_model::input_from_pixels(pixels, 1, SIDE, &ad);
         let name = class.folder_name();
-        let saliency = to_vec(fer_interpret::saliency(&model, input.clone(), &[class.id()], fer_interpret::Score::Logit).abs());
+        let saliency =
+            to_vec(fer_interpret::saliency(&model, input.clone(), &[class.id()], fer_interpret::Score::Logit).abs());
         let title = format!("{}, p = {:.2}", class.name(), ex.probabilities[class.id()]);
-        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title).save(figures.join(format!("saliency-{name}.png")))?;
+        fer_report::attribution_panel(pixels, SIDE as u32, &saliency, "saliency", &title)
+            .save(figures.join(format!("saliency-{name}.png")))?;
         let cam = to_vec(fer_interpret::grad_cam(&model, input.clone(), &[class.id()], "block4.act")?);
-        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title).save(figures.join(format!("gradcam-{name}.png")))?;
-        let ig = fer_interpret::integrated_gradients(&model, input.clone(), input.zeros_like(), &[class.id()], fer_interpret::Score::Logit, 64);
+        fer_report::attribution_panel(pixels, SIDE as u32, &cam, "gradcam", &title)
+            .save(figures.join(format!("gradcam-{name}.png")))?;
+        let ig = fer_interpret::integrated_gradients(
+            &model,
+            input.clone(),
+            input.zeros_like(),
+            &[class.id()],
+            fer_interpret::Score::Logit,
+            64,
+        );
         explained.ig_relative_error.push(ig.relative_errors[0]);
         fer_report::attribution_panel(pixels, SIDE as u32, &to_vec(ig.attributions.abs()), "ig", &title)
             .save(figures.join(format!("ig-{name}.png")))?;
@@ -338,13 +368,34 @@ pub fn explain(ctx: &Ctx, cnn: &RunResult, figures: &Path) -> anyhow::Result<Exp
         let (_, probe) = fer_interpret::capture(&model, Tensor::<4>::zeros([1, c, h, w], &ad), layer)?;
         let filters: Vec<usize> = (0..probe.dims()[1].min(64)).collect();
         let started = std::time::Instant::now();
-        let result = fer_interpret::gradient_ascent(&model, layer, &filters, [c, h, w], &fer_interpret::AscentConfig::default(), &ad)?;
+        let result = fer_interpret::gradient_ascent(
+            &model,
+            layer,
+            &filters,
+            [c, h, w],
+            &fer_interpret::AscentConfig::default(),
+            &ad,
+        )?;
         let seconds = started.elapsed().as_secs_f64();
         let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-        let img = fer_report::channel_grid(&to_vec(result.images), filters.len(), h, w, 48, &labels, &format!("{layer} ascent 20 steps"));
+        let img = fer_report::channel_grid(
+            &to_vec(result.images),
+            filters.len(),
+            h,
+            w,
+            48,
+            &labels,
+            &format!("{layer} ascent 20 steps"),
+        );
         img.save(figures.join(format!("ascent-{}.png", layer.replace('.', "-"))))?;
         let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;
-        explained.ascent.push((layer.to_string(), filters.len(), mean(&result.trace[0]), mean(&result.activations), seconds));
+        explained.ascent.push((
+            layer.to_string(),
+            filters.len(),
+            mean(&result.trace[0]),
+            mean(&result.activations),
+            seconds,
+        ));
     }
     write_json(&path, &explained)?;
     Ok(explained)

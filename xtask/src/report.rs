@@ -7,7 +7,10 @@ use fer_data::{Emotion, NUM_CLASSES, SIDE};
 use fer_model::Summary;
 use fer_report::{Block, Document, PALETTE, Series, thousands};
 
-use crate::pipeline::{ConfusedPair, Ctx, Example, Explained, Profile, RunResult, face, most_confident_error, most_confused, stage, write_json};
+use crate::pipeline::{
+    ConfusedPair, Ctx, Example, Explained, Profile, RunResult, face, most_confident_error, most_confused, stage,
+    write_json,
+};
 
 const NAMES: [&str; NUM_CLASSES] = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"];
 
@@ -39,7 +42,9 @@ fn curves(runs: &[&RunResult], metric: &str) -> Vec<Series> {
 
 fn history_table(run: &RunResult) -> Block {
     Block::Table {
-        header: ["epoch", "train loss", "train acc", "val loss", "val acc", "seconds", "img/s"].map(String::from).to_vec(),
+        header: ["epoch", "train loss", "train acc", "val loss", "val acc", "seconds", "img/s"]
+            .map(String::from)
+            .to_vec(),
         rows: run
             .history
             .iter()
@@ -79,12 +84,16 @@ const THRESHOLDS: [f64; 5] = [0.50, 0.55, 0.60, 0.65, 0.6719];
 
 /// When the best-so-far validation accuracy first reached `threshold`: (minutes, epoch).
 pub fn first_reached(history: &[fer_train::EpochRow], threshold: f64, ema: bool) -> Option<(f64, usize)> {
-    history.iter().find(|r| (if ema { r.ema_val_acc.unwrap_or(0.0) } else { r.val_acc }) >= threshold).map(|r| (r.wall_seconds / 60.0, r.epoch))
+    history
+        .iter()
+        .find(|r| (if ema { r.ema_val_acc.unwrap_or(0.0) } else { r.val_acc }) >= threshold)
+        .map(|r| (r.wall_seconds / 60.0, r.epoch))
 }
 
 fn time_to_accuracy_table(run: &RunResult) -> Block {
     let has_ema = run.history.iter().any(|r| r.ema_val_acc.is_some());
-    let cell = |hit: Option<(f64, usize)>| hit.map_or("not reached".to_string(), |(m, e)| format!("{m:.1} min (epoch {e})"));
+    let cell =
+        |hit: Option<(f64, usize)>| hit.map_or("not reached".to_string(), |(m, e)| format!("{m:.1} min (epoch {e})"));
     let mut header = vec!["validation accuracy".to_string(), "trained weights".to_string()];
     if has_ema {
         header.push("weight average".into());
@@ -92,7 +101,8 @@ fn time_to_accuracy_table(run: &RunResult) -> Block {
     let rows = THRESHOLDS
         .iter()
         .map(|&t| {
-            let label = if t == 0.6719 { "≥ 0.6719 (the report's single CNN)".to_string() } else { format!("≥ {t:.2}") };
+            let label =
+                if t == 0.6719 { "≥ 0.6719 (the report's single CNN)".to_string() } else { format!("≥ {t:.2}") };
             let mut row = vec![label, cell(first_reached(&run.history, t, false))];
             if has_ema {
                 row.push(cell(first_reached(&run.history, t, true)));
@@ -137,7 +147,13 @@ struct Figures {
 
 /// Trains and evaluates everything, explains the CNN, draws the figures and writes REPORT.md and
 /// index.html under `out` (or, with `check`, fails if REPORT.md would change).
-pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bool, device: burn::tensor::Device) -> anyhow::Result<PathBuf> {
+pub fn reproduce(
+    data: Option<String>,
+    profile: Profile,
+    out: PathBuf,
+    check: bool,
+    device: burn::tensor::Device,
+) -> anyhow::Result<PathBuf> {
     let spec = data.unwrap_or_else(|| "synthetic".to_string());
     if spec.starts_with("synthetic") {
         println!("no --data given: running on the embedded synthetic faces ({spec})");
@@ -145,7 +161,13 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     stage("load data");
     let ctx = Ctx::open(spec.clone(), profile, out.clone(), device)?;
-    println!("    {} faces ({}), splits {:?}; testing on {}", ctx.data.len(), ctx.format, ctx.data.split_names(), ctx.test_split);
+    println!(
+        "    {} faces ({}), splits {:?}; testing on {}",
+        ctx.data.len(),
+        ctx.format,
+        ctx.data.split_names(),
+        ctx.test_split
+    );
     let runs = train_all(&ctx)?;
 
     let figures = out.join("figures");
@@ -170,7 +192,8 @@ pub fn reproduce(data: Option<String>, profile: Profile, out: PathBuf, check: bo
     let markdown = doc.to_markdown();
     let report_path = out.join("REPORT.md");
     if check {
-        let existing = std::fs::read_to_string(&report_path).with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
+        let existing = std::fs::read_to_string(&report_path)
+            .with_context(|| format!("--check: no {} to compare with", report_path.display()))?;
         anyhow::ensure!(existing == markdown, "--check: {} would change", report_path.display());
         println!("    --check: REPORT.md is up to date");
     } else {
@@ -210,22 +233,38 @@ fn train_all(ctx: &Ctx) -> anyhow::Result<Runs> {
 fn render_figures(ctx: &Ctx, runs: &Runs, explained: &Explained, figures: &Path) -> anyhow::Result<Figures> {
     let (cnn, dnn, out) = (&runs.cnn, &runs.dnn, &ctx.out);
     let test = ctx.test_faces();
-    fer_report::line_chart("Accuracy per epoch", "Epoch", "Accuracy", &curves(&[cnn, dnn], "accuracy")).save(figures.join("curves-accuracy.png"))?;
-    fer_report::line_chart("Loss per epoch", "Epoch", "Cross-entropy loss", &curves(&[cnn, dnn], "loss")).save(figures.join("curves-loss.png"))?;
-    fer_report::line_chart("CNN validation accuracy against time", "Minutes since training started", "Accuracy", &time_to_accuracy_series(cnn))
-        .save(figures.join("time-to-accuracy.png"))?;
+    fer_report::line_chart("Accuracy per epoch", "Epoch", "Accuracy", &curves(&[cnn, dnn], "accuracy"))
+        .save(figures.join("curves-accuracy.png"))?;
+    fer_report::line_chart("Loss per epoch", "Epoch", "Cross-entropy loss", &curves(&[cnn, dnn], "loss"))
+        .save(figures.join("curves-loss.png"))?;
+    fer_report::line_chart(
+        "CNN validation accuracy against time",
+        "Minutes since training started",
+        "Accuracy",
+        &time_to_accuracy_series(cnn),
+    )
+    .save(figures.join("time-to-accuracy.png"))?;
     fer_report::confusion_chart("CNN confusion matrix (counts)", &cnn.evaluation.confusion_matrix, &NAMES, false)
         .save(figures.join("confusion-counts.png"))?;
-    fer_report::confusion_chart("CNN confusion matrix (% of each true class)", &cnn.evaluation.confusion_matrix, &NAMES, true)
-        .save(figures.join("confusion-normalized.png"))?;
+    fer_report::confusion_chart(
+        "CNN confusion matrix (% of each true class)",
+        &cnn.evaluation.confusion_matrix,
+        &NAMES,
+        true,
+    )
+    .save(figures.join("confusion-normalized.png"))?;
     let pairs = most_confused(&cnn.evaluation, 2);
     let mut examples = Vec::new();
     for pair in &pairs {
-        let (t, p) = (Emotion::parse(&pair.true_class).map_or(0, |e| e.id()), Emotion::parse(&pair.predicted).map_or(0, |e| e.id()));
+        let (t, p) = (
+            Emotion::parse(&pair.true_class).map_or(0, |e| e.id()),
+            Emotion::parse(&pair.predicted).map_or(0, |e| e.id()),
+        );
         if let Some(ex) = most_confident_error(&test, &cnn.probabilities, t, p) {
             let file = format!("error-{}-as-{}.png", NAMES[t].to_lowercase(), NAMES[p].to_lowercase());
             let title = format!("{} predicted as {}", NAMES[t], NAMES[p]);
-            fer_report::probability_chart(&title, &face(&test, ex.index), SIDE as u32, &ex.probabilities, &NAMES, t, p).save(figures.join(&file))?;
+            fer_report::probability_chart(&title, &face(&test, ex.index), SIDE as u32, &ex.probabilities, &NAMES, t, p)
+                .save(figures.join(&file))?;
             examples.push((file, ex));
         }
     }
@@ -324,15 +363,23 @@ impl Writer<'_> {
             ]);
         }
         doc.push(Block::Table {
-            header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)].map(String::from).to_vec(),
+            header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)]
+                .map(String::from)
+                .to_vec(),
             rows,
         });
         if let Some(why) = &cnn.stopped_early {
-            doc.push(Block::Paragraph(format!("The CNN {why}; its best epoch is what is reported. Rerun the same command to continue it.")));
+            doc.push(Block::Paragraph(format!(
+                "The CNN {why}; its best epoch is what is reported. Rerun the same command to continue it."
+            )));
         }
         let mut variant_rows = Vec::new();
         for run in [Some(cnn), trainval.as_ref(), ensemble.as_ref()].into_iter().flatten() {
-            variant_rows.push(vec![run.name.clone(), "plain (the report's protocol)".into(), pct(run.evaluation.accuracy)]);
+            variant_rows.push(vec![
+                run.name.clone(),
+                "plain (the report's protocol)".into(),
+                pct(run.evaluation.accuracy),
+            ]);
             for v in &run.variants {
                 variant_rows.push(vec![run.name.clone(), v.name.clone(), pct(v.accuracy)]);
             }
@@ -366,7 +413,8 @@ impl Writer<'_> {
         doc.push(time_to_accuracy_table(cnn));
         doc.push(Block::Figure {
             path: "figures/time-to-accuracy.png".into(),
-            caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started".into(),
+            caption: "CNN validation accuracy after each epoch against wall-clock minutes since training started"
+                .into(),
         });
     }
 
@@ -388,7 +436,10 @@ impl Writer<'_> {
             path: "figures/curves-accuracy.png".into(),
             caption: "Train (dashed) and validation (solid) accuracy per epoch, CNN against DNN".into(),
         });
-        doc.push(Block::Figure { path: "figures/curves-loss.png".into(), caption: "Train (dashed) and validation (solid) loss per epoch".into() });
+        doc.push(Block::Figure {
+            path: "figures/curves-loss.png".into(),
+            caption: "Train (dashed) and validation (solid) loss per epoch".into(),
+        });
 
         doc.push(Block::Heading(2, "Q2. A DNN of about the same size".into()));
         doc.push(Block::Paragraph(format!(
@@ -419,7 +470,14 @@ impl Writer<'_> {
         let pair_text: Vec<String> = pairs
             .iter()
             .map(|p| {
-                format!("{} predicted as {} ({} faces, {:.1}% of {})", p.true_class, p.predicted, thousands(p.count), 100.0 * p.rate, p.true_class)
+                format!(
+                    "{} predicted as {} ({} faces, {:.1}% of {})",
+                    p.true_class,
+                    p.predicted,
+                    thousands(p.count),
+                    100.0 * p.rate,
+                    p.true_class
+                )
             })
             .collect();
         doc.push(Block::Paragraph(format!("The most confused pairs: {}.", pair_text.join("; "))));
@@ -459,15 +517,23 @@ impl Writer<'_> {
         )));
         for (class, _) in &explained.saliency {
             let name = class.to_lowercase();
-            doc.push(Block::Figure { path: format!("figures/gradcam-{name}.png"), caption: format!("Grad-CAM, {class}") });
-            doc.push(Block::Figure { path: format!("figures/ig-{name}.png"), caption: format!("Integrated gradients, {class}") });
+            doc.push(Block::Figure {
+                path: format!("figures/gradcam-{name}.png"),
+                caption: format!("Grad-CAM, {class}"),
+            });
+            doc.push(Block::Figure {
+                path: format!("figures/ig-{name}.png"),
+                caption: format!("Integrated gradients, {class}"),
+            });
         }
 
         doc.push(Block::Heading(2, "Q5. What the filters respond to".into()));
         for (layer, channels, side) in &explained.activation_layers {
             doc.push(Block::Figure {
                 path: format!("figures/activations-{}.png", layer.replace('.', "-")),
-                caption: format!("Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face"),
+                caption: format!(
+                    "Activation maps of all {channels} filters at {layer} ({side}x{side}) for one test face"
+                ),
             });
         }
         for (layer, filters, start, end, seconds) in &explained.ascent {

@@ -19,7 +19,10 @@ fn smoke_report_is_reproducible() {
     assert!(stdout.contains("train and evaluate the CNN on Training + PublicTest"), "{stdout}");
 
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
-    for figure in report.lines().filter_map(|l| l.strip_prefix("![").and_then(|l| l.split("](").nth(1)).map(|l| l.trim_end_matches(')'))) {
+    for figure in report
+        .lines()
+        .filter_map(|l| l.strip_prefix("![").and_then(|l| l.split("](").nth(1)).map(|l| l.trim_end_matches(')')))
+    {
         assert!(out.join(figure).exists(), "{figure} is referenced but missing");
     }
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
@@ -37,7 +40,8 @@ fn smoke_report_is_reproducible() {
     settings.add_filter(r"\d+\.\d min \(epoch", "[minutes] min (epoch");
     settings.bind(|| insta::assert_snapshot!("smoke_report", report));
 
-    let figure_data: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("stages/figure-data.json")).unwrap()).unwrap();
+    let figure_data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stages/figure-data.json")).unwrap()).unwrap();
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_suffix(kernels);
     settings.add_redaction(".curves.*[].seconds", "[seconds]");

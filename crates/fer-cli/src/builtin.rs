@@ -14,13 +14,16 @@ use fer_train::Weights;
 pub const SOURCE_PATH: &str = "models/fer2013-cnn.ferc";
 
 #[cfg(feature = "builtin-model")]
-const BYTES: Option<&[u8]> = Some(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fer2013-cnn.ferc")));
+const BYTES: Option<&[u8]> =
+    Some(include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fer2013-cnn.ferc")));
 #[cfg(not(feature = "builtin-model"))]
 const BYTES: Option<&[u8]> = None;
 
 /// The built-in model on `device`.
 pub fn load(device: &Device) -> anyhow::Result<FerModel> {
-    let bytes = BYTES.context("this fer was built without its built-in model (cargo feature `builtin-model`): give --run RUN_FOLDER")?;
+    let bytes = BYTES.context(
+        "this fer was built without its built-in model (cargo feature `builtin-model`): give --run RUN_FOLDER",
+    )?;
     Ok(fer_model::model_from_bytes(bytes, Path::new(SOURCE_PATH), device)?)
 }
 
@@ -36,7 +39,9 @@ impl ModelSource {
     /// already is the weights its card names).
     pub fn new(run: Option<&Path>, ema: bool) -> anyhow::Result<ModelSource> {
         match run {
-            Some(dir) => Ok(ModelSource::Run { dir: dir.to_path_buf(), weights: if ema { Weights::Ema } else { Weights::Best } }),
+            Some(dir) => {
+                Ok(ModelSource::Run { dir: dir.to_path_buf(), weights: if ema { Weights::Ema } else { Weights::Best } })
+            }
             None if ema => anyhow::bail!("--ema chooses a run folder's weight average: give --run RUN_FOLDER too"),
             None => Ok(ModelSource::Builtin),
         }
@@ -49,7 +54,10 @@ impl ModelSource {
             ModelSource::Run { dir, weights } => {
                 let mut models = Vec::new();
                 for path in fer_train::ensemble_members(dir, *weights)? {
-                    models.push(fer_model::load_model(&path, device).with_context(|| format!("cannot load {}", path.display()))?);
+                    models.push(
+                        fer_model::load_model(&path, device)
+                            .with_context(|| format!("cannot load {}", path.display()))?,
+                    );
                 }
                 anyhow::ensure!(!models.is_empty(), "{}: the run has no model", dir.display());
                 Ok(models)

@@ -33,7 +33,9 @@ const NVIDIA_DRIVER: &str = "/proc/driver/nvidia/version";
 #[cfg(any(feature = "cuda", feature = "cuda-plain"))]
 fn cuda_device() -> anyhow::Result<Device> {
     if !std::path::Path::new(NVIDIA_DRIVER).exists() {
-        anyhow::bail!("--device cuda: no NVIDIA GPU driver on this machine ({NVIDIA_DRIVER} does not exist); use --device cpu");
+        anyhow::bail!(
+            "--device cuda: no NVIDIA GPU driver on this machine ({NVIDIA_DRIVER} does not exist); use --device cpu"
+        );
     }
     start_device("CUDA GPU 0", || {
         let device = Device::cuda(0);
@@ -74,8 +76,15 @@ mod tests {
 
     #[test]
     fn a_panicking_device_start_is_an_error_that_names_the_device() {
-        let err = start_device("CUDA GPU 0", || panic!("called `Result::unwrap()` on an `Err` value: RecvError")).unwrap_err().to_string();
-        assert!(err.contains("CUDA GPU 0 could not be started") && err.contains("RecvError") && err.contains("--device cpu"), "{err}");
+        let err = start_device("CUDA GPU 0", || panic!("called `Result::unwrap()` on an `Err` value: RecvError"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CUDA GPU 0 could not be started")
+                && err.contains("RecvError")
+                && err.contains("--device cpu"),
+            "{err}"
+        );
         assert!(start_device("CPU", Device::flex).is_ok());
     }
 

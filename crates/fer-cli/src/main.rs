@@ -8,7 +8,11 @@ mod photos;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "fer", version, about = "Facial-expression recognition on FER2013: data, models, training, explanations")]
+#[command(
+    name = "fer",
+    version,
+    about = "Facial-expression recognition on FER2013: data, models, training, explanations"
+)]
 #[command(long_about = "Facial-expression recognition on FER2013 (48x48 grayscale faces, 7 emotions: \
 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral).\n\n\
 Data can be the original fer2013.csv (also .csv.gz), the course's train.csv / test.csv, an \

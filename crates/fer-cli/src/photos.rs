@@ -42,8 +42,10 @@ impl PhotoResult {
             .faces
             .iter()
             .map(|f| {
-                let probabilities: serde_json::Map<String, Value> =
-                    Emotion::ALL.iter().map(|e| (e.name().to_string(), json!(round4(f.probabilities[e.id()])))).collect();
+                let probabilities: serde_json::Map<String, Value> = Emotion::ALL
+                    .iter()
+                    .map(|e| (e.name().to_string(), json!(round4(f.probabilities[e.id()]))))
+                    .collect();
                 json!({
                     "box": f.bbox,
                     "score": f.score.map(|s| (s * 1000.0).round() / 1000.0),
@@ -148,7 +150,11 @@ pub fn find_faces(detector: &FaceDetector, margin: f32, photo: &DynamicImage, de
 /// Each face the detector finds in `gray`: its box, score and the 48x48 crop framed like
 /// FER2013's faces (`margin` of the box added per side).
 pub fn face_crops(gray: &GrayImage, detector: &FaceDetector, margin: f32) -> Vec<(FaceBox, f64, Vec<u8>)> {
-    detector.detect(gray).into_iter().map(|face| (face.bbox, face.score, fer_detect::crop_face(gray, face.bbox, margin).into_raw())).collect()
+    detector
+        .detect(gray)
+        .into_iter()
+        .map(|face| (face.bbox, face.score, fer_detect::crop_face(gray, face.bbox, margin).into_raw()))
+        .collect()
 }
 
 /// Today's `--no-detect` behaviour: the whole image squeezed to 48x48 (as `fer_data::decode_face`).
@@ -188,7 +194,8 @@ pub fn saliency_overlays(model: &FerModel, ad: &Device, result: &PhotoResult) ->
     }
     let input = fer_model::input_from_pixels(&pixels, result.faces.len(), SIDE, ad);
     let targets: Vec<usize> = result.faces.iter().map(|f| f.class).collect();
-    let maps: Tensor<4> = fer_interpret::smoothgrad(model, input, &targets, fer_interpret::Score::Logit, 12, 0.15).abs();
+    let maps: Tensor<4> =
+        fer_interpret::smoothgrad(model, input, &targets, fer_interpret::Score::Logit, 12, 0.15).abs();
     let values = maps.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
     result
         .faces
@@ -197,7 +204,8 @@ pub fn saliency_overlays(model: &FerModel, ad: &Device, result: &PhotoResult) ->
         .map(|(i, f)| {
             let zeros = [0.0f32; PIXELS];
             let map = values.get(i * PIXELS..(i + 1) * PIXELS).unwrap_or(&zeros);
-            let face = GrayImage::from_raw(SIDE as u32, SIDE as u32, f.crop.clone()).unwrap_or_else(|| GrayImage::new(SIDE as u32, SIDE as u32));
+            let face = GrayImage::from_raw(SIDE as u32, SIDE as u32, f.crop.clone())
+                .unwrap_or_else(|| GrayImage::new(SIDE as u32, SIDE as u32));
             let img = fer_report::draw::upscale(&fer_report::draw::overlay(&face, map, 0.6), 3);
             let mut png = Vec::new();
             let _ = DynamicImage::ImageRgb8(img).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png);

@@ -32,8 +32,15 @@ fn the_file_is_the_one_its_card_names_and_loads_as_the_reports_cnn() {
     assert!(bytes.len() <= 16 << 20, "{} bytes", bytes.len());
     let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let card = std::fs::read_to_string(root().join("models/README.md")).unwrap();
-    assert!(card.contains(&format!("`{sha}`")), "models/README.md does not name the SHA-256 of models/fer2013-cnn.ferc, {sha}");
-    assert!(card.contains(&format!("{} bytes", bytes.len())), "models/README.md does not give the file's size, {} bytes", bytes.len());
+    assert!(
+        card.contains(&format!("`{sha}`")),
+        "models/README.md does not name the SHA-256 of models/fer2013-cnn.ferc, {sha}"
+    );
+    assert!(
+        card.contains(&format!("{} bytes", bytes.len())),
+        "models/README.md does not give the file's size, {} bytes",
+        bytes.len()
+    );
 
     let device = burn::tensor::Device::flex();
     let model = fer_model::model_from_bytes(&bytes, "fer2013-cnn.ferc".as_ref(), &device).unwrap();
@@ -64,7 +71,13 @@ fn answers(v: &Value) -> Vec<(String, f64)> {
 
 #[test]
 fn predict_without_a_run_answers_on_the_fixture_photos() {
-    let v = json(&fer(&["predict", "--json", &photo("astronaut.jpg"), &photo("three-faces.jpg"), &photo("coffee-no-face.jpg")]));
+    let v = json(&fer(&[
+        "predict",
+        "--json",
+        &photo("astronaut.jpg"),
+        &photo("three-faces.jpg"),
+        &photo("coffee-no-face.jpg"),
+    ]));
     let list = v.as_array().unwrap();
     // The astronaut smiles, in the photo and in each of her three pasted copies; the coffee cup
     // has no face. (Probabilities move in the last digits between CPUs, not by 0.05.)

@@ -16,7 +16,17 @@ fn stderr(o: &Output) -> String {
 }
 
 fn synth(dir: &Path, per_class: usize) {
-    let o = fer(&["data", "synth", dir.to_str().unwrap(), "--per-class", &per_class.to_string(), "--val-per-class", "2", "--seed", "1"]);
+    let o = fer(&[
+        "data",
+        "synth",
+        dir.to_str().unwrap(),
+        "--per-class",
+        &per_class.to_string(),
+        "--val-per-class",
+        "2",
+        "--seed",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -105,7 +115,12 @@ fn summary_json_has_the_report_counts() {
 }
 
 /// Trains a tiny CNN into `dir/run` on every face of `data` per epoch; fails the test if it fails.
-fn train_tiny_cnn(dir: &std::path::Path, data: &str, epochs: usize, batch_size: usize) -> (std::path::PathBuf, std::process::Output) {
+fn train_tiny_cnn(
+    dir: &std::path::Path,
+    data: &str,
+    epochs: usize,
+    batch_size: usize,
+) -> (std::path::PathBuf, std::process::Output) {
     let run = dir.join("run");
     let (epochs, batch_size) = (epochs.to_string(), batch_size.to_string());
     let args = [
@@ -143,7 +158,13 @@ fn train_eval_predict_on_synthetic_faces() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["count"], 56);
     assert_eq!(v["confusion_matrix"].as_array().unwrap().len(), 7);
-    let total: u64 = v["confusion_matrix"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).map(|x| x.as_u64().unwrap()).sum();
+    let total: u64 = v["confusion_matrix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap())
+        .sum();
     assert_eq!(total, 56);
     assert!(run.join("confusion-PublicTest.csv").exists() && run.join("predictions-PublicTest.csv").exists());
 
@@ -154,7 +175,11 @@ fn train_eval_predict_on_synthetic_faces() {
     // Without --no-detect a 48x48 crop is searched for faces, and the answer says what to do.
     let o = fer(&["predict", "--run", run_s, face.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("input.png: no face found (for face crops such as FER2013's, use --no-detect)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("input.png: no face found (for face crops such as FER2013's, use --no-detect)"),
+        "{}",
+        stdout(&o)
+    );
 
     // Continuing a finished run does nothing more and says so.
     let o = fer(&["train", "--resume", run_s, "--quiet"]);
@@ -169,7 +194,10 @@ fn train_rejects_bad_arguments_clearly() {
     let out = out.to_str().unwrap();
     let cases: [(&[&str], &str); 4] = [
         (&["train", "--data", "/missing/data", "--out", out], "/missing/data: no such file or directory"),
-        (&["train", "--data", "synthetic:5,2,0", "--model", "resnet", "--out", out], "valid models: cnn, dnn, tiny-cnn, tiny-dnn"),
+        (
+            &["train", "--data", "synthetic:5,2,0", "--model", "resnet", "--out", out],
+            "valid models: cnn, dnn, tiny-cnn, tiny-dnn",
+        ),
         (&["train", "--data", "synthetic:5,2,0", "--batch-size", "0", "--out", out], "--batch-size must be at least 1"),
         (&["train", "--data", "synthetic:5,2,0", "--time-budget", "soon", "--out", out], "cannot read duration"),
     ];
@@ -214,7 +242,10 @@ fn explain_writes_figures_and_reports_what_it_computed() {
     let o = explain("saliency", &FACE_0, "s.svg");
     assert!(o.status.success(), "{}", stderr(&o));
     let svg = std::fs::read_to_string(out("s.svg")).unwrap();
-    assert!(svg.starts_with("<svg ") && svg.matches("<image ").count() == 3 && svg.contains(">saliency</text>"), "{svg}");
+    assert!(
+        svg.starts_with("<svg ") && svg.matches("<image ").count() == 3 && svg.contains(">saliency</text>"),
+        "{svg}"
+    );
 
     let o = explain("gradcam", &[&FACE_0[..], &["--layer", "block9.act"]].concat(), "x.png");
     assert_eq!(o.status.code(), Some(1));

@@ -77,7 +77,18 @@ fn explain_finds_the_faces_in_a_photo_as_predict_does() {
     let run = tiny_run(dir.path());
     // One face: the figure goes where --out says, and the face is the one predict boxes.
     let out = dir.path().join("astro.png");
-    let o = fer(&["explain", "gradcam", "--run", s(&run), "--layer", "block5.act", "--image", s(&photo("astronaut.jpg")), "--out", s(&out)]);
+    let o = fer(&[
+        "explain",
+        "gradcam",
+        "--run",
+        s(&run),
+        "--layer",
+        "block5.act",
+        "--image",
+        s(&photo("astronaut.jpg")),
+        "--out",
+        s(&out),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.exists());
     let predicted = json(&fer(&["predict", "--run", s(&run), "--json", s(&photo("astronaut.jpg"))]));
@@ -97,11 +108,22 @@ fn explain_finds_the_faces_in_a_photo_as_predict_does() {
 
     // No face: a clear error that points at --no-detect; with it, the whole image is the face.
     let coffee = photo("coffee-no-face.jpg");
-    let o = fer(&["explain", "saliency", "--run", s(&run), "--image", s(&coffee), "--out", s(&dir.path().join("c.png"))]);
+    let o =
+        fer(&["explain", "saliency", "--run", s(&run), "--image", s(&coffee), "--out", s(&dir.path().join("c.png"))]);
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&format!("{}: no face found", s(&coffee))) && err.contains("--no-detect"), "{err}");
-    let o = fer(&["explain", "saliency", "--run", s(&run), "--image", s(&coffee), "--no-detect", "--out", s(&dir.path().join("c.png"))]);
+    let o = fer(&[
+        "explain",
+        "saliency",
+        "--run",
+        s(&run),
+        "--image",
+        s(&coffee),
+        "--no-detect",
+        "--out",
+        s(&dir.path().join("c.png")),
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(dir.path().join("c.png").exists());
 }
@@ -118,7 +140,11 @@ fn predict_refuses_what_is_not_a_photo_and_names_it() {
     assert!(err.contains(&format!("{}: not an image fer can read", s(&fake))), "{err}");
     let o = fer(&["predict", "--run", s(&run), "--max-pixels", "1000", s(&photo("astronaut.jpg"))]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("512x512 pixels is over the limit of 1000 pixels"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("512x512 pixels is over the limit of 1000 pixels"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = fer(&["predict", "--run", s(&run), s(&dir.path().join("missing.jpg"))]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jpg: cannot read"));

@@ -65,14 +65,20 @@ fn start_server(run: &Path, extra: &[&str], capture_stderr: bool) -> Server {
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     // "fer serve: RUN on http://127.0.0.1:PORT/ (Ctrl-C stops)"
-    let addr = line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
     Server { child, addr }
 }
 
 /// One HTTP/1.1 request on a fresh connection; returns (status, headers, body).
 fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).unwrap();
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -82,8 +88,10 @@ fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[
     let _ = stream.write_all(body);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
-    let split =
-        response.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&response)));
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&response)));
     let head = String::from_utf8_lossy(&response[..split]).to_string();
     let status = head.split(' ').nth(1).unwrap().parse().unwrap();
     let mut body = response[split + 4..].to_vec();
@@ -115,7 +123,9 @@ fn metric(addr: &str, name: &str) -> f64 {
     let (status, _, body) = http(addr, "GET", "/metrics", &[], b"");
     assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
-    text.lines().find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' '))).map_or(0.0, |v| v.parse().unwrap())
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.parse().unwrap())
 }
 
 #[test]
@@ -129,17 +139,26 @@ fn serve_answers_the_page_the_api_and_every_bad_request_then_keeps_serving() {
     assert_eq!(status, 200);
     assert!(head.to_ascii_lowercase().contains("content-type: text/html"));
     let page = String::from_utf8_lossy(&page);
-    assert!(page.contains("<canvas id=\"view\"") && page.contains("/api/predict") && !page.contains("https://"), "self-contained page");
+    assert!(
+        page.contains("<canvas id=\"view\"") && page.contains("/api/predict") && !page.contains("https://"),
+        "self-contained page"
+    );
 
     // The API answers the same object as `fer predict --json` (given the same name).
     let three = photo("three-faces.jpg");
     let bytes = std::fs::read(&three).unwrap();
-    let (status, head, body) = http(addr, "POST", "/api/predict", &[("X-Filename", s(&three)), ("Content-Type", "image/jpeg")], &bytes);
+    let (status, head, body) =
+        http(addr, "POST", "/api/predict", &[("X-Filename", s(&three)), ("Content-Type", "image/jpeg")], &bytes);
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let from_api = body_json(&body);
     // Where the time went, for the webcam page and for operators: finding faces, then the model.
     let timing = head.to_ascii_lowercase();
-    assert!(timing.contains("server-timing: decode;dur=") && timing.contains(", detect;dur=") && timing.contains(", classify;dur="), "{head}");
+    assert!(
+        timing.contains("server-timing: decode;dur=")
+            && timing.contains(", detect;dur=")
+            && timing.contains(", classify;dur="),
+        "{head}"
+    );
     let from_cli = json(&fer(&["predict", "--run", s(&run), "--json", s(&three)]));
     assert_eq!(from_api, from_cli);
 
@@ -162,7 +181,11 @@ fn serve_answers_the_page_the_api_and_every_bad_request_then_keeps_serving() {
     assert!(body_json(&body)["error"].as_str().unwrap().contains("empty body"));
     let (status, _, body) = http(addr, "POST", "/api/predict", &[("X-Filename", "big.jpg")], &vec![0u8; 300_000]);
     assert_eq!(status, 413);
-    assert!(body_json(&body)["error"].as_str().unwrap().contains("over the limit of 200000 bytes"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        body_json(&body)["error"].as_str().unwrap().contains("over the limit of 200000 bytes"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     let (status, _, body) = http(addr, "POST", "/api/predict", &[("X-Filename", "huge.png")], &huge_png_header());
     assert_eq!(status, 413);
     assert!(
@@ -202,7 +225,12 @@ fn a_full_queue_answers_503_with_retry_after_at_once_and_accepted_requests_still
     let refused_in = start.elapsed();
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
-    assert!(body_json(&body)["error"].as_str().unwrap().starts_with("second.jpg: busy, 1 requests are already waiting (--max-queue)"));
+    assert!(
+        body_json(&body)["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("second.jpg: busy, 1 requests are already waiting (--max-queue)")
+    );
     assert!(refused_in < Duration::from_millis(900), "refused at once, not after the queue: {refused_in:?}");
     let (status, _, body) = first.join().unwrap();
     assert_eq!(status, 200, "the accepted request finishes: {}", String::from_utf8_lossy(&body));
@@ -283,7 +311,10 @@ fn slow_clients_are_cut_off_and_a_connection_cap_holds() {
     assert!(closed_by_server(&mut slow, Duration::from_secs(5)), "a client stuck in its headers is dropped");
 
     // A body that stops arriving: 408 after --body-timeout, naming the upload.
-    let mut slow = slow_client(addr, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nX-Filename: slow.jpg\r\nContent-Length: 1000\r\n\r\n0123456789");
+    let mut slow = slow_client(
+        addr,
+        b"POST /api/predict HTTP/1.1\r\nHost: x\r\nX-Filename: slow.jpg\r\nContent-Length: 1000\r\n\r\n0123456789",
+    );
     slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut answer = Vec::new();
     let _ = slow.read_to_end(&mut answer);
@@ -322,7 +353,10 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_and_every_request_is_l
     // A request whose body is half sent when SIGTERM arrives.
     let (half, rest) = bytes.split_at(bytes.len() / 2);
     let mut stream = TcpStream::connect(&addr).unwrap();
-    let head = format!("POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nX-Filename: three.jpg\r\nContent-Length: {}\r\n\r\n", bytes.len());
+    let head = format!(
+        "POST /api/predict HTTP/1.1\r\nHost: {addr}\r\nX-Filename: three.jpg\r\nContent-Length: {}\r\n\r\n",
+        bytes.len()
+    );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(half).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -339,14 +373,28 @@ fn sigterm_lets_the_request_in_flight_finish_then_exits_0_and_every_request_is_l
     let (code, log) = server.wait_exit(Duration::from_secs(20));
     assert_eq!(code, Some(0), "{log}");
     // One JSON object per request, with what an operator filters on.
-    let requests: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter(|v| v["message"] == "request").collect();
+    let requests: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
     let seen: Vec<(String, String, u64)> = requests
         .iter()
-        .map(|r| (r["method"].as_str().unwrap().to_string(), r["path"].as_str().unwrap().to_string(), r["status"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
-        [("GET".to_string(), "/nowhere".to_string(), 404), ("POST".into(), "/api/predict".into(), 400), ("POST".into(), "/api/predict".into(), 200)],
+        [
+            ("GET".to_string(), "/nowhere".to_string(), 404),
+            ("POST".into(), "/api/predict".into(), 400),
+            ("POST".into(), "/api/predict".into(), 200)
+        ],
         "{log}"
     );
     let last = &requests[2];

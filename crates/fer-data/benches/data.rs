@@ -31,7 +31,9 @@ fn loading(c: &mut Criterion) {
     group.sample_size(10);
     for (name, var) in [("fer2013_csv", "FER_BENCH_CSV"), ("image_tree", "FER_BENCH_TREE")] {
         if let Ok(path) = std::env::var(var) {
-            group.bench_function(name, |b| b.iter(|| black_box(fer_data::load(&path, &LoadOptions::default()).expect("bench data loads"))));
+            group.bench_function(name, |b| {
+                b.iter(|| black_box(fer_data::load(&path, &LoadOptions::default()).expect("bench data loads")))
+            });
         }
     }
     group.finish();

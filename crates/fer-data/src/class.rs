@@ -17,8 +17,15 @@ pub enum Emotion {
 
 impl Emotion {
     /// All classes in id order.
-    pub const ALL: [Emotion; NUM_CLASSES] =
-        [Emotion::Angry, Emotion::Disgust, Emotion::Fear, Emotion::Happy, Emotion::Sad, Emotion::Surprise, Emotion::Neutral];
+    pub const ALL: [Emotion; NUM_CLASSES] = [
+        Emotion::Angry,
+        Emotion::Disgust,
+        Emotion::Fear,
+        Emotion::Happy,
+        Emotion::Sad,
+        Emotion::Surprise,
+        Emotion::Neutral,
+    ];
 
     pub fn id(self) -> usize {
         self as usize

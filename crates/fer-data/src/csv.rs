@@ -20,14 +20,20 @@ struct Columns {
 
 fn strip_quotes(field: &[u8]) -> &[u8] {
     let field = field.trim_ascii();
-    if field.len() >= 2 && field[0] == b'"' && field[field.len() - 1] == b'"' { &field[1..field.len() - 1] } else { field }
+    if field.len() >= 2 && field[0] == b'"' && field[field.len() - 1] == b'"' {
+        &field[1..field.len() - 1]
+    } else {
+        field
+    }
 }
 
 fn parse_header(path: &Path, header: &str) -> Result<(Format, Columns), DataError> {
     let header = header.trim_start_matches('\u{feff}').trim_end_matches('\r');
-    let names: Vec<String> = header.split(',').map(|f| String::from_utf8_lossy(strip_quotes(f.as_bytes())).to_ascii_lowercase()).collect();
+    let names: Vec<String> =
+        header.split(',').map(|f| String::from_utf8_lossy(strip_quotes(f.as_bytes())).to_ascii_lowercase()).collect();
     let find = |n: &str| names.iter().position(|x| x == n);
-    let expected = "expected the header emotion,pixels,Usage (fer2013.csv), label,feature (train.csv) or id,feature (test.csv)";
+    let expected =
+        "expected the header emotion,pixels,Usage (fer2013.csv), label,feature (train.csv) or id,feature (test.csv)";
     if names.len() == 1 && (header.contains(';') || header.contains('\t')) {
         let delimiter = if header.contains(';') { "';'" } else { "a tab" };
         return Err(DataError::Header {
@@ -44,7 +50,10 @@ fn parse_header(path: &Path, header: &str) -> Result<(Format, Columns), DataErro
     } else {
         None
     };
-    layout.ok_or_else(|| DataError::Header { path: path.into(), problem: format!("missing or misnamed columns: found {header:?}; {expected}") })
+    layout.ok_or_else(|| DataError::Header {
+        path: path.into(),
+        problem: format!("missing or misnamed columns: found {header:?}; {expected}"),
+    })
 }
 
 /// Parses space-separated pixels into `out`; the count must be exactly 2,304.
@@ -70,7 +79,10 @@ pub(crate) fn parse_pixels(field: &[u8], out: &mut [u8]) -> Result<(), RowProble
         } else {
             let start = if in_token { token_start } else { i };
             let end = field[start..].iter().position(|c| *c == b' ').map_or(field.len(), |p| start + p);
-            return Err(RowProblem::NonNumericPixel { index: count, token: String::from_utf8_lossy(&field[start..end]).into_owned() });
+            return Err(RowProblem::NonNumericPixel {
+                index: count,
+                token: String::from_utf8_lossy(&field[start..end]).into_owned(),
+            });
         }
     }
     if in_token {
@@ -191,7 +203,11 @@ pub(crate) fn parse(path: &Path, bytes: &[u8], skip_invalid: bool) -> Result<Par
         let outcomes: Vec<Option<RowOutcome>> = lines
             .par_iter()
             .zip(pixels.par_chunks_mut(PIXELS))
-            .map(|(line, out)| if line.trim_ascii().is_empty() { None } else { Some(parse_row(line, cols, default_split, out)) })
+            .map(
+                |(line, out)| {
+                    if line.trim_ascii().is_empty() { None } else { Some(parse_row(line, cols, default_split, out)) }
+                },
+            )
             .collect();
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {

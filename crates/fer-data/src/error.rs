@@ -88,6 +88,10 @@ pub enum DataError {
 impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();
-        if source.kind() == std::io::ErrorKind::NotFound { DataError::NotFound { path } } else { DataError::Io { path, source } }
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DataError::NotFound { path }
+        } else {
+            DataError::Io { path, source }
+        }
     }
 }

@@ -9,7 +9,9 @@ use rayon::prelude::*;
 use crate::{DataError, Dataset, Emotion, PIXELS, SIDE, canonical_split_name};
 
 fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)))
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["jpg", "jpeg", "png"].iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
 fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
@@ -47,16 +49,21 @@ pub const MAX_FACE_IMAGE_PIXELS: u64 = 16 << 20;
 /// [`decode_face`] on bytes held in memory; `path` names them in errors.
 pub fn decode_face_bytes(bytes: &[u8], path: &Path, out: &mut [u8]) -> Result<bool, DataError> {
     let bad = |reason: String| DataError::Image { path: path.into(), reason };
-    let reader = || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
+    let reader =
+        || image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| bad(e.to_string()));
     let (w, h) = reader()?.into_dimensions().map_err(|e| bad(e.to_string()))?;
     if w == 0 || h == 0 {
         return Err(bad(format!("{w}x{h} pixels")));
     }
     if w as u64 * h as u64 > MAX_FACE_IMAGE_PIXELS {
-        return Err(bad(format!("{w}x{h} pixels is over the limit of {MAX_FACE_IMAGE_PIXELS} pixels for a face image")));
+        return Err(bad(format!(
+            "{w}x{h} pixels is over the limit of {MAX_FACE_IMAGE_PIXELS} pixels for a face image"
+        )));
     }
     let image = reader()?.decode().map_err(|e| bad(e.to_string()))?;
-    let is_gray48 = matches!(image, image::DynamicImage::ImageLuma8(_)) && image.width() as usize == SIDE && image.height() as usize == SIDE;
+    let is_gray48 = matches!(image, image::DynamicImage::ImageLuma8(_))
+        && image.width() as usize == SIDE
+        && image.height() as usize == SIDE;
     let mut gray = image.into_luma8();
     if gray.width() as usize != SIDE || gray.height() as usize != SIDE {
         gray = image::imageops::resize(&gray, SIDE as u32, SIDE as u32, image::imageops::FilterType::Triangle);
@@ -129,7 +136,10 @@ pub(crate) fn load(root: &Path, skip_invalid: bool) -> Result<Scanned, DataError
     }
     // Within a split, order by file name (so a tree fer wrote reloads in its original row order).
     files.sort_by(|a, b| {
-        split_rank(&a.split).cmp(&split_rank(&b.split)).then_with(|| a.path.file_name().cmp(&b.path.file_name())).then_with(|| a.path.cmp(&b.path))
+        split_rank(&a.split)
+            .cmp(&split_rank(&b.split))
+            .then_with(|| a.path.file_name().cmp(&b.path.file_name()))
+            .then_with(|| a.path.cmp(&b.path))
     });
 
     let mut pixels = vec![0u8; files.len() * PIXELS];

@@ -33,7 +33,8 @@ pub use face::{PIXELS, SIDE};
 pub use folder::{MAX_FACE_IMAGE_PIXELS, decode_face, decode_face_bytes};
 pub use format::Format;
 pub use load::{
-    DEFAULT_MAX_INPUT_BYTES, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_columns, set_default_max_input_bytes,
+    DEFAULT_MAX_INPUT_BYTES, LoadOptions, LoadReport, SYNTHETIC_DEFAULT, load, load_bytes, open, set_default_columns,
+    set_default_max_input_bytes,
 };
 #[cfg(feature = "parquet")]
 pub use parquet::{ParquetColumns, is_parquet, load_parquet_bytes, write_parquet_file, write_parquet_splits};

@@ -38,7 +38,12 @@ pub fn set_default_max_input_bytes(limit: u64) {
 impl Default for LoadOptions {
     fn default() -> Self {
         let (image_col, label_col) = COLUMNS.lock().map(|c| c.clone()).unwrap_or_default();
-        LoadOptions { skip_invalid: false, max_bytes: MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed), image_col, label_col }
+        LoadOptions {
+            skip_invalid: false,
+            max_bytes: MAX_INPUT_BYTES.load(std::sync::atomic::Ordering::Relaxed),
+            image_col,
+            label_col,
+        }
     }
 }
 
@@ -58,7 +63,8 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
     let path = path.as_ref();
     #[cfg(feature = "parquet")]
     if crate::parquet::is_parquet(path) {
-        let columns = crate::parquet::ParquetColumns { image: options.image_col.clone(), label: options.label_col.clone() };
+        let columns =
+            crate::parquet::ParquetColumns { image: options.image_col.clone(), label: options.label_col.clone() };
         let (dataset, converted, skipped) = crate::parquet::load(path, &columns, options.skip_invalid)?;
         return Ok((dataset, LoadReport { format: Format::Parquet, converted, skipped }));
     }
@@ -66,7 +72,9 @@ pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<(Dataset, L
     if path.to_string_lossy().to_ascii_lowercase().ends_with(".parquet") {
         return Err(DataError::Parquet {
             path: path.into(),
-            reason: "this build reads Parquet only with the `parquet` feature (on by default; this build turned it off)".into(),
+            reason:
+                "this build reads Parquet only with the `parquet` feature (on by default; this build turned it off)"
+                    .into(),
         });
     }
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;

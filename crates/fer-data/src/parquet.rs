@@ -63,7 +63,9 @@ fn resolve(spec: &Path) -> Result<Vec<PathBuf>, DataError> {
             .flatten()
             .map(|e| e.path())
             .filter(|p| {
-                p.file_name().map(|n| n.to_string_lossy()).is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix.trim_start_matches('*')))
+                p.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix.trim_start_matches('*')))
             })
             .collect();
         files.sort();
@@ -97,15 +99,24 @@ fn split_of(file: &Path) -> String {
     if let Some(split) = known(head) {
         return split;
     }
-    file.parent().and_then(|p| p.file_name()).and_then(|n| known(&n.to_string_lossy())).unwrap_or_else(|| "Training".into())
+    file.parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| known(&n.to_string_lossy()))
+        .unwrap_or_else(|| "Training".into())
 }
 
-fn find_column<'a>(df: &'a DataFrame, wanted: Option<&str>, names: &[&str], what: &str, path: &Path) -> Result<Option<&'a Column>, DataError> {
+fn find_column<'a>(
+    df: &'a DataFrame,
+    wanted: Option<&str>,
+    names: &[&str],
+    what: &str,
+    path: &Path,
+) -> Result<Option<&'a Column>, DataError> {
     if let Some(name) = wanted {
-        return df
-            .column(name)
-            .map(Some)
-            .map_err(|_| DataError::Parquet { path: path.into(), reason: format!("no {what} column {name:?} (columns: {})", column_list(df)) });
+        return df.column(name).map(Some).map_err(|_| DataError::Parquet {
+            path: path.into(),
+            reason: format!("no {what} column {name:?} (columns: {})", column_list(df)),
+        });
     }
     Ok(names.iter().find_map(|n| df.columns().iter().find(|c| c.name().as_str().eq_ignore_ascii_case(n))))
 }
@@ -123,7 +134,10 @@ enum Images {
 }
 
 fn images(column: &Column, path: &Path) -> Result<Images, DataError> {
-    let bad = |reason: String| DataError::Parquet { path: path.into(), reason: format!("image column {:?}: {reason}", column.name().as_str()) };
+    let bad = |reason: String| DataError::Parquet {
+        path: path.into(),
+        reason: format!("image column {:?}: {reason}", column.name().as_str()),
+    };
     match column.dtype() {
         DataType::Struct(fields) => {
             if !fields.iter().any(|f| f.name().as_str() == "bytes") {
@@ -133,15 +147,24 @@ fn images(column: &Column, path: &Path) -> Result<Images, DataError> {
             let bytes = s.field_by_name("bytes").map_err(|e| bad(e.to_string()))?;
             Ok(Images::Encoded(bytes.binary().map_err(|e| bad(e.to_string()))?.clone()))
         }
-        DataType::Binary => Ok(Images::Encoded(column.as_materialized_series().binary().map_err(|e| bad(e.to_string()))?.clone())),
-        DataType::String => Ok(Images::Text(column.as_materialized_series().str().map_err(|e| bad(e.to_string()))?.clone())),
-        other => Err(bad(format!("type {other} is not an image (expected a struct with `bytes`, binary, or pixel text)"))),
+        DataType::Binary => {
+            Ok(Images::Encoded(column.as_materialized_series().binary().map_err(|e| bad(e.to_string()))?.clone()))
+        }
+        DataType::String => {
+            Ok(Images::Text(column.as_materialized_series().str().map_err(|e| bad(e.to_string()))?.clone()))
+        }
+        other => {
+            Err(bad(format!("type {other} is not an image (expected a struct with `bytes`, binary, or pixel text)")))
+        }
     }
 }
 
 /// The label column as per-row class ids (`None`: no label, e.g. a test split).
 fn labels(column: &Column, path: &Path) -> Result<Vec<Result<Option<Emotion>, String>>, DataError> {
-    let bad = |reason: String| DataError::Parquet { path: path.into(), reason: format!("label column {:?}: {reason}", column.name().as_str()) };
+    let bad = |reason: String| DataError::Parquet {
+        path: path.into(),
+        reason: format!("label column {:?}: {reason}", column.name().as_str()),
+    };
     let series = column.as_materialized_series();
     if series.dtype().is_integer() {
         let ints = series.cast(&DataType::Int64).map_err(|e| bad(e.to_string()))?;
@@ -150,11 +173,11 @@ fn labels(column: &Column, path: &Path) -> Result<Vec<Result<Option<Emotion>, St
             .map(|i| ints.get(i))
             .map(|v| match v {
                 None => Ok(None),
-                Some(v) => usize::try_from(v)
-                    .ok()
-                    .and_then(Emotion::from_id)
-                    .map(Some)
-                    .ok_or_else(|| format!("label {v} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)")),
+                Some(v) => usize::try_from(v).ok().and_then(Emotion::from_id).map(Some).ok_or_else(|| {
+                    format!(
+                        "label {v} is outside 0-6 (0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral)"
+                    )
+                }),
             })
             .collect());
     }
@@ -163,9 +186,9 @@ fn labels(column: &Column, path: &Path) -> Result<Vec<Result<Option<Emotion>, St
             .map(|i| text.get(i))
             .map(|v| match v {
                 None => Ok(None),
-                Some(name) => {
-                    Emotion::parse(name).map(Some).ok_or_else(|| format!("label {name:?} is not a class (valid: {})", Emotion::valid_names()))
-                }
+                Some(name) => Emotion::parse(name)
+                    .map(Some)
+                    .ok_or_else(|| format!("label {name:?} is not a class (valid: {})", Emotion::valid_names())),
             })
             .collect());
     }
@@ -173,7 +196,11 @@ fn labels(column: &Column, path: &Path) -> Result<Vec<Result<Option<Emotion>, St
 }
 
 /// Loads one or more Parquet files (see the module docs) into a dataset.
-pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) -> Result<(Dataset, usize, BTreeMap<String, usize>), DataError> {
+pub(crate) fn load(
+    spec: &Path,
+    columns: &ParquetColumns,
+    skip_invalid: bool,
+) -> Result<(Dataset, usize, BTreeMap<String, usize>), DataError> {
     let mut out = Loaded::default();
     for file in resolve(spec)? {
         let bytes = std::fs::read(&file).map_err(|e| DataError::io(&file, e))?;
@@ -184,7 +211,12 @@ pub(crate) fn load(spec: &Path, columns: &ParquetColumns, skip_invalid: bool) ->
 }
 
 /// One Parquet file held in memory (e.g. an upload); `name` names it in errors and gives its split.
-pub fn load_parquet_bytes(bytes: &[u8], name: &Path, columns: &ParquetColumns, skip_invalid: bool) -> Result<Dataset, DataError> {
+pub fn load_parquet_bytes(
+    bytes: &[u8],
+    name: &Path,
+    columns: &ParquetColumns,
+    skip_invalid: bool,
+) -> Result<Dataset, DataError> {
     let df = read_checked(bytes.to_vec().into(), name)?;
     let mut out = Loaded::default();
     load_frame(&df, name, columns, skip_invalid, &mut out)?;
@@ -195,7 +227,8 @@ pub fn load_parquet_bytes(bytes: &[u8], name: &Path, columns: &ParquetColumns, s
 /// (`parquet_check`), then polars reads it under [`guarded`].
 fn read_checked(file: polars_buffer::Buffer<u8>, path: &Path) -> Result<DataFrame, DataError> {
     guarded(path, || {
-        crate::parquet_check::check(&file).map_err(|reason| polars_err!(ComputeError: "damaged Parquet file: {reason}"))?;
+        crate::parquet_check::check(&file)
+            .map_err(|reason| polars_err!(ComputeError: "damaged Parquet file: {reason}"))?;
         ParquetReader::new(std::io::Cursor::new(&*file)).finish()
     })
 }
@@ -207,8 +240,15 @@ fn guarded(path: &Path, read: impl FnOnce() -> PolarsResult<DataFrame>) -> Resul
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
         Ok(result) => result.map_err(|e| DataError::Parquet { path: path.into(), reason: e.to_string() }),
         Err(panic) => {
-            let message = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-            Err(DataError::Parquet { path: path.into(), reason: format!("damaged Parquet file (the reader failed: {message})") })
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(DataError::Parquet {
+                path: path.into(),
+                reason: format!("damaged Parquet file (the reader failed: {message})"),
+            })
         }
     }
 }
@@ -220,7 +260,13 @@ struct Loaded {
     skipped: BTreeMap<String, usize>,
 }
 
-fn load_frame(df: &DataFrame, file: &Path, columns: &ParquetColumns, skip_invalid: bool, out: &mut Loaded) -> Result<(), DataError> {
+fn load_frame(
+    df: &DataFrame,
+    file: &Path,
+    columns: &ParquetColumns,
+    skip_invalid: bool,
+    out: &mut Loaded,
+) -> Result<(), DataError> {
     let file = file.to_path_buf();
     let image_col = find_column(df, columns.image.as_deref(), &IMAGE_NAMES, "image", &file)?
         .or_else(|| df.columns().iter().find(|c| matches!(c.dtype(), DataType::Struct(_) | DataType::Binary)))
@@ -230,7 +276,8 @@ fn load_frame(df: &DataFrame, file: &Path, columns: &ParquetColumns, skip_invali
         })?;
     let image_name = image_col.name().to_string();
     let label_col = find_column(df, columns.label.as_deref(), &LABEL_NAMES, "label", &file)?;
-    let split_col = SPLIT_NAMES.iter().find_map(|n| df.column(n).ok()).and_then(|c| c.as_materialized_series().str().ok().cloned());
+    let split_col =
+        SPLIT_NAMES.iter().find_map(|n| df.column(n).ok()).and_then(|c| c.as_materialized_series().str().ok().cloned());
     let images = images(image_col, &file)?;
     let labels = match label_col {
         Some(c) => labels(c, &file)?,
@@ -240,15 +287,23 @@ fn load_frame(df: &DataFrame, file: &Path, columns: &ParquetColumns, skip_invali
     let file_split = split_of(&file);
     let mut pixels = vec![0u8; PIXELS];
     for (row, label) in labels.iter().enumerate() {
-        let problem = |column: &str, problem: String| DataError::ParquetRow { path: file.clone(), row, column: column.into(), problem };
+        let problem = |column: &str, problem: String| DataError::ParquetRow {
+            path: file.clone(),
+            row,
+            column: column.into(),
+            problem,
+        };
         let decoded: Result<bool, DataError> = match &images {
             Images::Encoded(b) => match b.get(row) {
-                Some(bytes) => crate::folder::decode_face_bytes(bytes, &file, &mut pixels)
-                    .map_err(|e| problem(&image_name, e.to_string().trim_start_matches(&format!("{}: ", file.display())).to_string())),
+                Some(bytes) => crate::folder::decode_face_bytes(bytes, &file, &mut pixels).map_err(|e| {
+                    problem(&image_name, e.to_string().trim_start_matches(&format!("{}: ", file.display())).to_string())
+                }),
                 None => Err(problem(&image_name, "no image".into())),
             },
             Images::Text(t) => match t.get(row) {
-                Some(text) => crate::csv::parse_pixels(text.as_bytes(), &mut pixels).map(|_| false).map_err(|p| problem(&image_name, p.to_string())),
+                Some(text) => crate::csv::parse_pixels(text.as_bytes(), &mut pixels)
+                    .map(|_| false)
+                    .map_err(|p| problem(&image_name, p.to_string())),
                 None => Err(problem(&image_name, "no image".into())),
             },
         };
@@ -321,11 +376,17 @@ fn write_rows(dataset: &Dataset, rows: &[usize], path: &Path, with_split: bool) 
     let names: Vec<String> = rows.iter().map(|&i| format!("{}_{i}.png", hub_split_name(dataset.split(i)))).collect();
     let bytes = Series::new("bytes".into(), pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>());
     let paths = Series::new("path".into(), names);
-    let image = StructChunked::from_series("image".into(), rows.len(), [bytes, paths].iter()).map_err(|e| err(e.to_string()))?.into_series();
-    let label = Series::new("label".into(), rows.iter().map(|&i| dataset.label(i).map(|e| e.id() as i64)).collect::<Vec<_>>());
+    let image = StructChunked::from_series("image".into(), rows.len(), [bytes, paths].iter())
+        .map_err(|e| err(e.to_string()))?
+        .into_series();
+    let label =
+        Series::new("label".into(), rows.iter().map(|&i| dataset.label(i).map(|e| e.id() as i64)).collect::<Vec<_>>());
     let mut columns: Vec<Column> = vec![image.into(), label.into()];
     if with_split {
-        columns.push(Column::new("split".into(), rows.iter().map(|&i| hub_split_name(dataset.split(i))).collect::<Vec<_>>()));
+        columns.push(Column::new(
+            "split".into(),
+            rows.iter().map(|&i| hub_split_name(dataset.split(i))).collect::<Vec<_>>(),
+        ));
     }
     let mut df = DataFrame::new(rows.len(), columns).map_err(|e| err(e.to_string()))?;
     let mut out = Vec::new();

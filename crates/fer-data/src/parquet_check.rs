@@ -129,7 +129,10 @@ impl Compact<'_> {
                     return Ok(());
                 }
                 if size > self.left() as u64 {
-                    return Err(format!("a map in the footer claims {size} entries where {} bytes are left", self.left()));
+                    return Err(format!(
+                        "a map in the footer claims {size} entries where {} bytes are left",
+                        self.left()
+                    ));
                 }
                 let kinds = self.byte()?;
                 for _ in 0..size {
@@ -160,11 +163,13 @@ fn check_pages(buffer: &polars_buffer::Buffer<u8>) -> Result<(), String> {
             if chunk_values < 0 || (flat && chunk_values as u64 > rows) || chunk_values as u64 > max_rows {
                 return Err(format!("column {column:?} in row group {g} claims {chunk_values} values for {rows} rows"));
             }
-            let pages = get_page_iterator(chunk, std::io::Cursor::new(buffer.clone()), Vec::new(), MAX_PAGE_BYTES).map_err(|e| e.to_string())?;
+            let pages = get_page_iterator(chunk, std::io::Cursor::new(buffer.clone()), Vec::new(), MAX_PAGE_BYTES)
+                .map_err(|e| e.to_string())?;
             for page in pages {
                 let page = page.map_err(|e| format!("column {column:?}: {e}"))?;
                 let CompressedPage::Data(page) = page else { continue };
-                let bad = |what: &str, v: i64| format!("column {column:?} in row group {g}: a page header says {what} = {v}");
+                let bad =
+                    |what: &str, v: i64| format!("column {column:?} in row group {g}: a page header says {what} = {v}");
                 if page.uncompressed_size() > MAX_PAGE_BYTES {
                     return Err(bad("uncompressed_page_size", page.uncompressed_size() as i64));
                 }
@@ -175,8 +180,16 @@ fn check_pages(buffer: &polars_buffer::Buffer<u8>) -> Result<(), String> {
                         vec![
                             ("num_nulls", h.num_nulls, i64::from(h.num_values)),
                             ("num_rows", h.num_rows, rows as i64),
-                            ("definition_levels_byte_length", h.definition_levels_byte_length, page.compressed_size() as i64),
-                            ("repetition_levels_byte_length", h.repetition_levels_byte_length, page.compressed_size() as i64),
+                            (
+                                "definition_levels_byte_length",
+                                h.definition_levels_byte_length,
+                                page.compressed_size() as i64,
+                            ),
+                            (
+                                "repetition_levels_byte_length",
+                                h.repetition_levels_byte_length,
+                                page.compressed_size() as i64,
+                            ),
                         ],
                     ),
                 };

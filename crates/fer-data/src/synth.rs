@@ -25,11 +25,29 @@ struct Expression {
 }
 
 fn expression(label: Emotion) -> Expression {
-    let base = Expression { brow_tilt: 0.0, brow_raise: 0.0, eye_open: 1.0, mouth_curve: 0.0, mouth_width: 6.0, mouth_open: 0.0, mouth_skew: 0.0 };
+    let base = Expression {
+        brow_tilt: 0.0,
+        brow_raise: 0.0,
+        eye_open: 1.0,
+        mouth_curve: 0.0,
+        mouth_width: 6.0,
+        mouth_open: 0.0,
+        mouth_skew: 0.0,
+    };
     match label {
-        Emotion::Angry => Expression { brow_tilt: -3.0, brow_raise: -1.0, eye_open: 0.6, mouth_curve: -1.0, mouth_width: 4.5, ..base },
+        Emotion::Angry => {
+            Expression { brow_tilt: -3.0, brow_raise: -1.0, eye_open: 0.6, mouth_curve: -1.0, mouth_width: 4.5, ..base }
+        }
         Emotion::Disgust => Expression { brow_tilt: -1.5, eye_open: 0.45, mouth_skew: 2.5, mouth_width: 5.5, ..base },
-        Emotion::Fear => Expression { brow_tilt: 2.5, brow_raise: 2.0, eye_open: 1.6, mouth_curve: -1.0, mouth_width: 6.0, mouth_open: 2.0, ..base },
+        Emotion::Fear => Expression {
+            brow_tilt: 2.5,
+            brow_raise: 2.0,
+            eye_open: 1.6,
+            mouth_curve: -1.0,
+            mouth_width: 6.0,
+            mouth_open: 2.0,
+            ..base
+        },
         Emotion::Happy => Expression { mouth_curve: 3.5, mouth_width: 7.5, eye_open: 0.85, ..base },
         Emotion::Sad => Expression { brow_tilt: 3.0, mouth_curve: -3.0, eye_open: 0.8, ..base },
         Emotion::Surprise => Expression { brow_raise: 4.0, eye_open: 1.7, mouth_width: 3.5, mouth_open: 4.5, ..base },

@@ -16,8 +16,11 @@ pub fn write_fer2013_csv(dataset: &Dataset, path: &Path) -> Result<(), DataError
     }
     let file = File::create(path).map_err(|e| DataError::io(path, e))?;
     let gz = path.to_string_lossy().to_ascii_lowercase().ends_with(".gz");
-    let mut out: Box<dyn Write> =
-        if gz { Box::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast())) } else { Box::new(BufWriter::new(file)) };
+    let mut out: Box<dyn Write> = if gz {
+        Box::new(flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::fast()))
+    } else {
+        Box::new(BufWriter::new(file))
+    };
     let mut line = String::with_capacity(10_000);
     let io = |e: std::io::Error| DataError::io(path, e);
     out.write_all(b"emotion,pixels,Usage\n").map_err(io)?;
@@ -53,7 +56,8 @@ fn push_u8(line: &mut String, v: u8) {
 
 /// Writes one 48x48 grayscale face as PNG.
 pub fn write_png(path: &Path, pixels: &[u8]) -> Result<(), DataError> {
-    image::save_buffer(path, pixels, SIDE as u32, SIDE as u32, image::ExtendedColorType::L8).map_err(|e| write_err(path, e))
+    image::save_buffer(path, pixels, SIDE as u32, SIDE as u32, image::ExtendedColorType::L8)
+        .map_err(|e| write_err(path, e))
 }
 
 /// Writes `<dir>/<split>/<class>/<index>.png`. Indices are the faces' positions in `dataset`,

@@ -1,6 +1,8 @@
 //! Augmentation: properties (proptest) and parity with Keras' `apply_affine_transform`.
 
-use fer_data::augment::{AffineParams, AugmentConfig, ERASED_AREA, ERASED_ASPECT, FillMode, apply_affine, apply_affine_f32, erased_rect};
+use fer_data::augment::{
+    AffineParams, AugmentConfig, ERASED_AREA, ERASED_ASPECT, FillMode, apply_affine, apply_affine_f32, erased_rect,
+};
 use fer_data::{PIXELS, SIDE, rng::Rng};
 use proptest::prelude::*;
 
@@ -9,8 +11,17 @@ fn face() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn params() -> impl Strategy<Value = AffineParams> {
-    (-45.0..45.0f64, -8.0..8.0f64, -8.0..8.0f64, -30.0..30.0f64, 0.7..1.3f64, 0.7..1.3f64, any::<bool>())
-        .prop_map(|(theta, tx, ty, shear, zx, zy, flip_horizontal)| AffineParams { theta, tx, ty, shear, zx, zy, flip_horizontal })
+    (-45.0..45.0f64, -8.0..8.0f64, -8.0..8.0f64, -30.0..30.0f64, 0.7..1.3f64, 0.7..1.3f64, any::<bool>()).prop_map(
+        |(theta, tx, ty, shear, zx, zy, flip_horizontal)| AffineParams {
+            theta,
+            tx,
+            ty,
+            shear,
+            zx,
+            zy,
+            flip_horizontal,
+        },
+    )
 }
 
 fn fill() -> impl Strategy<Value = FillMode> {
@@ -139,7 +150,8 @@ fn random_erasing_happens_at_its_probability_and_not_without_it() {
     assert_eq!(AugmentConfig::report().erasing, 0.0);
     let json = serde_json::to_string(&AugmentConfig::report()).unwrap_or_default();
     assert!(!json.contains("erasing"), "{json}");
-    let on: AugmentConfig = serde_json::from_str(&json.replace("}", ",\"erasing\":0.25}")).expect("a config with erasing loads");
+    let on: AugmentConfig =
+        serde_json::from_str(&json.replace("}", ",\"erasing\":0.25}")).expect("a config with erasing loads");
     assert_eq!(on.erasing, 0.25);
 }
 
@@ -170,7 +182,15 @@ fn matches_keras_apply_affine_transform() {
     assert!(cases.len() >= 8);
     for case in cases {
         let f = |k: &str| case[k].as_f64().unwrap();
-        let p = AffineParams { theta: f("theta"), tx: f("tx"), ty: f("ty"), shear: f("shear"), zx: f("zx"), zy: f("zy"), flip_horizontal: false };
+        let p = AffineParams {
+            theta: f("theta"),
+            tx: f("tx"),
+            ty: f("ty"),
+            shear: f("shear"),
+            zx: f("zx"),
+            zy: f("zy"),
+            flip_horizontal: false,
+        };
         let fill = match case["fill_mode"].as_str().unwrap() {
             "nearest" => FillMode::Nearest,
             _ => FillMode::Constant(f("cval") as f32),

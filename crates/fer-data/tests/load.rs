@@ -34,7 +34,11 @@ fn skipping() -> LoadOptions {
 #[test]
 fn loads_the_original_csv_with_splits() {
     let dir = tempfile::tempdir().unwrap();
-    let csv = fer_csv(&[("3", pixels_text(1), "Training"), ("0", pixels_text(2), "PublicTest"), ("6", pixels_text(3), "PrivateTest")]);
+    let csv = fer_csv(&[
+        ("3", pixels_text(1), "Training"),
+        ("0", pixels_text(2), "PublicTest"),
+        ("6", pixels_text(3), "PrivateTest"),
+    ]);
     let path = write(dir.path(), "fer2013.csv", csv.as_bytes());
     let (d, report) = load(&path, &strict()).unwrap();
     assert_eq!(report.format, Format::Fer2013Csv);
@@ -59,7 +63,8 @@ fn loads_gzip_crlf_quotes_and_course_csvs() {
     let (d, r) = load(&train, &strict()).unwrap();
     assert_eq!((r.format, d.label(0), d.split(0)), (Format::CourseTrainCsv, Some(Emotion::Surprise), "Training"));
 
-    let test = write(dir.path(), "test.csv", format!("id,feature\n0,{}\n1,{}\n", pixels_text(0), pixels_text(1)).as_bytes());
+    let test =
+        write(dir.path(), "test.csv", format!("id,feature\n0,{}\n1,{}\n", pixels_text(0), pixels_text(1)).as_bytes());
     let (d, r) = load(&test, &strict()).unwrap();
     assert_eq!((r.format, d.len(), d.unlabelled()), (Format::CourseTestCsv, 2, 2));
 }
@@ -85,20 +90,33 @@ fn bad_rows_name_the_line_and_the_problem() {
     assert!(text.contains("line 3") && text.contains("2304"), "{text}");
 
     let bad_pixel = good.replacen("7 ", "7a ", 1);
-    assert!(matches!(row_error(&fer_csv(&[("0", bad_pixel, "Training")])), (2, RowProblem::NonNumericPixel { index: 1, .. }, _)));
+    assert!(matches!(
+        row_error(&fer_csv(&[("0", bad_pixel, "Training")])),
+        (2, RowProblem::NonNumericPixel { index: 1, .. }, _)
+    ));
 
     let big = good.replacen("0 ", "300 ", 1);
     assert_eq!(row_error(&fer_csv(&[("0", big, "Training")])).1, RowProblem::PixelOutOfRange { index: 0, value: 300 });
-    assert_eq!(row_error(&fer_csv(&[("9", good.clone(), "Training")])).1, RowProblem::LabelOutOfRange { value: "9".into() });
-    assert_eq!(row_error(&fer_csv(&[("x", good.clone(), "Training")])).1, RowProblem::NonNumericLabel { token: "x".into() });
-    assert_eq!(row_error(&fer_csv(&[("1", good.clone(), "Validation")])).1, RowProblem::UnknownUsage { token: "Validation".into() });
+    assert_eq!(
+        row_error(&fer_csv(&[("9", good.clone(), "Training")])).1,
+        RowProblem::LabelOutOfRange { value: "9".into() }
+    );
+    assert_eq!(
+        row_error(&fer_csv(&[("x", good.clone(), "Training")])).1,
+        RowProblem::NonNumericLabel { token: "x".into() }
+    );
+    assert_eq!(
+        row_error(&fer_csv(&[("1", good.clone(), "Validation")])).1,
+        RowProblem::UnknownUsage { token: "Validation".into() }
+    );
     assert_eq!(row_error("emotion,pixels,Usage\n1,2\n").1, RowProblem::FieldCount { expected: 3, found: 2 });
 }
 
 #[test]
 fn bad_files_name_the_file_and_the_problem() {
     let dir = tempfile::tempdir().unwrap();
-    let header = |content: &str| load(write(dir.path(), "h.csv", content.as_bytes()), &strict()).unwrap_err().to_string();
+    let header =
+        |content: &str| load(write(dir.path(), "h.csv", content.as_bytes()), &strict()).unwrap_err().to_string();
     let e = header("emotion;pixels;Usage\n");
     assert!(e.contains("h.csv") && e.contains("line 1") && e.contains("delimiter"), "{e}");
     let e = header("label,pixelz\n1,2\n");
@@ -261,7 +279,10 @@ fn a_line_longer_than_any_row_is_refused_as_it_streams() {
     let plain = format!("emotion,pixels,Usage\n{}\n", "1 ".repeat(40_000));
     let file = write(dir.path(), "long.csv", plain.as_bytes());
     assert!(matches!(load(&file, &strict()), Err(DataError::LineTooLong { line: 2, limit: 65536, .. })));
-    assert!(matches!(fer_data::load_bytes(plain.as_bytes(), &file, &strict()), Err(DataError::LineTooLong { line: 2, .. })));
+    assert!(matches!(
+        fer_data::load_bytes(plain.as_bytes(), &file, &strict()),
+        Err(DataError::LineTooLong { line: 2, .. })
+    ));
     // A row at the longest a valid one gets (every pixel "255", spaced) still loads.
     let widest = format!("emotion,pixels,Usage\n6,\"{}\",PrivateTest\n", vec!["255"; 2304].join(" "));
     let (data, _) = fer_data::load_bytes(widest.as_bytes(), &file, &strict()).unwrap();

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use fer_data::{DataError, Dataset, Emotion, Format, LoadOptions, load, synth, write_parquet_file, write_parquet_splits};
+use fer_data::{
+    DataError, Dataset, Emotion, Format, LoadOptions, load, synth, write_parquet_file, write_parquet_splits,
+};
 use polars::prelude::*;
 
 fn sample() -> Dataset {
@@ -28,7 +30,9 @@ fn same(a: &Dataset, b: &Dataset) {
 fn png(pixels: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let img = image::GrayImage::from_raw(48, 48, pixels.to_vec()).unwrap();
-    image::DynamicImage::ImageLuma8(img).write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    image::DynamicImage::ImageLuma8(img)
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
     out
 }
 
@@ -44,7 +48,10 @@ fn the_hub_split_layout_round_trips_losslessly() {
     let files = write_parquet_splits(&data, &dir.path().join("data")).unwrap();
     let mut names: Vec<_> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
     names.sort();
-    assert_eq!(names, ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]);
+    assert_eq!(
+        names,
+        ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
+    );
     // As a folder, as a pattern, and one split alone.
     let (back, report) = load(dir.path().join("data"), &LoadOptions::default()).unwrap();
     assert_eq!(report.format, Format::Parquet);
@@ -91,14 +98,16 @@ fn shards_binary_images_and_class_name_labels_load_with_exact_counts() {
 fn pixel_text_columns_and_explicit_column_names_load() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth::default_dataset(1, 0, 3);
-    let text: Vec<String> = (0..data.len()).map(|i| data.image(i).iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")).collect();
+    let text: Vec<String> =
+        (0..data.len()).map(|i| data.image(i).iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ")).collect();
     let ids: Vec<i32> = (0..data.len()).map(|i| data.label(i).unwrap().id() as i32).collect();
     let mut df = df!("face_pixels" => text, "y" => ids).unwrap();
     let path = dir.path().join("custom.parquet");
     write(&mut df, &path);
     let err = load(&path, &LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("no image column"), "{err}");
-    let options = LoadOptions { image_col: Some("face_pixels".into()), label_col: Some("y".into()), ..LoadOptions::default() };
+    let options =
+        LoadOptions { image_col: Some("face_pixels".into()), label_col: Some("y".into()), ..LoadOptions::default() };
     let (back, _) = load(&path, &options).unwrap();
     same(&data, &back);
 }
@@ -110,14 +119,16 @@ fn errors_name_the_file_the_row_and_the_column() {
     let pngs: Vec<Vec<u8>> = (0..3).map(|i| png(data.image(i))).collect();
     let mut broken = pngs.clone();
     broken[2] = b"not an image".to_vec();
-    let mut df = df!("image" => broken.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 3, 4]).unwrap();
+    let mut df =
+        df!("image" => broken.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 3, 4]).unwrap();
     let path = dir.path().join("train.parquet");
     write(&mut df, &path);
     let err = load(&path, &LoadOptions::default()).unwrap_err();
     assert!(matches!(err, DataError::ParquetRow { row: 2, .. }), "{err}");
     assert!(err.to_string().starts_with(&format!("{}: row 2, column \"image\": ", path.display())), "{err}");
 
-    let mut df = df!("image" => pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 9, 4]).unwrap();
+    let mut df =
+        df!("image" => pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 9, 4]).unwrap();
     write(&mut df, &path);
     let err = load(&path, &LoadOptions::default()).unwrap_err();
     assert_eq!(
@@ -144,7 +155,8 @@ fn counts_that_would_make_polars_abort_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth::default_dataset(1, 0, 3);
     let pngs: Vec<Vec<u8>> = (0..3).map(|i| png(data.image(i))).collect();
-    let mut df = df!("image" => pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 3, 4]).unwrap();
+    let mut df =
+        df!("image" => pngs.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), "label" => [0i64, 3, 4]).unwrap();
     let path = dir.path().join("train.parquet");
     write(&mut df, &path);
     let good = std::fs::read(&path).unwrap();

@@ -7,7 +7,9 @@ pub enum DetectError {
     Model(std::io::Error),
     #[error("{name}: not an image fer can read ({reason})")]
     NotAnImage { name: String, reason: String },
-    #[error("{name}: {width}x{height} pixels is over the limit of {limit} pixels per image (raise it with --max-pixels)")]
+    #[error(
+        "{name}: {width}x{height} pixels is over the limit of {limit} pixels per image (raise it with --max-pixels)"
+    )]
     TooManyPixels { name: String, width: u32, height: u32, limit: u64 },
     #[error("{name}: {bytes} bytes is over the limit of {limit} bytes per image")]
     TooManyBytes { name: String, bytes: usize, limit: usize },

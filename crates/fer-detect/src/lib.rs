@@ -80,7 +80,13 @@ pub struct DetectorConfig {
 
 impl Default for DetectorConfig {
     fn default() -> Self {
-        DetectorConfig { min_face_size: WINDOW, score_threshold: 2.0, pyramid_scale: 0.8, window_step: 4, max_side: 1280 }
+        DetectorConfig {
+            min_face_size: WINDOW,
+            score_threshold: 2.0,
+            pyramid_scale: 0.8,
+            window_step: 4,
+            max_side: 1280,
+        }
     }
 }
 
@@ -120,7 +126,10 @@ impl FaceDetector {
 
     /// The same detector looking for faces of at least `min_face_size` pixels (at least 20).
     pub fn with_min_face(&self, min_face_size: u32) -> FaceDetector {
-        FaceDetector { model: self.model.clone(), config: DetectorConfig { min_face_size: min_face_size.max(20), ..self.config.clone() } }
+        FaceDetector {
+            model: self.model.clone(),
+            config: DetectorConfig { min_face_size: min_face_size.max(20), ..self.config.clone() },
+        }
     }
 
     /// How much the photo is scaled before the search: enough for a `min_face_size` face to fill
@@ -140,7 +149,8 @@ impl FaceDetector {
         }
         let factor = self.search_scale(width, height);
         let scaled = if (factor - 1.0).abs() > 1e-9 {
-            let (w, h) = (((width as f64 * factor).round() as u32).max(1), ((height as f64 * factor).round() as u32).max(1));
+            let (w, h) =
+                (((width as f64 * factor).round() as u32).max(1), ((height as f64 * factor).round() as u32).max(1));
             Some(image::imageops::resize(gray, w, h, FilterType::Triangle))
         } else {
             None
@@ -161,8 +171,15 @@ impl FaceDetector {
             .filter_map(|f| {
                 let b = f.bbox();
                 let to_full = |v: f64| v / factor;
-                clip_box(to_full(b.x() as f64), to_full(b.y() as f64), to_full(b.width() as f64), to_full(b.height() as f64), width, height)
-                    .map(|bbox| DetectedFace { bbox, score: f.score() })
+                clip_box(
+                    to_full(b.x() as f64),
+                    to_full(b.y() as f64),
+                    to_full(b.width() as f64),
+                    to_full(b.height() as f64),
+                    width,
+                    height,
+                )
+                .map(|bbox| DetectedFace { bbox, score: f.score() })
             })
             .collect();
         faces.sort_by_key(|f| (f.bbox.x, f.bbox.y));
@@ -176,7 +193,12 @@ fn clip_box(x: f64, y: f64, w: f64, h: f64, width: u32, height: u32) -> Option<F
     let y0 = y.round().clamp(0.0, height as f64);
     let x1 = (x + w).round().clamp(0.0, width as f64);
     let y1 = (y + h).round().clamp(0.0, height as f64);
-    (x1 > x0 && y1 > y0).then_some(FaceBox { x: x0 as u32, y: y0 as u32, width: (x1 - x0) as u32, height: (y1 - y0) as u32 })
+    (x1 > x0 && y1 > y0).then_some(FaceBox {
+        x: x0 as u32,
+        y: y0 as u32,
+        width: (x1 - x0) as u32,
+        height: (y1 - y0) as u32,
+    })
 }
 
 /// The square around `bbox` grown by `margin` times its side on every side, in image pixels

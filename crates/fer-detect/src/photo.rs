@@ -34,7 +34,8 @@ pub fn decode_photo(bytes: &[u8], name: &str, limits: &PhotoLimits) -> Result<Dy
     }
     let (width, height) = reader.into_dimensions().map_err(|e| not_image(e.to_string()))?;
     check_pixels(name, width, height, limits)?;
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| not_image(e.to_string()))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| not_image(e.to_string()))?;
     let mut decoder_limits = Limits::default();
     decoder_limits.max_image_width = Some(width);
     decoder_limits.max_image_height = Some(height);

@@ -56,7 +56,10 @@ fn large_photos_are_searched_downscaled_and_boxes_come_back_in_full_size() {
     assert_eq!((a.len(), b.len()), (1, 1));
     let (a, b) = (a[0].bbox, b[0].bbox);
     // 4x the coordinates, within the detector's step at the two scales.
-    assert!((b.x as i64 - 4 * a.x as i64).abs() <= 40 && (b.width as i64 - 4 * a.width as i64).abs() <= 60, "{a:?} {b:?}");
+    assert!(
+        (b.x as i64 - 4 * a.x as i64).abs() <= 40 && (b.width as i64 - 4 * a.width as i64).abs() <= 60,
+        "{a:?} {b:?}"
+    );
 }
 
 #[test]
@@ -80,7 +83,10 @@ fn min_face_is_honoured_smaller_faces_need_it_and_larger_ones_search_faster() {
         assert_eq!((full.len(), fast.len()), (count, count), "{name}: {full:?} {fast:?}");
         for (a, b) in full.iter().zip(&fast) {
             let (ca, cb) = ((a.bbox.x + a.bbox.width / 2) as i64, (b.bbox.x + b.bbox.width / 2) as i64);
-            assert!((ca - cb).abs() <= 16 && (a.bbox.width as i64 - b.bbox.width as i64).abs() <= 32, "{name}: {a:?} {b:?}");
+            assert!(
+                (ca - cb).abs() <= 16 && (a.bbox.width as i64 - b.bbox.width as i64).abs() <= 32,
+                "{name}: {a:?} {b:?}"
+            );
         }
     }
 }

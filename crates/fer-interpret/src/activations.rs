@@ -54,7 +54,11 @@ pub fn check_layer(model: &dyn NamedActivations, layer: &str) -> Result<(), TapE
 }
 
 /// Runs `model` on `input` and returns the logits and the output of `layer`.
-pub fn capture(model: &dyn NamedActivations, input: Tensor<4>, layer: &str) -> Result<(Tensor<2>, Tensor<4>), TapError> {
+pub fn capture(
+    model: &dyn NamedActivations,
+    input: Tensor<4>,
+    layer: &str,
+) -> Result<(Tensor<2>, Tensor<4>), TapError> {
     check_layer(model, layer)?;
     let mut captured = None;
     let logits = model.forward_tapped(input, &mut |name, x| {

@@ -28,7 +28,16 @@ pub struct AscentConfig {
 
 impl Default for AscentConfig {
     fn default() -> Self {
-        AscentConfig { steps: 20, step_size: 0.02, noise: 0.08, l2_decay: 0.0, blur_every: 0, jitter: 0, tv_weight: 0.0, seed: 0 }
+        AscentConfig {
+            steps: 20,
+            step_size: 0.02,
+            noise: 0.08,
+            l2_decay: 0.0,
+            blur_every: 0,
+            jitter: 0,
+            tv_weight: 0.0,
+            seed: 0,
+        }
     }
 }
 

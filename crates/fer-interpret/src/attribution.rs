@@ -43,7 +43,14 @@ pub fn saliency(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize
 
 /// SmoothGrad: saliency averaged over `samples` copies of the input with Gaussian noise of
 /// standard deviation `sigma` (in input units; 0.1-0.2 of the input range is usual).
-pub fn smoothgrad(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize], score: Score, samples: usize, sigma: f64) -> Tensor<4> {
+pub fn smoothgrad(
+    model: &dyn NamedActivations,
+    input: Tensor<4>,
+    targets: &[usize],
+    score: Score,
+    samples: usize,
+    sigma: f64,
+) -> Tensor<4> {
     let mut total = input.zeros_like().detach();
     for _ in 0..samples.max(1) {
         let noise = input.random_like(Distribution::Normal(0.0, sigma));
@@ -54,7 +61,12 @@ pub fn smoothgrad(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usi
 
 /// Grad-CAM at `layer`: the layer's maps weighted by the spatial mean of the score's gradient,
 /// rectified, upsampled (bilinear) to the input size and scaled to [0, 1] per sample.
-pub fn grad_cam(model: &dyn NamedActivations, input: Tensor<4>, targets: &[usize], layer: &str) -> Result<Tensor<4>, TapError> {
+pub fn grad_cam(
+    model: &dyn NamedActivations,
+    input: Tensor<4>,
+    targets: &[usize],
+    layer: &str,
+) -> Result<Tensor<4>, TapError> {
     check_layer(model, layer)?;
     let [_, _, h, w] = input.dims();
     let mut leaf: Option<Tensor<4>> = None;
@@ -119,7 +131,14 @@ pub fn integrated_gradients(
         per_sample.into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default()
     };
     let differences: Vec<f32> = score_of(input).iter().zip(score_of(baseline)).map(|(a, b)| a - b).collect();
-    let sums: Vec<f32> = attributions.clone().flatten::<2>(1, 3).sum_dim(1).into_data().convert::<f32>().try_into_vec::<f32>().unwrap_or_default();
+    let sums: Vec<f32> = attributions
+        .clone()
+        .flatten::<2>(1, 3)
+        .sum_dim(1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
     let relative_errors = sums.iter().zip(&differences).map(|(s, d)| (s - d).abs() / d.abs().max(1e-12)).collect();
     IntegratedGradients { attributions, attribution_sums: sums, score_differences: differences, relative_errors }
 }

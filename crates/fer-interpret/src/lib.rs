@@ -29,5 +29,8 @@ pub fn class_index(model: &dyn NamedActivations, name: &str) -> Result<usize, Ta
     {
         return Ok(i);
     }
-    names.iter().position(|n| n.eq_ignore_ascii_case(name)).ok_or_else(|| TapError::UnknownClass { name: name.into(), valid: names.join(", ") })
+    names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name))
+        .ok_or_else(|| TapError::UnknownClass { name: name.into(), valid: names.join(", ") })
 }

@@ -4,7 +4,8 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData, activation::leaky_relu};
 use fer_interpret::{
-    AscentConfig, NamedActivations, Score, TapError, capture, class_index, grad_cam, gradient_ascent, integrated_gradients, saliency, smoothgrad,
+    AscentConfig, NamedActivations, Score, TapError, capture, class_index, grad_cam, gradient_ascent,
+    integrated_gradients, saliency, smoothgrad,
 };
 
 const SIDE: usize = 8;
@@ -106,7 +107,8 @@ fn captured_activations_equal_a_manual_forward() {
     let model = left_conv(&device);
     let x = random([3, 1, SIDE, SIDE], &device);
     let (_, act) = capture(&model, x.clone(), "conv").unwrap();
-    let manual = conv2d(x * left_mask(&device), model.kernel.clone(), None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
+    let manual =
+        conv2d(x * left_mask(&device), model.kernel.clone(), None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1));
     let diff = (act - manual).abs().max().into_scalar::<f32>();
     assert!(diff < 1e-6, "{diff}");
 }
@@ -139,7 +141,12 @@ fn integrated_gradients_are_complete_within_one_percent() {
     for score in [Score::Logit, Score::Probability] {
         let ig = integrated_gradients(&model, x.clone(), baseline.clone(), &[0, 1], score, 64);
         for (k, e) in ig.relative_errors.iter().enumerate() {
-            assert!(*e < 0.01, "{score:?} sample {k}: relative error {e} (sum {}, difference {})", ig.attribution_sums[k], ig.score_differences[k]);
+            assert!(
+                *e < 0.01,
+                "{score:?} sample {k}: relative error {e} (sum {}, difference {})",
+                ig.attribution_sums[k],
+                ig.score_differences[k]
+            );
         }
     }
 }

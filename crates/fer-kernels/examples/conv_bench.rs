@@ -20,8 +20,11 @@ fn main() {
     println!("panel mode: {:?} (Winograd needs fer's GEMM); AMX tiles for bf16: {tiles}", fer_kernels::gemm::kernel());
     let layers = [(64, 64, 48), (64, 128, 24), (128, 256, 12), (256, 512, 6)];
     let only: Option<usize> = std::env::var("CONV_BENCH_LAYER").ok().and_then(|v| v.parse().ok());
-    for (cin, cout, side) in layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l) {
-        for (what, cin, cout) in [("forward", cin, cout), ("input gradient", cout, cin), ("weight gradient", cin, cout)] {
+    for (cin, cout, side) in
+        layers.into_iter().enumerate().filter(|(i, _)| only.is_none_or(|o| o == *i)).map(|(_, l)| l)
+    {
+        for (what, cin, cout) in [("forward", cin, cout), ("input gradient", cout, cin), ("weight gradient", cin, cout)]
+        {
             let s = ConvShape { n: 128, cin, h: side, w: side, cout, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
             let x: Vec<f32> = (0..s.input_len()).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 500.0).collect();
             let w: Vec<f32> = (0..s.weight_len()).map(|i| ((i * 104_729 % 1000) as f32 - 500.0) / 5000.0).collect();
@@ -29,7 +32,13 @@ fn main() {
             let dy: Vec<f32> = (0..s.output_len()).map(|i| ((i * 6007 % 1000) as f32 - 500.0) / 500.0).collect();
             let run = || {
                 if what == "weight gradient" {
-                    std::hint::black_box(conv::backward(&x, &w, &dy, &s, conv::GradientsWanted { input: false, weight: true, bias: false }));
+                    std::hint::black_box(conv::backward(
+                        &x,
+                        &w,
+                        &dy,
+                        &s,
+                        conv::GradientsWanted { input: false, weight: true, bias: false },
+                    ));
                 } else {
                     std::hint::black_box(conv::forward(&x, &w, Some(&b), &s));
                 }

@@ -54,16 +54,33 @@ fn f32_gemm(m: usize, n: usize, k: usize, threads: gemm::Parallelism) -> impl Fn
 /// fer's bf16 product (one thread).
 fn bf16_gemm(m: usize, n: usize, k: usize) -> impl Fn(&[f32], &[f32], &mut [f32]) {
     use fer_kernels::gemm::{Dims, Out, Strided, gemm_bf16};
-    move |a, b, c| gemm_bf16(Dims { m, n, k }, Strided { data: a, rs: k, cs: 1 }, Strided { data: b, rs: n, cs: 1 }, Out::write(c, n))
+    move |a, b, c| {
+        gemm_bf16(
+            Dims { m, n, k },
+            Strided { data: a, rs: k, cs: 1 },
+            Strided { data: b, rs: n, cs: 1 },
+            Out::write(c, n),
+        )
+    }
 }
 
 fn main() {
     let bf16 = fer_kernels::cpu::avx512_bf16();
     // Square sizes, then the CNN's forward GEMMs per group of images (cout x columns x patch).
-    for (m, n, k) in
-        [(1024, 1024, 1024), (2048, 2048, 2048), (64, 2304, 25), (64, 2304, 576), (128, 576 * 4, 576), (256, 144 * 4, 1152), (512, 540, 2304)]
-    {
-        let bf = if bf16 { format!(", bf16 1 thread {:.0} GFLOP/s", gflops(m, n, k, bf16_gemm(m, n, k))) } else { String::new() };
+    for (m, n, k) in [
+        (1024, 1024, 1024),
+        (2048, 2048, 2048),
+        (64, 2304, 25),
+        (64, 2304, 576),
+        (128, 576 * 4, 576),
+        (256, 144 * 4, 1152),
+        (512, 540, 2304),
+    ] {
+        let bf = if bf16 {
+            format!(", bf16 1 thread {:.0} GFLOP/s", gflops(m, n, k, bf16_gemm(m, n, k)))
+        } else {
+            String::new()
+        };
         println!(
             "m={m} n={n} k={k}: f32 1 thread {:.0} GFLOP/s, all threads {:.0} GFLOP/s{bf}",
             gflops(m, n, k, f32_gemm(m, n, k, gemm::Parallelism::None)),

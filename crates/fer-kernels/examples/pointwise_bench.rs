@@ -34,7 +34,8 @@ fn main() {
     });
     let (mean, var) = pointwise::channel_stats(&x, n, c, plane);
     let layout = pointwise::Planes { n, c, plane };
-    let bn = pointwise::BatchNormParams { mean: &mean, var: &var, gamma: &gamma, beta: &beta, eps: 1e-3, slope: Some(0.01) };
+    let bn =
+        pointwise::BatchNormParams { mean: &mean, var: &var, gamma: &gamma, beta: &beta, eps: 1e-3, slope: Some(0.01) };
     let rows: Vec<(&str, f64)> = vec![
         ("copy (baseline: read + write)", copy),
         (
@@ -74,7 +75,11 @@ fn main() {
             }),
         ),
     ];
-    println!("{n} x {c} x {plane} f32 ({:.0} MB), {} threads, best of {runs}:", (len * 4) as f64 / 1e6, rayon::current_num_threads());
+    println!(
+        "{n} x {c} x {plane} f32 ({:.0} MB), {} threads, best of {runs}:",
+        (len * 4) as f64 / 1e6,
+        rayon::current_num_threads()
+    );
     for (name, ms) in rows {
         println!("{name:<32} {ms:8.1} ms  {:5.2}x copy", ms / copy);
     }

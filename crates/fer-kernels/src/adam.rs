@@ -28,9 +28,19 @@ const CHUNK: usize = 1 << 15;
 
 /// `param`, `moment_1` and `moment_2` updated in place with `grad`. `first` is the step that
 /// creates the moments (their contents are ignored then, as burn starts them from the gradient).
-pub fn adam_update(param: &mut [f32], grad: &[f32], moment_1: &mut [f32], moment_2: &mut [f32], first: bool, step: &AdamStep) {
+pub fn adam_update(
+    param: &mut [f32],
+    grad: &[f32],
+    moment_1: &mut [f32],
+    moment_2: &mut [f32],
+    first: bool,
+    step: &AdamStep,
+) {
     let len = param.len();
-    assert!(grad.len() == len && moment_1.len() == len && moment_2.len() == len, "adam: parameter, gradient and moments differ in length");
+    assert!(
+        grad.len() == len && moment_1.len() == len && moment_2.len() == len,
+        "adam: parameter, gradient and moments differ in length"
+    );
     let s = *step;
     param
         .par_chunks_mut(CHUNK)
@@ -111,11 +121,14 @@ mod tests {
     #[test]
     fn matches_the_update_computed_by_hand_bit_for_bit() {
         let n = 3 * CHUNK + 17;
-        let value = |i: usize, k: u32| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 20_001) as f32 / 10_000.0 - 1.0;
+        let value = |i: usize, k: u32| {
+            ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(k) % 20_001) as f32 / 10_000.0 - 1.0
+        };
         for decay in [None, Some(0.0), Some(0.05)] {
             for (first, time) in [(true, 1), (false, 2), (false, 1_000)] {
                 let s = AdamStep { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, lr: 2e-3, time, decoupled_decay: decay };
-                let (mut p, g): (Vec<f32>, Vec<f32>) = ((0..n).map(|i| value(i, 1)).collect(), (0..n).map(|i| value(i, 2) * 0.01).collect());
+                let (mut p, g): (Vec<f32>, Vec<f32>) =
+                    ((0..n).map(|i| value(i, 1)).collect(), (0..n).map(|i| value(i, 2) * 0.01).collect());
                 let mut m: Vec<f32> = (0..n).map(|i| value(i, 3) * 0.01).collect();
                 let mut v: Vec<f32> = (0..n).map(|i| value(i, 4).abs() * 1e-4).collect();
                 let want: Vec<_> = (0..n).map(|i| by_hand(p[i], g[i], m[i], v[i], first, &s)).collect();

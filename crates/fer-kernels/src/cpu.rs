@@ -40,7 +40,10 @@ pub fn amx_tiles() -> bool {
             const XFEATURE_XTILEDATA: libc::c_long = 18;
             // SAFETY: the request only changes which register state the kernel lets this process
             // use; a kernel without it answers an error.
-            amx_bf16 && amx_tile && avx512_bf16() && unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) } == 0
+            amx_bf16
+                && amx_tile
+                && avx512_bf16()
+                && unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) } == 0
         })
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu")))]

@@ -79,7 +79,15 @@ pub struct DenseGradients {
 
 /// The backward pass from the output gradient `dy`. `y` is the forward output (only read when
 /// the epilogue has an activation or dropout; pass `&[]` otherwise).
-pub fn backward(x: &[f32], w: &[f32], y: &[f32], dy: &[f32], s: &DenseShape, e: &Epilogue, want: GradientsWanted) -> DenseGradients {
+pub fn backward(
+    x: &[f32],
+    w: &[f32],
+    y: &[f32],
+    dy: &[f32],
+    s: &DenseShape,
+    e: &Epilogue,
+    want: GradientsWanted,
+) -> DenseGradients {
     check(s, x.len(), w.len(), s.outputs);
     let len = s.batch * s.outputs;
     assert_eq!(dy.len(), len, "dense backward: output gradient length does not match {s:?}");
@@ -101,9 +109,23 @@ pub fn backward(x: &[f32], w: &[f32], y: &[f32], dy: &[f32], s: &DenseShape, e: 
     let mode = mode_for(s);
     DenseGradients {
         // dx = dz · Wᵀ
-        dx: want.input.then(|| product(mode, Dims { m: s.batch, n: s.inputs, k: s.outputs }, dz_mat, Strided { data: w, rs: 1, cs: s.outputs })),
+        dx: want.input.then(|| {
+            product(
+                mode,
+                Dims { m: s.batch, n: s.inputs, k: s.outputs },
+                dz_mat,
+                Strided { data: w, rs: 1, cs: s.outputs },
+            )
+        }),
         // dW = xᵀ · dz
-        dw: want.weight.then(|| product(mode, Dims { m: s.inputs, n: s.outputs, k: s.batch }, Strided { data: x, rs: 1, cs: s.inputs }, dz_mat)),
+        dw: want.weight.then(|| {
+            product(
+                mode,
+                Dims { m: s.inputs, n: s.outputs, k: s.batch },
+                Strided { data: x, rs: 1, cs: s.inputs },
+                dz_mat,
+            )
+        }),
         db: want.bias.then(|| column_sums(&dz, s.batch, s.outputs)),
     }
 }
@@ -156,7 +178,14 @@ fn product(mode: Option<Mode>, dims: Dims, a: Strided, b: Strided) -> Vec<f32> {
             let cols = width.min(n - n0);
             let mut block = scratch(m * cols);
             let b = Strided { data: &b.data[n0 * b.cs..], ..b };
-            gemm::multiply_in(mode, Dims { n: cols, ..dims }, Left::Packed(&packed, 0), &b, Out::write(&mut block, cols), Threads::One);
+            gemm::multiply_in(
+                mode,
+                Dims { n: cols, ..dims },
+                Left::Packed(&packed, 0),
+                &b,
+                Out::write(&mut block, cols),
+                Threads::One,
+            );
             (n0, block)
         })
         .collect();

@@ -22,7 +22,13 @@ use crate::{pointwise, profile};
 // (eleven) cannot take a struct here; `conv_block` below gives callers one.
 #[allow(clippy::too_many_arguments)]
 pub trait FerKernels: burn::backend::Backend {
-    fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self>;
+    fn fer_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self>;
     /// `x · weight + bias`, then LeakyReLU (`slope`) and dropout (`dropout_prob > 0`, its mask
     /// from `dropout_seed`) when given ([`crate::dense`]).
     fn fer_dense(
@@ -134,7 +140,14 @@ pub fn bn_stats<const D: usize>(x: Tensor<D>) -> Tensor<2> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_bn_stats(x.into_dispatch()))
 }
 
-pub fn batch_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, stats: Tensor<2>, epsilon: f32, slope: Option<f32>) -> Tensor<D> {
+pub fn batch_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    stats: Tensor<2>,
+    epsilon: f32,
+    slope: Option<f32>,
+) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as FerKernels>::fer_batch_norm(
         x.into_dispatch(),
         gamma.into_dispatch(),
@@ -167,9 +180,22 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>, padding: [usize;
     ))
 }
 
-pub fn dense(x: Tensor<2>, weight: Tensor<2>, bias: Tensor<1>, slope: Option<f32>, dropout: Option<DropoutMask>) -> Tensor<2> {
+pub fn dense(
+    x: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Tensor<1>,
+    slope: Option<f32>,
+    dropout: Option<DropoutMask>,
+) -> Tensor<2> {
     let (seed, prob) = dropout.map_or((0, 0.0), |d| (d.seed, d.prob));
-    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dense(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch(), slope, seed, prob))
+    Tensor::from_dispatch(<Dispatch as FerKernels>::fer_dense(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        bias.into_dispatch(),
+        slope,
+        seed,
+        prob,
+    ))
 }
 
 fn epilogue(slope: Option<f32>, seed: u64, prob: f32) -> Epilogue {
@@ -258,7 +284,8 @@ fn packed_weights(weight: &FlexTensor, s: &ConvShape) -> Option<std::sync::Arc<c
     };
     let key = ConvShape { n: 0, ..*s };
     let mode = crate::gemm::kernel();
-    let same = |e: &Packed| e.shape == key && Some(e.packed.mode()) == mode && contiguous(&e.weight).as_ptr() == w.as_ptr();
+    let same =
+        |e: &Packed| e.shape == key && Some(e.packed.mode()) == mode && contiguous(&e.weight).as_ptr() == w.as_ptr();
     let mut cache = PACKED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(e) = cache.iter().find(|e| same(e)) {
         return Some(e.packed.clone());
@@ -309,12 +336,23 @@ impl FerKernels for Flex {
     fn fer_bn_stats(x: FlexTensor) -> FlexTensor {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
-        let (mut mean, var) = profile::time("batchnorm statistics", || act_label(&d), || pointwise::channel_stats(&contiguous(&x), n, c, plane));
+        let (mut mean, var) = profile::time(
+            "batchnorm statistics",
+            || act_label(&d),
+            || pointwise::channel_stats(&contiguous(&x), n, c, plane),
+        );
         mean.extend(var);
         tensor(mean, &[2, c])
     }
 
-    fn fer_batch_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, stats: FlexTensor, epsilon: f32, slope: Option<f32>) -> FlexTensor {
+    fn fer_batch_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        stats: FlexTensor,
+        epsilon: f32,
+        slope: Option<f32>,
+    ) -> FlexTensor {
         let d = dims(&x);
         let (n, c, plane) = ncp(&d);
         let (mean, var) = stats_of(&stats, c);
@@ -333,17 +371,27 @@ impl FerKernels for Flex {
 
     fn fer_leaky_relu(x: FlexTensor, slope: f32) -> FlexTensor {
         let d = dims(&x);
-        tensor(profile::time("leaky relu forward", || act_label(&d), || pointwise::leaky_relu(&contiguous(&x), slope)), &d)
+        tensor(
+            profile::time("leaky relu forward", || act_label(&d), || pointwise::leaky_relu(&contiguous(&x), slope)),
+            &d,
+        )
     }
 
     fn fer_dropout(x: FlexTensor, seed: u64, prob: f32) -> FlexTensor {
         let d = dims(&x);
-        tensor(profile::time("dropout forward", || act_label(&d), || pointwise::dropout(&contiguous(&x), seed, prob)), &d)
+        tensor(
+            profile::time("dropout forward", || act_label(&d), || pointwise::dropout(&contiguous(&x), seed, prob)),
+            &d,
+        )
     }
 
     fn fer_max_pool2x2(x: FlexTensor) -> FlexTensor {
         let d = dims(&x);
-        let y = profile::time("max pool forward", || act_label(&d), || pointwise::max_pool2x2(&contiguous(&x), d[0] * d[1], d[2], d[3]));
+        let y = profile::time(
+            "max pool forward",
+            || act_label(&d),
+            || pointwise::max_pool2x2(&contiguous(&x), d[0] * d[1], d[2], d[3]),
+        );
         tensor(y, &[d[0], d[1], d[2] / 2, d[3] / 2])
     }
 
@@ -378,12 +426,22 @@ impl FerKernels for Flex {
 
     fn fer_conv2d(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, pad_h: usize, pad_w: usize) -> FlexTensor {
         let s = shape_of(&x, &weight, pad_h, pad_w);
-        let y =
-            profile::time("conv forward", || conv_label(&s), || conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s));
+        let y = profile::time(
+            "conv forward",
+            || conv_label(&s),
+            || conv::forward(&contiguous(&x), &contiguous(&weight), Some(&contiguous(&bias)), &s),
+        );
         tensor(y, &[s.n, s.cout, s.out_h(), s.out_w()])
     }
 
-    fn fer_dense(x: FlexTensor, weight: FlexTensor, bias: FlexTensor, slope: Option<f32>, dropout_seed: u64, dropout_prob: f32) -> FlexTensor {
+    fn fer_dense(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        slope: Option<f32>,
+        dropout_seed: u64,
+        dropout_prob: f32,
+    ) -> FlexTensor {
         let s = dense_shape(&x, &weight);
         let e = epilogue(slope, dropout_seed, dropout_prob);
         let y = profile::time(
@@ -412,8 +470,17 @@ impl Backward<Flex, 3> for DenseBackward {
             "dense backward",
             || dense_label(&s),
             || {
-                let want = GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
-                dense_kernel::backward(&contiguous(&x), &contiguous(&weight), y.as_deref().unwrap_or(&[]), &contiguous(&dy), &s, &e, want)
+                let want =
+                    GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
+                dense_kernel::backward(
+                    &contiguous(&x),
+                    &contiguous(&weight),
+                    y.as_deref().unwrap_or(&[]),
+                    &contiguous(&dy),
+                    &s,
+                    &e,
+                    want,
+                )
             },
         );
         if let (Some(node), Some(dx)) = (node_x, g.dx) {
@@ -443,7 +510,8 @@ impl Backward<Flex, 3> for Conv2dBackward {
             "conv backward",
             || conv_label(&s),
             || {
-                let want = GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
+                let want =
+                    GradientsWanted { input: node_x.is_some(), weight: node_w.is_some(), bias: node_b.is_some() };
                 conv::backward(&contiguous(&x), &contiguous(&weight), &contiguous(&dy), &s, want)
             },
         );
@@ -514,9 +582,14 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
                 let y = Flex::fer_batch_norm(x.clone(), gamma.clone(), beta.clone(), stats.clone(), epsilon, slope);
                 prep.finish((x, gamma, beta, stats, epsilon, slope), y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::fer_batch_norm(x.into_primitive(), gamma.into_primitive(), beta.into_primitive(), stats, epsilon, slope))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_batch_norm(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                stats,
+                epsilon,
+                slope,
+            )),
         }
     }
 
@@ -543,21 +616,37 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
         // Optimizers work on the parameters' inner tensors; on a gradient device this is a
         // constant computation, as in `fer_conv_block`.
-        let (p, m, v) =
-            Flex::fer_adam(param.into_primitive(), grad.into_primitive(), moment_1.into_primitive(), moment_2.into_primitive(), first, step);
+        let (p, m, v) = Flex::fer_adam(
+            param.into_primitive(),
+            grad.into_primitive(),
+            moment_1.into_primitive(),
+            moment_2.into_primitive(),
+            first,
+            step,
+        );
         (FloatTensor::<Self>::new(p), FloatTensor::<Self>::new(m), FloatTensor::<Self>::new(v))
     }
 
-    fn fer_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>, pad_h: usize, pad_w: usize) -> FloatTensor<Self> {
+    fn fer_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        pad_h: usize,
+        pad_w: usize,
+    ) -> FloatTensor<Self> {
         match Conv2dBackward.prepare::<C>([x.node(), weight.node(), bias.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
                 let (x, weight, bias) = (x.into_primitive(), weight.into_primitive(), bias.into_primitive());
                 let y = Flex::fer_conv2d(x.clone(), weight.clone(), bias, pad_h, pad_w);
                 prep.finish((x, weight, pad_h, pad_w), y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::fer_conv2d(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), pad_h, pad_w))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                pad_h,
+                pad_w,
+            )),
         }
     }
 
@@ -577,9 +666,14 @@ impl<C: CheckpointStrategy> FerKernels for Autodiff<Flex, C> {
                 let saved = e.needs_output().then(|| y.clone());
                 prep.finish((x, weight, saved, e), y)
             }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::fer_dense(x.into_primitive(), weight.into_primitive(), bias.into_primitive(), slope, dropout_seed, dropout_prob))
-            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::fer_dense(
+                x.into_primitive(),
+                weight.into_primitive(),
+                bias.into_primitive(),
+                slope,
+                dropout_seed,
+                dropout_prob,
+            )),
         }
     }
 }
@@ -677,7 +771,14 @@ fn unary<C: CheckpointStrategy>(
 
 fn leaky_relu_grad(x: &FlexTensor, dy: &FlexTensor, slope: f32, _: u64) -> FlexTensor {
     let d = dims(dy);
-    tensor(profile::time("leaky relu backward", || act_label(&d), || pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope)), &d)
+    tensor(
+        profile::time(
+            "leaky relu backward",
+            || act_label(&d),
+            || pointwise::leaky_relu_backward(&contiguous(x), &contiguous(dy), slope),
+        ),
+        &d,
+    )
 }
 
 fn dropout_grad(_: &FlexTensor, dy: &FlexTensor, prob: f32, seed: u64) -> FlexTensor {

@@ -36,12 +36,15 @@ mod flex;
 
 pub use cpu::{bf16_kernel, simd_level};
 pub use settings::{
-    Precision, effective_precision, fast_path_enabled, precision, set_fast_path, set_panel_f32, set_precision, set_tiles, set_winograd,
+    Precision, effective_precision, fast_path_enabled, precision, set_fast_path, set_panel_f32, set_precision,
+    set_tiles, set_winograd,
 };
 
 /// Whether fer's kernels will run for a tensor on this device with this dtype.
 pub fn uses_fast_path(device: &burn::tensor::Device, dtype: DType) -> bool {
-    fast_path_enabled() && dtype == DType::F32 && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
+    fast_path_enabled()
+        && dtype == DType::F32
+        && matches!(device.as_dispatch().clone().inner(), DispatchDevice::Flex(_))
 }
 
 /// 2-D convolution with stride 1 and dilation 1, `padding = [rows, columns]` on each side:
@@ -75,7 +78,10 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
         return batch_norm_train(bn, None, x);
     }
     let channels = x.dims()[1];
-    let stats = Tensor::cat(vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])], 0);
+    let stats = Tensor::cat(
+        vec![bn.running_mean.value().reshape([1, channels]), bn.running_var.value().reshape([1, channels])],
+        0,
+    );
     flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, None)
 }
 
@@ -84,7 +90,11 @@ pub fn batch_norm<const D: usize>(bn: &BatchNorm, x: Tensor<D>) -> Tensor<D> {
 /// input back where that does not apply, for the caller to run the layers one by one.
 // `Err` hands the caller its own input back (no copy); its size is a burn tensor's.
 #[allow(clippy::result_large_err)]
-pub fn batch_norm_leaky_train<const D: usize>(bn: &BatchNorm, act: &LeakyRelu, x: Tensor<D>) -> Result<Tensor<D>, Tensor<D>> {
+pub fn batch_norm_leaky_train<const D: usize>(
+    bn: &BatchNorm,
+    act: &LeakyRelu,
+    x: Tensor<D>,
+) -> Result<Tensor<D>, Tensor<D>> {
     if !fast_for(&x) || !trains(bn, &x) || act.negative_slope < 0.0 {
         return Err(x);
     }
@@ -101,8 +111,10 @@ fn batch_norm_train<const D: usize>(bn: &BatchNorm, slope: Option<f32>, x: Tenso
     let var = batch.slice([1..2, 0..channels]).reshape([channels]);
     let device = x.device();
     let momentum = bn.momentum;
-    let running_mean = bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(mean.mul_scalar(momentum));
-    let running_var = bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
+    let running_mean =
+        bn.running_mean.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(mean.mul_scalar(momentum));
+    let running_var =
+        bn.running_var.value_sync().to_device(&device).mul_scalar(1.0 - momentum).add(var.mul_scalar(momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
     flex::batch_norm(x, bn.gamma.val(), bn.beta.val(), stats, bn.epsilon as f32, slope)
@@ -202,7 +214,10 @@ pub fn adam<const D: usize>(
     let (f1, f2) = (1.0 - s.beta_1, 1.0 - s.beta_2);
     let (m, v) = match moments {
         None => (grad.clone().mul_scalar(f1), grad.clone().square().mul_scalar(f2)),
-        Some((m, v)) => (m.mul_scalar(s.beta_1).add(grad.clone().mul_scalar(f1)), v.mul_scalar(s.beta_2).add(grad.square().mul_scalar(f2))),
+        Some((m, v)) => (
+            m.mul_scalar(s.beta_1).add(grad.clone().mul_scalar(f1)),
+            v.mul_scalar(s.beta_2).add(grad.square().mul_scalar(f2)),
+        ),
     };
     let param = match s.decoupled_decay {
         None => {
@@ -244,7 +259,12 @@ pub fn tune_allocator() {
 /// `Err` gives the input back where it does not apply (gradient devices, other backends, fast path
 /// off), and the caller runs the layers one by one.
 #[allow(clippy::result_large_err)]
-pub fn conv_block_inference(conv: &Conv2d, bn: &BatchNorm, act: &LeakyRelu, x: Tensor<4>) -> Result<Tensor<4>, Tensor<4>> {
+pub fn conv_block_inference(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    act: &LeakyRelu,
+    x: Tensor<4>,
+) -> Result<Tensor<4>, Tensor<4>> {
     if !fast_for(&x) || x.device().is_autodiff() || act.negative_slope < 0.0 {
         return Err(x);
     }

@@ -97,7 +97,14 @@ multiversion! {
 /// BatchNorm as a per-channel affine map `x · scale + shift`, with `bias` (a preceding
 /// convolution's) folded in when given. Forward and backward passes and the fused inference
 /// block all use it, so they agree on every rounding.
-pub fn batch_norm_affine(mean: &[f32], var: &[f32], gamma: &[f32], beta: &[f32], eps: f32, bias: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+pub fn batch_norm_affine(
+    mean: &[f32],
+    var: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+    bias: Option<&[f32]>,
+) -> (Vec<f32>, Vec<f32>) {
     let scale: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| g / (v + eps).sqrt()).collect();
     let shift = (0..scale.len()).map(|c| (bias.map_or(0.0, |b| b[c]) - mean[c]) * scale[c] + beta[c]).collect();
     (scale, shift)
@@ -164,7 +171,12 @@ multiversion! {
 /// Gradients of [`batch_norm`] with batch statistics, `(dx, dgamma, dbeta)`. With `slope`, the
 /// activation's gradient is applied to `dy` on the fly, recomputing the pre-activation from `x`,
 /// so it is never stored.
-pub fn batch_norm_backward(x: &[f32], dy: &[f32], layout: Planes, bn: &BatchNormParams) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn batch_norm_backward(
+    x: &[f32],
+    dy: &[f32],
+    layout: Planes,
+    bn: &BatchNormParams,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Planes { n, c, plane } = layout;
     let BatchNormParams { mean, var, gamma, beta, eps, slope } = *bn;
     // Without an activation the factor is 1 everywhere.
@@ -189,8 +201,19 @@ pub fn batch_norm_backward(x: &[f32], dy: &[f32], layout: Planes, bn: &BatchNorm
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
     let dgamma: Vec<f32> = sums.iter().map(|s| s.1 as f32).collect();
     // Per channel: [scale, shift, mean, 1/std, gamma, mean dy, mean dy·x̂].
-    let per_channel: Vec<[f32; 7]> =
-        (0..c).map(|ch| [scale[ch], shift[ch], mean[ch], inv_std[ch], gamma[ch], (sums[ch].0 / count) as f32, (sums[ch].1 / count) as f32]).collect();
+    let per_channel: Vec<[f32; 7]> = (0..c)
+        .map(|ch| {
+            [
+                scale[ch],
+                shift[ch],
+                mean[ch],
+                inv_std[ch],
+                gamma[ch],
+                (sums[ch].0 / count) as f32,
+                (sums[ch].1 / count) as f32,
+            ]
+        })
+        .collect();
     let mut dx = scratch(x.len());
     let per_task = CHUNK.div_ceil(plane);
     dx.par_chunks_mut(per_task * plane).enumerate().for_each(|(t, out)| {
@@ -256,7 +279,9 @@ pub fn leaky_relu(x: &[f32], slope: f32) -> Vec<f32> {
 /// the sign of the input for a positive slope, so either may be passed).
 pub fn leaky_relu_backward(x: &[f32], dy: &[f32], slope: f32) -> Vec<f32> {
     let mut dx = scratch(x.len());
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(o, (i, g))| scale_by_leaky_factor(o, i, g, slope));
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(o, (i, g))| scale_by_leaky_factor(o, i, g, slope));
     dx
 }
 
@@ -369,7 +394,13 @@ pub fn max_pool2x2_backward(x: &[f32], dy: &[f32], planes: usize, h: usize, w: u
     dx.par_chunks_mut((per_task * h * w).max(1)).enumerate().for_each(|(t, out)| {
         let first = t * per_task;
         let planes = out.len() / (h * w).max(1);
-        max_pool_backward_planes(out, &x[first * h * w..(first + planes) * h * w], &dy[first * oh * ow..(first + planes) * oh * ow], h, w);
+        max_pool_backward_planes(
+            out,
+            &x[first * h * w..(first + planes) * h * w],
+            &dy[first * oh * ow..(first + planes) * oh * ow],
+            h,
+            w,
+        );
     });
     dx
 }

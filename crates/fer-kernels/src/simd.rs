@@ -37,7 +37,10 @@ pub(crate) fn first_lanes(n: usize) -> u16 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-pub(crate) fn even_odd(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::__m512i) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
+pub(crate) fn even_odd(
+    lo: std::arch::x86_64::__m512i,
+    hi: std::arch::x86_64::__m512i,
+) -> (std::arch::x86_64::__m512i, std::arch::x86_64::__m512i) {
     use std::arch::x86_64::*;
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
@@ -54,7 +57,10 @@ pub(crate) fn pair_lanes(lo: std::arch::x86_64::__m512i, hi: std::arch::x86_64::
     use std::arch::x86_64::*;
     let round = |u: __m512i| {
         let odd = _mm512_and_si512(_mm512_srli_epi32::<16>(u), _mm512_set1_epi32(1));
-        _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), _mm512_set1_epi32(0xFFFF_0000u32 as i32))
+        _mm512_and_si512(
+            _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)),
+            _mm512_set1_epi32(0xFFFF_0000u32 as i32),
+        )
     };
     _mm512_or_si512(round(hi), _mm512_srli_epi32::<16>(round(lo)))
 }

@@ -47,7 +47,12 @@ fn hold_precision() -> std::sync::MutexGuard<'static, ()> {
 /// bf16 forward and backward on `s` by the direct GEMM (Winograd's algorithm, which rounds
 /// transformed operands instead, is tested below) against the direct loops on rounded operands.
 fn check_rounded(s: &ConvShape, seed: u64) -> Result<(), TestCaseError> {
-    let (x, w, b, dy) = (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+    let (x, w, b, dy) = (
+        values(s.input_len(), seed),
+        values(s.weight_len(), seed ^ 1),
+        values(s.cout, seed ^ 2),
+        values(s.output_len(), seed ^ 3),
+    );
     fer_kernels::set_winograd(false);
     let y = conv::forward(&x, &w, Some(&b), s);
     let g = conv::backward(&x, &w, &dy, s, GradientsWanted::ALL);
@@ -94,7 +99,8 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
         ConvShape { n: 2, cin: 2, h: 30, w: 30, cout: 9, kh: 3, kw: 3, pad_h: 1, pad_w: 1 },
     ];
     for s in shapes {
-        let (x, w, b, dy) = (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.cout, 3), values(s.output_len(), 4));
+        let (x, w, b, dy) =
+            (values(s.input_len(), 1), values(s.weight_len(), 2), values(s.cout, 3), values(s.output_len(), 4));
         fer_kernels::set_precision(Precision::F32);
         let y32 = conv::forward(&x, &w, Some(&b), &s);
         let g32 = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
@@ -118,8 +124,18 @@ fn bf16_convolutions_match_the_rounded_reference_and_the_f32_path() {
         assert_eq!(g.db, g32.db, "db {what}");
         // Against f32, within bf16's tolerance, and not identical (the path really ran).
         assert_close_to_scale(&format!("y vs f32 {what}"), &y, &y32, F32_TOL);
-        assert_close_to_scale(&format!("dx vs f32 {what}"), g.dx.as_deref().unwrap_or_default(), g32.dx.as_deref().unwrap_or_default(), F32_TOL);
-        assert_close_to_scale(&format!("dw vs f32 {what}"), g.dw.as_deref().unwrap_or_default(), g32.dw.as_deref().unwrap_or_default(), F32_TOL);
+        assert_close_to_scale(
+            &format!("dx vs f32 {what}"),
+            g.dx.as_deref().unwrap_or_default(),
+            g32.dx.as_deref().unwrap_or_default(),
+            F32_TOL,
+        );
+        assert_close_to_scale(
+            &format!("dw vs f32 {what}"),
+            g.dw.as_deref().unwrap_or_default(),
+            g32.dw.as_deref().unwrap_or_default(),
+            F32_TOL,
+        );
         assert_ne!(y, y32, "bf16 gave exactly the f32 result: {what}");
         // Reproducible bit for bit.
         assert_eq!((again.dx, again.dw), (g.dx, g.dw), "bf16 backward changed between identical calls: {what}");
@@ -153,8 +169,12 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
     ];
     for (i, s) in shapes.iter().enumerate() {
         let seed = 200 + i as u64;
-        let (x, w, b, dy) =
-            (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+        let (x, w, b, dy) = (
+            values(s.input_len(), seed),
+            values(s.weight_len(), seed ^ 1),
+            values(s.cout, seed ^ 2),
+            values(s.output_len(), seed ^ 3),
+        );
         fer_kernels::set_precision(Precision::Bf16);
         fer_kernels::set_tiles(false);
         let y = conv::forward(&x, &w, Some(&b), s);
@@ -170,17 +190,24 @@ fn bf16_winograd_matches_the_f64_loops_within_its_tolerance() {
         let what = format!("{s:?}");
         let want = reference_forward(&x, &w, &b, s);
         let (dx, dw, _) = reference_backward(&x, &w, &dy, s);
-        for (name, got, want) in
-            [("y", &y[..], &want[..]), ("dx", g.dx.as_deref().unwrap_or_default(), &dx), ("dw", g.dw.as_deref().unwrap_or_default(), &dw)]
-        {
+        for (name, got, want) in [
+            ("y", &y[..], &want[..]),
+            ("dx", g.dx.as_deref().unwrap_or_default(), &dx),
+            ("dw", g.dw.as_deref().unwrap_or_default(), &dw),
+        ] {
             let scale = max_abs(want).max(1e-6);
             let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
             eprintln!("bf16 {name} {what}: worst difference {:.2e} of the scale", worst / scale);
             assert_close_to_scale(&format!("{name} {what}"), got, want, WINOGRAD_TOL);
         }
-        for (name, got, want) in [("y", &direct_y[..], &want[..]), ("dx", direct.dx.as_deref().unwrap_or_default(), &dx)] {
+        for (name, got, want) in
+            [("y", &direct_y[..], &want[..]), ("dx", direct.dx.as_deref().unwrap_or_default(), &dx)]
+        {
             let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
-            eprintln!("bf16 direct {name} {what}: worst difference {:.2e} of the scale", worst / max_abs(want).max(1e-6));
+            eprintln!(
+                "bf16 direct {name} {what}: worst difference {:.2e} of the scale",
+                worst / max_abs(want).max(1e-6)
+            );
         }
         // Another sum than the direct GEMM's (the path really ran); the weight gradient stays the
         // direct GEMM's in bf16, and the bias gradient a plain f32 sum in the same order; all
@@ -211,8 +238,12 @@ fn bf16_convolutions_on_amx_tiles_match_the_rounded_reference_and_the_vector_pat
     ];
     for (i, s) in shapes.iter().enumerate() {
         let seed = 300 + i as u64;
-        let (x, w, b, dy) =
-            (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+        let (x, w, b, dy) = (
+            values(s.input_len(), seed),
+            values(s.weight_len(), seed ^ 1),
+            values(s.cout, seed ^ 2),
+            values(s.output_len(), seed ^ 3),
+        );
         fer_kernels::set_precision(Precision::Bf16);
         let run = || (conv::forward(&x, &w, Some(&b), s), conv::backward(&x, &w, &dy, s, GradientsWanted::ALL));
         let (y, g) = run();
@@ -236,7 +267,11 @@ fn bf16_convolutions_on_amx_tiles_match_the_rounded_reference_and_the_vector_pat
             vector_g.dw.as_deref().unwrap_or_default(),
             ROUNDED_TOL * 10.0,
         );
-        assert_eq!((y_again, g_again.dx, g_again.dw), (y, g.dx, g.dw), "AMX results changed between identical calls: {what}");
+        assert_eq!(
+            (y_again, g_again.dx, g_again.dw),
+            (y, g.dx, g.dw),
+            "AMX results changed between identical calls: {what}"
+        );
     }
 }
 
@@ -291,14 +326,18 @@ fn bf16_inference_packs_weights_once_per_buffer_and_never_serves_stale_ones() {
     let to_vec = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
     let make_conv = |seed: u64| {
         let mut conv = Conv2dConfig::new([4, 6], [3, 3]).with_padding(PaddingConfig2d::Same).init(&device);
-        conv.weight = conv.weight.map(|_| Tensor::<4>::from_data(TensorData::new(values(6 * 4 * 9, seed), [6, 4, 3, 3]), &device));
+        conv.weight = conv
+            .weight
+            .map(|_| Tensor::<4>::from_data(TensorData::new(values(6 * 4 * 9, seed), [6, 4, 3, 3]), &device));
         conv
     };
     let bn = BatchNormConfig::new(6).init(&device);
     let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
     let x = Tensor::<4>::from_data(TensorData::new(values(2 * 4 * 7 * 7, 9), [2, 4, 7, 7]), &device);
     let (a, b) = (make_conv(1), make_conv(2));
-    let fused = |conv: &Conv2d| to_vec(fer_kernels::conv_block_inference(conv, &bn, &act, x.clone()).expect("fast path on flex"));
+    let fused = |conv: &Conv2d| {
+        to_vec(fer_kernels::conv_block_inference(conv, &bn, &act, x.clone()).expect("fast path on flex"))
+    };
     fer_kernels::set_precision(Precision::Bf16);
     let (first, again, other) = (fused(&a), fused(&a), fused(&b));
     fer_kernels::set_precision(Precision::F32);
@@ -317,10 +356,16 @@ fn bf16_dense_layers_match_the_rounded_reference_and_few_rows_stay_f32() {
         return;
     }
     fer_kernels::set_precision(Precision::Bf16);
-    for (batch, inputs, outputs, seed) in [(FEW_ROWS, 33, 50, 1), (128, 301, 97, 2), (40, 64, 900, 3), (FEW_ROWS - 1, 70, 20, 4), (1, 9, 7, 5)] {
+    for (batch, inputs, outputs, seed) in
+        [(FEW_ROWS, 33, 50, 1), (128, 301, 97, 2), (40, 64, 900, 3), (FEW_ROWS - 1, 70, 20, 4), (1, 9, 7, 5)]
+    {
         let s = DenseShape { batch, inputs, outputs };
-        let (x, w, b, dy) =
-            (values(batch * inputs, seed), values(inputs * outputs, seed ^ 1), values(outputs, seed ^ 2), values(batch * outputs, seed ^ 3));
+        let (x, w, b, dy) = (
+            values(batch * inputs, seed),
+            values(inputs * outputs, seed ^ 1),
+            values(outputs, seed ^ 2),
+            values(batch * outputs, seed ^ 3),
+        );
         let y = dense::forward(&x, &w, &b, &s, &Epilogue::default());
         let g = dense::backward(&x, &w, &[], &dy, &s, &Epilogue::default(), GradientsWanted::ALL);
         // Below FEW_ROWS the products run in f32 (the `gemm` crate), at or above it in bf16.
@@ -334,7 +379,12 @@ fn bf16_dense_layers_match_the_rounded_reference_and_few_rows_stay_f32() {
         assert_close(&format!("{name} dx"), g.dx.as_deref().unwrap_or_default(), &want.1, tol);
         assert_close(&format!("{name} dw"), g.dw.as_deref().unwrap_or_default(), &want.2, tol * 10.0);
         // The bias gradient sums dy itself, in f32, at any precision.
-        assert_close(&format!("{name} db"), g.db.as_deref().unwrap_or_default(), &reference_dense(&x, &w, &b, &dy, &s).3, 1e-5);
+        assert_close(
+            &format!("{name} db"),
+            g.db.as_deref().unwrap_or_default(),
+            &reference_dense(&x, &w, &b, &dy, &s).3,
+            1e-5,
+        );
     }
     fer_kernels::set_precision(Precision::F32);
 }

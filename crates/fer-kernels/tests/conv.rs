@@ -36,7 +36,8 @@ proptest! {
 fn groups_of_small_maps_and_partial_last_group_are_exact() {
     // 6x6 maps are batched 15 images per GEMM; 37 images leave a partial last group.
     let s = ConvShape { n: 37, cin: 3, h: 6, w: 6, cout: 5, kh: 3, kw: 3, pad_h: 1, pad_w: 1 };
-    let (x, w, b, dy) = (values(s.input_len(), 7), values(s.weight_len(), 8), values(s.cout, 9), values(s.output_len(), 10));
+    let (x, w, b, dy) =
+        (values(s.input_len(), 7), values(s.weight_len(), 8), values(s.cout, 9), values(s.output_len(), 10));
     assert_close("y", &conv::forward(&x, &w, Some(&b), &s), &reference_forward(&x, &w, &b, &s), 1e-5);
     let g = conv::backward(&x, &w, &dy, &s, GradientsWanted::ALL);
     let (dx, dw, db) = reference_backward(&x, &w, &dy, &s);
@@ -109,8 +110,12 @@ fn winograd_forward_and_gradients_match_the_direct_loops_on_odd_maps_and_across_
     ];
     for (i, s) in shapes.iter().enumerate() {
         let seed = 100 + i as u64;
-        let (x, w, b, dy) =
-            (values(s.input_len(), seed), values(s.weight_len(), seed ^ 1), values(s.cout, seed ^ 2), values(s.output_len(), seed ^ 3));
+        let (x, w, b, dy) = (
+            values(s.input_len(), seed),
+            values(s.weight_len(), seed ^ 1),
+            values(s.cout, seed ^ 2),
+            values(s.output_len(), seed ^ 3),
+        );
         let want = reference_forward(&x, &w, &b, s);
         let (dx, dw, db) = reference_backward(&x, &w, &dy, s);
         // Rounding only: the transforms add at most a few more roundings per term.

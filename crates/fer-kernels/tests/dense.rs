@@ -41,9 +41,15 @@ fn check_product(s: DenseShape, seed: u64) {
 fn products_match_the_loops_on_the_paths_each_shape_takes() {
     // Few rows (the `gemm` crate), one core's product, columns split across the cores (a batch
     // against wide weights), rows split (the weight gradient), and edges of the 8 x 48 tile.
-    for (batch, inputs, outputs) in
-        [(1, 5, 3), (FEW_ROWS - 1, 40, 70), (FEW_ROWS, 9, 7), (128, 300, 100), (37, 257, 769), (130, 2, 49), (64, 640, 96)]
-    {
+    for (batch, inputs, outputs) in [
+        (1, 5, 3),
+        (FEW_ROWS - 1, 40, 70),
+        (FEW_ROWS, 9, 7),
+        (128, 300, 100),
+        (37, 257, 769),
+        (130, 2, 49),
+        (64, 640, 96),
+    ] {
         check_product(DenseShape { batch, inputs, outputs }, (batch * 31 + inputs) as u64);
     }
 }
@@ -97,7 +103,9 @@ fn bits(v: &[f32]) -> Vec<u32> {
 fn layer(inputs: usize, outputs: usize, device: &Device) -> Linear {
     let mut layer = LinearConfig::new(inputs, outputs).init(device);
     // Biases away from zero, so that a missing bias gradient shows.
-    layer.bias = layer.bias.map(|b| b.map(|_| Tensor::<1>::random([outputs], Distribution::Uniform(-0.5, 0.5), device).require_grad()));
+    layer.bias = layer
+        .bias
+        .map(|b| b.map(|_| Tensor::<1>::random([outputs], Distribution::Uniform(-0.5, 0.5), device).require_grad()));
     // burn draws a parameter's initial values at its first use: drawn now, not between a
     // seeding and the dropout mask's draw.
     let _ = layer.weight.val();
@@ -111,7 +119,12 @@ fn run(layer: &Linear, x: &Tensor<2>, g: &Tensor<2>, f: impl Fn(Tensor<2>) -> Te
     let y = f(x.clone());
     let grads = (y.clone() * g.clone()).sum().backward();
     let bias = layer.bias.as_ref().map(Param::val).expect("bias");
-    [to_vec(y), to_vec(x.grad(&grads).expect("dx")), to_vec(layer.weight.val().grad(&grads).expect("dw")), to_vec(bias.grad(&grads).expect("db"))]
+    [
+        to_vec(y),
+        to_vec(x.grad(&grads).expect("dx")),
+        to_vec(layer.weight.val().grad(&grads).expect("dw")),
+        to_vec(bias.grad(&grads).expect("db")),
+    ]
 }
 
 #[test]
@@ -143,7 +156,9 @@ fn fused_block_equals_the_layers_one_by_one_with_the_same_masks() {
     device.seed(7);
     let fused = run(&layer, &x, &g, |x| fer_kernels::linear_leaky_dropout(&layer, &act, &drop, x));
     device.seed(7);
-    let apart = run(&layer, &x, &g, |x| fer_kernels::dropout(&drop, fer_kernels::leaky_relu(&act, fer_kernels::linear(&layer, x))));
+    let apart = run(&layer, &x, &g, |x| {
+        fer_kernels::dropout(&drop, fer_kernels::leaky_relu(&act, fer_kernels::linear(&layer, x)))
+    });
     for (name, (f, a)) in ["output", "dx", "dw", "db"].iter().zip(fused.iter().zip(&apart)) {
         let first = bits(f).iter().zip(bits(a)).position(|(f, a)| *f != a);
         assert_eq!(first, None, "{name}: first differing element (of {})", f.len());

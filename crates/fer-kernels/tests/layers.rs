@@ -24,7 +24,11 @@ fn device() -> Device {
 }
 
 /// Output and input gradient (under a random output weighting) of `f` on `x`.
-fn run<const D: usize>(x: &Tensor<D>, seed_grad: &Tensor<D>, f: impl Fn(Tensor<D>) -> Tensor<D>) -> (Vec<f32>, Vec<f32>) {
+fn run<const D: usize>(
+    x: &Tensor<D>,
+    seed_grad: &Tensor<D>,
+    f: impl Fn(Tensor<D>) -> Tensor<D>,
+) -> (Vec<f32>, Vec<f32>) {
     let x = x.clone().require_grad();
     let y = f(x.clone());
     let grads = (y.clone() * seed_grad.clone()).sum().backward();
@@ -51,7 +55,12 @@ fn batch_norm_matches_burn_in_training_and_inference() {
         let plain = run(&x, &g, |x| plain_bn.forward(x));
         assert_close("bn output", &fast.0, &plain.0, 1e-4);
         assert_close("bn input gradient", &fast.1, &plain.1, 1e-3);
-        assert_close("running mean", &to_vec(fast_bn.running_mean.value()), &to_vec(plain_bn.running_mean.value()), 1e-5);
+        assert_close(
+            "running mean",
+            &to_vec(fast_bn.running_mean.value()),
+            &to_vec(plain_bn.running_mean.value()),
+            1e-5,
+        );
         assert_close("running var", &to_vec(fast_bn.running_var.value()), &to_vec(plain_bn.running_var.value()), 1e-5);
         // gamma and beta gradients.
         let grads_of = |bn: &burn::nn::BatchNorm, fast: bool| {
@@ -137,7 +146,8 @@ fn fused_inference_block_matches_conv_batchnorm_leaky_relu_one_by_one() {
     let act = LeakyReluConfig::new().with_negative_slope(0.1).init();
     for n in [1, 20] {
         let x = Tensor::<4>::random([n, 3, 9, 9], Distribution::Normal(0.0, 1.0), &device);
-        let fused = fer_kernels::conv_block_inference(&conv, &bn, &act, x.clone()).expect("the fast path applies on flex without autodiff");
+        let fused = fer_kernels::conv_block_inference(&conv, &bn, &act, x.clone())
+            .expect("the fast path applies on flex without autodiff");
         let plain = act.forward(bn.forward(conv.forward(x)));
         assert_close(&format!("fused block, batch {n}"), &to_vec(fused), &to_vec(plain), 1e-4);
     }
@@ -190,7 +200,11 @@ fn dropout_kernel_draws_the_mask_of_its_scalar_definition_on_every_cpu_path() {
     let (seed, prob) = (0x1234_5678_9abc_def0, 0.4f32);
     let y = fer_kernels::pointwise::dropout(&x, seed, prob);
     for (i, (&xv, &yv)) in x.iter().zip(&y).enumerate() {
-        let want = if fer_kernels::pointwise::dropout_keeps(seed, i as u64, 1.0 - prob) { xv * (1.0 / (1.0 - prob)) } else { 0.0 };
+        let want = if fer_kernels::pointwise::dropout_keeps(seed, i as u64, 1.0 - prob) {
+            xv * (1.0 / (1.0 - prob))
+        } else {
+            0.0
+        };
         assert_eq!(yv, want, "element {i}");
     }
 }
@@ -203,8 +217,10 @@ fn fused_adam_equals_the_tensor_operations_it_replaces_bit_for_bit() {
     let bits = |t: Tensor<2>| to_vec(t).into_iter().map(f32::to_bits).collect::<Vec<_>>();
     for decay in [None, Some(0.0), Some(0.05)] {
         let values = |seed: u32, scale: f32| {
-            let v: Vec<f32> =
-                (0..70_000u32).map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2_001) as f32 / 1_000.0 - 1.0).map(|v| v * scale).collect();
+            let v: Vec<f32> = (0..70_000u32)
+                .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2_001) as f32 / 1_000.0 - 1.0)
+                .map(|v| v * scale)
+                .collect();
             burn::tensor::TensorData::new(v, [70, 1_000])
         };
         let run = |device: &Device| {
@@ -212,7 +228,14 @@ fn fused_adam_equals_the_tensor_operations_it_replaces_bit_for_bit() {
             let mut moments = None;
             for time in 1..=3 {
                 let grad = Tensor::<2>::from_data(values(time as u32 + 1, 0.01), device);
-                let step = AdamStep { beta_1: 0.9, beta_2: 0.999, epsilon: 1e-7, lr: 1e-3 * f64::from(time), time, decoupled_decay: decay };
+                let step = AdamStep {
+                    beta_1: 0.9,
+                    beta_2: 0.999,
+                    epsilon: 1e-7,
+                    lr: 1e-3 * f64::from(time),
+                    time,
+                    decoupled_decay: decay,
+                };
                 let (p, m, v) = fer_kernels::adam(param, grad, moments, &step);
                 (param, moments) = (p, Some((m, v)));
             }

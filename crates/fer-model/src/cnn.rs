@@ -2,7 +2,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, LeakyRelu, LeakyReluConfig, Linear, LinearConfig,
+    PaddingConfig2d,
+};
 use burn::tensor::{Device, Tensor};
 
 use crate::ModelError;
@@ -77,7 +80,9 @@ impl CnnConfig {
             )));
         }
         if let Some(k) = self.kernel_sizes.iter().find(|&&k| k % 2 == 0) {
-            return Err(ModelError::InvalidConfig(format!("cnn: kernel size {k} is even; \"same\" padding needs odd kernels")));
+            return Err(ModelError::InvalidConfig(format!(
+                "cnn: kernel size {k} is even; \"same\" padding needs odd kernels"
+            )));
         }
         if self.dense_units.len() != self.dense_dropout.len() {
             return Err(ModelError::InvalidConfig("cnn: dense_units and dense_dropout differ in length".into()));
@@ -104,7 +109,9 @@ impl CnnConfig {
                 let out = self.conv_channels[i];
                 let k = self.kernel_sizes[i];
                 let block = ConvBlock {
-                    conv: Conv2dConfig::new([in_channels, out], [k, k]).with_padding(PaddingConfig2d::Same).init(device),
+                    conv: Conv2dConfig::new([in_channels, out], [k, k])
+                        .with_padding(PaddingConfig2d::Same)
+                        .init(device),
                     bn: BatchNormConfig::new(out).init(device),
                     act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
                     pool: self.pool[i].then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
@@ -160,7 +167,8 @@ impl ConvBlock {
     /// with LeakyReLU for training) when nothing taps the layers in between.
     fn conv_bn_act(&self, x: Tensor<4>, tap: &mut Tap<'_>, name: &dyn Fn(&str) -> String) -> Option<Tensor<4>> {
         let fuse = tap.is_plain();
-        let x = match if fuse { fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x) } else { Err(x) } {
+        let x = match if fuse { fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x) } else { Err(x) }
+        {
             Ok(y) => return Some(y),
             Err(x) => x,
         };

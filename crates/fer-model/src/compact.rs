@@ -102,8 +102,10 @@ pub fn model_from_compact(bytes: &[u8], path: &Path, device: &Device) -> Result<
         return Err(ModelError::BadConfig { path: path.into(), reason: "the header is truncated".into() });
     }
     let u32_at = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-    let format = HalfFormat::from_code(u32_at(8))
-        .ok_or_else(|| ModelError::BadConfig { path: path.into(), reason: format!("unknown value type {}", u32_at(8)) })?;
+    let format = HalfFormat::from_code(u32_at(8)).ok_or_else(|| ModelError::BadConfig {
+        path: path.into(),
+        reason: format!("unknown value type {}", u32_at(8)),
+    })?;
     let config_len = u32_at(12) as u64;
     let mut count = [0u8; 8];
     count.copy_from_slice(&bytes[16..24]);
@@ -118,12 +120,16 @@ pub fn model_from_compact(bytes: &[u8], path: &Path, device: &Device) -> Result<
         return Err(ModelError::Corrupt { path: path.into(), expected: want, found });
     }
     let (config, values) = payload.split_at(config_len as usize);
-    let config: ModelConfig = serde_json::from_slice(config).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
-    let model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
+    let config: ModelConfig = serde_json::from_slice(config)
+        .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
+    let model = FerModel::new(&config, device)
+        .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
     let values: Vec<f32> = values.chunks_exact(2).map(|c| format.decode(u16::from_le_bytes([c[0], c[1]]))).collect();
     let found = values.len();
-    with_values(model, &values)
-        .map_err(|needed| ModelError::Mismatch { path: path.into(), reason: format!("{found} values, the architecture in its config has {needed}") })
+    with_values(model, &values).map_err(|needed| ModelError::Mismatch {
+        path: path.into(),
+        reason: format!("{found} values, the architecture in its config has {needed}"),
+    })
 }
 
 /// Writes the compact file atomically.

@@ -39,9 +39,11 @@ impl ModelConfig {
     pub fn with_dropout_scaled(&self, scale: f64) -> ModelConfig {
         let scaled = |rates: &[f64]| rates.iter().map(|p| p * scale).collect::<Vec<f64>>();
         match self {
-            ModelConfig::Cnn(c) => {
-                ModelConfig::Cnn(CnnConfig { conv_dropout: scaled(&c.conv_dropout), dense_dropout: scaled(&c.dense_dropout), ..c.clone() })
-            }
+            ModelConfig::Cnn(c) => ModelConfig::Cnn(CnnConfig {
+                conv_dropout: scaled(&c.conv_dropout),
+                dense_dropout: scaled(&c.dense_dropout),
+                ..c.clone()
+            }),
             ModelConfig::Dnn(d) => ModelConfig::Dnn(DnnConfig { dropout: scaled(&d.dropout), ..d.clone() }),
         }
     }
@@ -147,7 +149,15 @@ mod bounds_tests {
         let ModelConfig::Dnn(after) = dnn.with_dropout_scaled(0.0) else { panic!("not a dnn") };
         assert!(before.dropout.iter().any(|&p| p > 0.0));
         assert!(after.dropout.iter().all(|&p| p == 0.0));
-        assert!(ModelConfig::by_name("cnn").unwrap().with_dropout_scaled(2.5).validate().unwrap_err().to_string().contains("dropout"));
+        assert!(
+            ModelConfig::by_name("cnn")
+                .unwrap()
+                .with_dropout_scaled(2.5)
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("dropout")
+        );
     }
 
     #[test]

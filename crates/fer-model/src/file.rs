@@ -99,10 +99,12 @@ pub fn model_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Result<Fe
     }
     let config: ModelConfig = serde_json::from_slice(&bytes[header..header + config_len])
         .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
-    let mut model = FerModel::new(&config, device).map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
+    let mut model = FerModel::new(&config, device)
+        .map_err(|e| ModelError::BadConfig { path: path.into(), reason: e.to_string() })?;
     let weights = Bytes::from_bytes_vec(bytes[header + config_len..].to_vec());
     let mut store = BurnpackStore::from_bytes(Some(weights));
-    let result = model.load_from(&mut store).map_err(|e| ModelError::Mismatch { path: path.into(), reason: e.to_string() })?;
+    let result =
+        model.load_from(&mut store).map_err(|e| ModelError::Mismatch { path: path.into(), reason: e.to_string() })?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(ModelError::Mismatch {
             path: path.into(),

@@ -40,7 +40,11 @@ impl ModuleMapper for Unflatten<'_> {
         let end = (self.at + n).min(self.values.len());
         let slice = &self.values[self.at..end];
         self.at = end;
-        let tensor = if slice.len() == n { Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device()) } else { tensor };
+        let tensor = if slice.len() == n {
+            Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device())
+        } else {
+            tensor
+        };
         Param::from_mapped_value(id, tensor, mapper)
     }
 }

@@ -127,7 +127,8 @@ impl fmt::Display for Summary {
         writeln!(f, "{:<16} {:<20} {:<22} {:>10}", "Layer", "Type", "Output Shape", "Param #")?;
         writeln!(f, "{rule}")?;
         for l in &self.layers {
-            let shape = format!("(None, {})", l.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
+            let shape =
+                format!("(None, {})", l.output_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "));
             writeln!(f, "{:<16} {:<20} {:<22} {:>10}", l.name, l.kind, shape, thousands(l.params))?;
         }
         writeln!(f, "{}", "=".repeat(72))?;

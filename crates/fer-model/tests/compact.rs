@@ -1,7 +1,10 @@
 //! The compact (16-bit) model file that ships with fer.
 
 use burn::tensor::{Device, Distribution, Tensor};
-use fer_model::{CnnConfig, FerModel, HalfFormat, ModelConfig, ModelError, compact_bytes, flatten, model_from_bytes, save_compact, with_values};
+use fer_model::{
+    CnnConfig, FerModel, HalfFormat, ModelConfig, ModelError, compact_bytes, flatten, model_from_bytes, save_compact,
+    with_values,
+};
 
 fn tiny_cnn(device: &Device) -> FerModel {
     let config = CnnConfig::new().with_conv_channels(vec![4, 8, 8, 8, 8]).with_dense_units(vec![16, 8]);
@@ -31,7 +34,10 @@ fn round_trip_rounds_each_value_once_and_writes_the_same_bytes_again() {
         // And predicts what the rounded weights predict.
         let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
         let rounded = with_values(tiny_cnn(&device), &back).unwrap();
-        assert_eq!(loaded.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(), rounded.forward(x).into_data().try_to_vec::<f32>().unwrap());
+        assert_eq!(
+            loaded.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(),
+            rounded.forward(x).into_data().try_to_vec::<f32>().unwrap()
+        );
     }
 }
 

@@ -89,7 +89,10 @@ fn save_and_load_round_trip_is_bit_identical() {
         let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
         let a = model.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
         let b = loaded.forward(x).into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -142,7 +145,10 @@ impl fer_model::Disk for FaultyDisk {
     }
     fn rename(&mut self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
         if self.fail_rename {
-            return Err(std::io::Error::new(std::io::ErrorKind::ReadOnlyFilesystem, "Read-only file system (os error 30)"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ReadOnlyFilesystem,
+                "Read-only file system (os error 30)",
+            ));
         }
         std::fs::rename(from, to)
     }

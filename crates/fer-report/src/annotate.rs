@@ -15,7 +15,8 @@ pub struct FaceLabel {
 
 /// A colour per FER2013 class, Okabe-Ito (distinguishable with colour-blindness), in class order
 /// Angry, Disgust, Fear, Happy, Sad, Surprise, Neutral.
-pub const CLASS_COLOURS: [[u8; 3]; 7] = [[213, 94, 0], [0, 158, 115], [204, 121, 167], [240, 228, 66], [0, 114, 178], [230, 159, 0], [200, 200, 200]];
+pub const CLASS_COLOURS: [[u8; 3]; 7] =
+    [[213, 94, 0], [0, 158, 115], [204, 121, 167], [240, 228, 66], [0, 114, 178], [230, 159, 0], [200, 200, 200]];
 
 /// Draws each face's box and, above it (below when there is no room), its label on a filled tag.
 /// Line width and text size follow each face's size, so a crowd's small faces get small tags
@@ -42,7 +43,13 @@ pub fn annotate_faces(photo: &RgbImage, faces: &[FaceLabel]) -> RgbImage {
         let tx = x.saturating_sub(thickness).min(w.saturating_sub(tag_w));
         fill(&mut img, tx, ty, tag_w, tag_h, colour);
         let ink = if luminance(colour) > 140.0 { [0, 0, 0] } else { [255, 255, 255] };
-        draw_text(&mut img, &face.label, (tx + pad) as f32, ty as f32 + pad as f32 / 2.0 + asc, TextStyle::new(size, ink).bold());
+        draw_text(
+            &mut img,
+            &face.label,
+            (tx + pad) as f32,
+            ty as f32 + pad as f32 / 2.0 + asc,
+            TextStyle::new(size, ink).bold(),
+        );
     }
     img
 }
@@ -111,9 +118,14 @@ mod tests {
     #[test]
     fn annotated_image_snapshot() {
         let photo = RgbImage::from_fn(160, 120, |x, y| Rgb([(x + y) as u8, 128, (2 * y) as u8]));
-        let out = annotate_faces(&photo, &[face([10, 30, 50, 50], 3), FaceLabel { bbox: [90, 40, 60, 70], label: "Sad 0.40".into(), class: 4 }]);
+        let out = annotate_faces(
+            &photo,
+            &[face([10, 30, 50, 50], 3), FaceLabel { bbox: [90, 40, 60, 70], label: "Sad 0.40".into(), class: 4 }],
+        );
         let mut png = Vec::new();
-        image::DynamicImage::ImageRgb8(out).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        image::DynamicImage::ImageRgb8(out)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
         insta::assert_binary_snapshot!("annotated.png", png);
     }
 }

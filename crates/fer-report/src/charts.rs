@@ -67,9 +67,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let (left, right, top, bottom) = (72.0f32, 20.0f32, 44.0f32, 58.0f32);
     let mut fig = Figure::new(w as u32, h as u32);
     fig.text(w / 2.0, 26.0, title, TITLE.anchored(Anchor::Middle));
-    let pts: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
+    let pts: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|(x, y)| x.is_finite() && y.is_finite()).collect();
     let (mut x_lo, mut x_hi, mut y_lo, mut y_hi) =
-        pts.iter().fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |(a, b, c, d), (x, y)| (a.min(*x), b.max(*x), c.min(*y), d.max(*y)));
+        pts.iter().fold((f64::MAX, f64::MIN, f64::MAX, f64::MIN), |(a, b, c, d), (x, y)| {
+            (a.min(*x), b.max(*x), c.min(*y), d.max(*y))
+        });
     if pts.is_empty() {
         (x_lo, x_hi, y_lo, y_hi) = (0.0, 1.0, 0.0, 1.0);
     }
@@ -104,7 +107,8 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     fig.vertical_text(20.0, top + ph / 2.0, y_label, AXIS_LABEL.anchored(Anchor::Middle));
 
     for s in series {
-        let points: Vec<(f32, f32)> = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&(x, y)| (px(x), py(y))).collect();
+        let points: Vec<(f32, f32)> =
+            s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&(x, y)| (px(x), py(y))).collect();
         match points.len() {
             0 => {}
             1 => {
@@ -120,13 +124,19 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
 }
 
 /// The legend box in the plot corner that covers the fewest points of the curves.
-fn legend(fig: &mut Figure, series: &[Series], (left, top, pw, ph): (f32, f32, f32, f32), to_px: &dyn Fn((f64, f64)) -> (f32, f32)) {
+fn legend(
+    fig: &mut Figure,
+    series: &[Series],
+    (left, top, pw, ph): (f32, f32, f32, f32),
+    to_px: &dyn Fn((f64, f64)) -> (f32, f32),
+) {
     if series.is_empty() {
         return;
     }
     let style = TextStyle::new(12.0, INK);
     let row = 18.0;
-    let bw = 24.0 + 8.0 + series.iter().map(|s| text_width(&s.name, style.size, Weight::Regular)).fold(0.0, f32::max) + 16.0;
+    let bw =
+        24.0 + 8.0 + series.iter().map(|s| text_width(&s.name, style.size, Weight::Regular)).fold(0.0, f32::max) + 16.0;
     let bh = series.len() as f32 * row + 10.0;
     let inset = 10.0;
     let corners = [
@@ -138,7 +148,8 @@ fn legend(fig: &mut Figure, series: &[Series], (left, top, pw, ph): (f32, f32, f
     // Sample each segment densely, so a line crossing a corner counts even between its points.
     let mut samples = Vec::new();
     for s in series {
-        let pts: Vec<(f32, f32)> = s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&p| to_px(p)).collect();
+        let pts: Vec<(f32, f32)> =
+            s.points.iter().filter(|(x, y)| x.is_finite() && y.is_finite()).map(|&p| to_px(p)).collect();
         samples.extend(pts.iter().copied());
         for pair in pts.windows(2) {
             for k in 1..20 {
@@ -148,7 +159,10 @@ fn legend(fig: &mut Figure, series: &[Series], (left, top, pw, ph): (f32, f32, f
         }
     }
     let covered = |&(x, y): &(f32, f32)| {
-        samples.iter().filter(|(sx, sy)| *sx >= x - 4.0 && *sx <= x + bw + 4.0 && *sy >= y - 4.0 && *sy <= y + bh + 4.0).count()
+        samples
+            .iter()
+            .filter(|(sx, sy)| *sx >= x - 4.0 && *sx <= x + bw + 4.0 && *sy >= y - 4.0 && *sy <= y + bh + 4.0)
+            .count()
     };
     let (x, y) = corners.iter().min_by_key(|c| covered(c)).copied().unwrap_or(corners[0]);
     fig.rect(x, y, bw, bh, [255, 255, 255]);
@@ -187,7 +201,12 @@ pub fn confusion_chart(title: &str, matrix: &[Vec<u64>], labels: &[&str], percen
             let text = if percent { format!("{:.0}%", 100.0 * rate) } else { thousands(count) };
             let luminance = 0.2126 * color[0] as f64 + 0.7152 * color[1] as f64 + 0.0722 * color[2] as f64;
             let ink = if luminance > 140.0 { [0, 0, 0] } else { [255, 255, 255] };
-            fig.text(x0 + (cell - 1.0) / 2.0, y0 + cell / 2.0 + 4.5, text, TextStyle::new(13.0, ink).anchored(Anchor::Middle));
+            fig.text(
+                x0 + (cell - 1.0) / 2.0,
+                y0 + cell / 2.0 + 4.5,
+                text,
+                TextStyle::new(13.0, ink).anchored(Anchor::Middle),
+            );
         }
     }
     for c in 0..n {
@@ -214,7 +233,15 @@ pub const WRONG_BAR: [u8; 3] = PALETTE[1];
 /// A face (`side` x `side` gray pixels) beside a bar chart of its class probabilities. The true
 /// class's bar is blue and its name bold, a wrong prediction's bar vermillion, the rest gray; a key
 /// below says so in words, so nothing rests on colour alone.
-pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], labels: &[&str], true_class: usize, predicted: usize) -> Figure {
+pub fn probability_chart(
+    title: &str,
+    face: &[u8],
+    side: u32,
+    probs: &[f32],
+    labels: &[&str],
+    true_class: usize,
+    predicted: usize,
+) -> Figure {
     let scale = 3;
     let face_px = (side * scale) as f32;
     let (x0, top) = (12.0 + face_px + 22.0, 40.0f32);
@@ -257,7 +284,14 @@ pub fn probability_chart(title: &str, face: &[u8], side: u32, probs: &[f32], lab
 }
 
 /// Equally sized images in `columns`, each with a label above it, under a title.
-pub fn image_grid(tiles: &[RgbImage], labels: &[String], columns: usize, gap: u32, label_size: f32, title: &str) -> Figure {
+pub fn image_grid(
+    tiles: &[RgbImage],
+    labels: &[String],
+    columns: usize,
+    gap: u32,
+    label_size: f32,
+    title: &str,
+) -> Figure {
     let (tw, th) = tiles.first().map_or((1, 1), |t| (t.width(), t.height()));
     let columns = columns.max(1).min(tiles.len().max(1));
     let rows = tiles.len().div_ceil(columns);
@@ -284,7 +318,8 @@ pub fn image_grid(tiles: &[RgbImage], labels: &[String], columns: usize, gap: u3
 /// Face | attribution map | overlay, enlarged 4x, with a title (the report's Q4 figure).
 pub fn attribution_panel(face: &[u8], side: u32, map: &[f32], method: &str, title: &str) -> Figure {
     use crate::draw::{heatmap, normalize, overlay, upscale};
-    let gray = image::GrayImage::from_raw(side, side, face.to_vec()).unwrap_or_else(|| image::GrayImage::new(side, side));
+    let gray =
+        image::GrayImage::from_raw(side, side, face.to_vec()).unwrap_or_else(|| image::GrayImage::new(side, side));
     let face_rgb = image::DynamicImage::ImageLuma8(gray.clone()).into_rgb8();
     let tiles = [face_rgb, heatmap(map, side, side), overlay(&gray, &normalize(map), 0.6)];
     let tiles: Vec<RgbImage> = tiles.iter().map(|t| upscale(t, 4)).collect();
@@ -294,11 +329,21 @@ pub fn attribution_panel(face: &[u8], side: u32, map: &[f32], method: &str, titl
 
 /// Every channel of a `[channels, h, w]` stack as a labelled gray grid (activation maps,
 /// gradient-ascent images), each tile min-max normalised and enlarged to about `tile` pixels.
-pub fn channel_grid(values: &[f32], channels: usize, h: usize, w: usize, tile: usize, labels: &[String], title: &str) -> Figure {
+pub fn channel_grid(
+    values: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    tile: usize,
+    labels: &[String],
+    title: &str,
+) -> Figure {
     use crate::draw::{gray, upscale};
     let scale = (tile / h.max(1)).max(1) as u32;
-    let tiles: Vec<RgbImage> =
-        (0..channels).filter_map(|k| values.get(k * h * w..(k + 1) * h * w)).map(|v| upscale(&gray(v, w as u32, h as u32, true), scale)).collect();
+    let tiles: Vec<RgbImage> = (0..channels)
+        .filter_map(|k| values.get(k * h * w..(k + 1) * h * w))
+        .map(|v| upscale(&gray(v, w as u32, h as u32, true), scale))
+        .collect();
     let columns = (channels as f64).sqrt().ceil() as usize;
     image_grid(&tiles, labels, columns, 3, 10.0, title)
 }
@@ -311,7 +356,8 @@ mod tests {
 
     fn png(img: &RgbImage) -> Vec<u8> {
         let mut bytes = Vec::new();
-        let encoded = image::DynamicImage::ImageRgb8(img.clone()).write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png);
+        let encoded = image::DynamicImage::ImageRgb8(img.clone())
+            .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png);
         assert!(encoded.is_ok());
         bytes
     }
@@ -351,7 +397,8 @@ mod tests {
         let m = vec![vec![8, 2], vec![0, 10]];
         let fig = confusion_chart("Confusion", &m, &["A", "B"], false);
         let img = fig.to_image();
-        let left = (34.0 + text_width("A", 13.0, Weight::Regular).max(text_width("B", 13.0, Weight::Regular)) + 10.0).round() as u32;
+        let left = (34.0 + text_width("A", 13.0, Weight::Regular).max(text_width("B", 13.0, Weight::Regular)) + 10.0)
+            .round() as u32;
         // The diagonal cell of row B is all of the row: viridis(1), yellow; row A's off-diagonal 0.2.
         assert_eq!(img.get_pixel(left + 64 + 2, 44 + 64 + 2).0, viridis(1.0));
         assert_eq!(img.get_pixel(left + 64 + 2, 44 + 2).0, viridis(0.2));
@@ -369,14 +416,20 @@ mod tests {
         assert!(img.pixels().any(|q| q.0 == TRUE_BAR) && img.pixels().any(|q| q.0 == WRONG_BAR));
         assert!(!img.pixels().any(|q| q.0 == [40, 160, 60]), "no red-green pair");
         let svg = fig.to_svg();
-        assert!(svg.contains(r#"font-weight="bold">Sad</text>"#) && svg.contains(">true class</text>") && svg.contains(">0.900</text>"), "{svg}");
+        assert!(
+            svg.contains(r#"font-weight="bold">Sad</text>"#)
+                && svg.contains(">true class</text>")
+                && svg.contains(">0.900</text>"),
+            "{svg}"
+        );
     }
 
     #[test]
     fn chart_snapshots() {
         let line = line_chart("Accuracy per epoch", "Faces seen", "Accuracy", &curves());
-        let cm: Vec<Vec<u64>> =
-            (0..7).map(|r| (0..7).map(|c| if r == c { 300 + 40 * r as u64 } else { ((r * 7 + c) % 5 * 9) as u64 }).collect()).collect();
+        let cm: Vec<Vec<u64>> = (0..7)
+            .map(|r| (0..7).map(|c| if r == c { 300 + 40 * r as u64 } else { ((r * 7 + c) % 5 * 9) as u64 }).collect())
+            .collect();
         let confusion = confusion_chart("CNN confusion (row %)", &cm, &NAMES, true);
         let face: Vec<u8> = (0..48 * 48).map(|i| ((i % 48) * 5 + (i / 48) * 2) as u8).collect();
         let probs = [0.05, 0.01, 0.12, 0.02, 0.31, 0.04, 0.45];
@@ -390,7 +443,8 @@ mod tests {
     #[test]
     fn grids_place_tiles_under_their_labels() {
         let tile = RgbImage::from_pixel(4, 4, image::Rgb([10, 20, 30]));
-        let fig = image_grid(&[tile.clone(), tile.clone(), tile], &["A".into(), "B".into(), "C".into()], 2, 1, 10.0, "");
+        let fig =
+            image_grid(&[tile.clone(), tile.clone(), tile], &["A".into(), "B".into(), "C".into()], 2, 1, 10.0, "");
         let label_h = 15;
         assert_eq!((fig.width(), fig.height()), (11, 2 * (4 + 1 + label_h) + 1));
         let img = fig.to_image();

@@ -61,7 +61,9 @@ impl Document {
         for block in &self.blocks {
             md.push('\n');
             match block {
-                Block::Heading(level, text) => md.push_str(&format!("{} {text}\n", "#".repeat((*level as usize).clamp(2, 6)))),
+                Block::Heading(level, text) => {
+                    md.push_str(&format!("{} {text}\n", "#".repeat((*level as usize).clamp(2, 6))))
+                }
                 Block::Paragraph(text) => md.push_str(&format!("{text}\n")),
                 Block::Table { header, rows } => {
                     md.push_str(&format!("| {} |\n", header.join(" | ")));
@@ -139,7 +141,11 @@ mod tests {
             .push(Block::Code("x < y".into()));
         insta::assert_snapshot!("document_markdown", d.to_markdown());
         let html = d.to_html();
-        assert!(html.contains("<h1>T &lt;1&gt;</h1>") && html.contains("<strong>0.67</strong>") && html.contains("<code>fer</code>"));
+        assert!(
+            html.contains("<h1>T &lt;1&gt;</h1>")
+                && html.contains("<strong>0.67</strong>")
+                && html.contains("<code>fer</code>")
+        );
         assert!(html.contains("<img src=\"f.png\"") && html.contains("<pre>x &lt; y</pre>"));
     }
 }

@@ -198,19 +198,31 @@ impl Figure {
     pub fn to_svg(&self) -> String {
         let (w, h) = (self.width, self.height);
         let mut s = String::new();
-        let _ =
-            writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{SVG_FONT_FAMILY}">"#);
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="{SVG_FONT_FAMILY}">"#
+        );
         let _ = writeln!(s, r##"<rect width="{w}" height="{h}" fill="#ffffff"/>"##);
         for mark in &self.marks {
             match mark {
                 Mark::Rect { x, y, w, h, fill, stroke } => {
                     let fill = fill.map_or("none".to_string(), hex);
-                    let stroke = stroke.map_or(String::new(), |(c, width)| format!(r#" stroke="{}" stroke-width="{}""#, hex(c), num(width)));
-                    let _ = writeln!(s, r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{stroke}/>"#, num(*x), num(*y), num(*w), num(*h));
+                    let stroke = stroke.map_or(String::new(), |(c, width)| {
+                        format!(r#" stroke="{}" stroke-width="{}""#, hex(c), num(width))
+                    });
+                    let _ = writeln!(
+                        s,
+                        r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{fill}"{stroke}/>"#,
+                        num(*x),
+                        num(*y),
+                        num(*w),
+                        num(*h)
+                    );
                 }
                 Mark::Line { points, colour, width, dash } => {
                     let pts: Vec<String> = points.iter().map(|(x, y)| format!("{},{}", num(*x), num(*y))).collect();
-                    let dash = dash.map_or(String::new(), |[on, off]| format!(r#" stroke-dasharray="{} {}""#, num(on), num(off)));
+                    let dash = dash
+                        .map_or(String::new(), |[on, off]| format!(r#" stroke-dasharray="{} {}""#, num(on), num(off)));
                     let _ = writeln!(
                         s,
                         r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="{}" stroke-linejoin="round"{dash}/>"#,
@@ -220,10 +232,23 @@ impl Figure {
                     );
                 }
                 Mark::Circle { cx, cy, r, fill } => {
-                    let _ = writeln!(s, r#"<circle cx="{}" cy="{}" r="{}" fill="{}"/>"#, num(*cx), num(*cy), num(*r), hex(*fill));
+                    let _ = writeln!(
+                        s,
+                        r#"<circle cx="{}" cy="{}" r="{}" fill="{}"/>"#,
+                        num(*cx),
+                        num(*cy),
+                        num(*r),
+                        hex(*fill)
+                    );
                 }
                 Mark::Text { x, y, text, style, vertical } => {
-                    let mut attrs = format!(r#"x="{}" y="{}" font-size="{}" fill="{}""#, num(*x), num(*y), num(style.size), hex(style.colour));
+                    let mut attrs = format!(
+                        r#"x="{}" y="{}" font-size="{}" fill="{}""#,
+                        num(*x),
+                        num(*y),
+                        num(style.size),
+                        hex(style.colour)
+                    );
                     if style.weight == Weight::Bold {
                         attrs.push_str(r#" font-weight="bold""#);
                     }
@@ -239,7 +264,10 @@ impl Figure {
                 }
                 Mark::Image { x, y, scale, image } => {
                     let mut png = Vec::new();
-                    if image::DynamicImage::ImageRgb8(image.clone()).write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).is_err() {
+                    if image::DynamicImage::ImageRgb8(image.clone())
+                        .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+                        .is_err()
+                    {
                         continue;
                     }
                     let data = base64::engine::general_purpose::STANDARD.encode(&png);
@@ -260,7 +288,8 @@ impl Figure {
     pub fn save_one(&self, path: impl AsRef<Path>) -> Result<(), FigureError> {
         let path = path.as_ref();
         if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg")) {
-            return std::fs::write(path, self.to_svg()).map_err(|source| FigureError::Svg { path: path.to_path_buf(), source });
+            return std::fs::write(path, self.to_svg())
+                .map_err(|source| FigureError::Svg { path: path.to_path_buf(), source });
         }
         self.check_size()?;
         self.to_image().save(path).map_err(|source| FigureError::Png { path: path.to_path_buf(), source })
@@ -332,7 +361,10 @@ mod tests {
         let svg = f.to_svg();
         assert!(svg.starts_with(r#"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="30""#), "{svg}");
         assert!(svg.contains(r##"<rect x="2" y="3" width="10" height="5" fill="#ff0000"/>"##), "{svg}");
-        assert!(svg.contains(r##"<polyline points="0,20.5 40,20.5" fill="none" stroke="#0000ff" stroke-width="1""##), "{svg}");
+        assert!(
+            svg.contains(r##"<polyline points="0,20.5 40,20.5" fill="none" stroke="#0000ff" stroke-width="1""##),
+            "{svg}"
+        );
         assert!(svg.contains(r##"<circle cx="30" cy="8" r="3" fill="#008000"/>"##), "{svg}");
         assert!(
             svg.contains(r#"<image x="20" y="22" width="4" height="4" style="image-rendering:pixelated" href="data:image/png;base64,iVBORw0KGgo"#),
@@ -356,8 +388,11 @@ mod tests {
         assert!(svg.contains(r#"transform="rotate(-90 10 50)">Accuracy</text>"#), "{svg}");
         let img = f.to_image();
         // The vertical label inks a narrow, tall column left of x = 10 + descent.
-        let inked: Vec<(u32, u32)> =
-            img.enumerate_pixels().filter(|(x, y, p)| *x < 20 && *y > 24 && p.0 != [255, 255, 255]).map(|(x, y, _)| (x, y)).collect();
+        let inked: Vec<(u32, u32)> = img
+            .enumerate_pixels()
+            .filter(|(x, y, p)| *x < 20 && *y > 24 && p.0 != [255, 255, 255])
+            .map(|(x, y, _)| (x, y))
+            .collect();
         let (ys, xs): (Vec<u32>, Vec<u32>) = (inked.iter().map(|p| p.1).collect(), inked.iter().map(|p| p.0).collect());
         let (ymin, ymax) = (ys.iter().min().copied().unwrap_or(0), ys.iter().max().copied().unwrap_or(0));
         let (xmin, xmax) = (xs.iter().min().copied().unwrap_or(0), xs.iter().max().copied().unwrap_or(0));
@@ -370,9 +405,15 @@ mod tests {
         f.line(&[(0.0, 5.0), (60.0, 5.0)], [0, 0, 0], 2.0, true);
         let img = f.to_image();
         let row: Vec<bool> = (0..60).map(|x| img.get_pixel(x, 5).0 == [0, 0, 0]).collect();
-        assert!(row[..6].iter().all(|b| *b) && row[6..10].iter().all(|b| !*b) && row[10..16].iter().all(|b| *b), "{row:?}");
+        assert!(
+            row[..6].iter().all(|b| *b) && row[6..10].iter().all(|b| !*b) && row[10..16].iter().all(|b| *b),
+            "{row:?}"
+        );
         assert!(f.to_svg().contains(r#"stroke-dasharray="6 4""#));
-        assert_eq!((num(1.0), num(0.125), num(-0.001), num(12.3456)), ("1".into(), "0.13".into(), "0".into(), "12.35".into()));
+        assert_eq!(
+            (num(1.0), num(0.125), num(-0.001), num(12.3456)),
+            ("1".into(), "0.13".into(), "0".into(), "12.35".into())
+        );
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod figure;
 pub mod text;
 
 pub use annotate::{CLASS_COLOURS, FaceLabel, annotate_faces};
-pub use charts::{PALETTE, Series, attribution_panel, channel_grid, confusion_chart, image_grid, line_chart, probability_chart};
+pub use charts::{
+    PALETTE, Series, attribution_panel, channel_grid, confusion_chart, image_grid, line_chart, probability_chart,
+};
 pub use document::{Block, Document};
 pub use figure::{Figure, FigureError};
 pub use text::thousands;

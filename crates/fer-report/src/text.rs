@@ -9,10 +9,13 @@ use std::sync::LazyLock;
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 use image::RgbImage;
 
-static REGULAR: LazyLock<FontRef<'static>> =
-    LazyLock::new(|| FontRef::try_from_slice(include_bytes!("../fonts/DejaVuSans.ttf")).expect("the embedded DejaVu Sans is a valid font (tested)"));
+static REGULAR: LazyLock<FontRef<'static>> = LazyLock::new(|| {
+    FontRef::try_from_slice(include_bytes!("../fonts/DejaVuSans.ttf"))
+        .expect("the embedded DejaVu Sans is a valid font (tested)")
+});
 static BOLD: LazyLock<FontRef<'static>> = LazyLock::new(|| {
-    FontRef::try_from_slice(include_bytes!("../fonts/DejaVuSans-Bold.ttf")).expect("the embedded DejaVu Sans Bold is a valid font (tested)")
+    FontRef::try_from_slice(include_bytes!("../fonts/DejaVuSans-Bold.ttf"))
+        .expect("the embedded DejaVu Sans Bold is a valid font (tested)")
 });
 
 /// The font family SVG twins ask for; DejaVu Sans is what the PNGs are drawn with.
@@ -133,7 +136,14 @@ pub(crate) fn blend(pixel: &mut [u8], colour: [u8; 3], alpha: f32) {
 
 /// Calls `put(x, y, alpha)` for every inked pixel of `text` anchored at (`x`, `baseline`), turned a
 /// quarter anticlockwise about that point when `vertical` (reading upwards, as a y-axis label).
-pub(crate) fn rasterise(text: &str, x: f32, baseline: f32, style: TextStyle, vertical: bool, mut put: impl FnMut(i64, i64, f32)) {
+pub(crate) fn rasterise(
+    text: &str,
+    x: f32,
+    baseline: f32,
+    style: TextStyle,
+    vertical: bool,
+    mut put: impl FnMut(i64, i64, f32),
+) {
     if text.is_empty() || !(style.size > 0.0 && style.size.is_finite()) {
         return;
     }
@@ -215,7 +225,8 @@ mod tests {
     fn text_is_antialiased_and_sits_on_its_baseline() {
         let mut img = RgbImage::from_pixel(80, 30, Rgb([255, 255, 255]));
         draw_text(&mut img, "Happy", 4.0, 20.0, TextStyle::new(16.0, [0, 0, 0]));
-        let inked: Vec<(u32, u32, u8)> = img.enumerate_pixels().filter(|(_, _, p)| p.0[0] < 255).map(|(x, y, p)| (x, y, p.0[0])).collect();
+        let inked: Vec<(u32, u32, u8)> =
+            img.enumerate_pixels().filter(|(_, _, p)| p.0[0] < 255).map(|(x, y, p)| (x, y, p.0[0])).collect();
         assert!(inked.iter().any(|p| p.2 == 0), "fully covered pixels are black");
         assert!(inked.iter().any(|p| p.2 > 40 && p.2 < 215), "edges are grey: anti-aliased");
         // Capitals rise ~11.7 px above the baseline; only the descender of 'p'/'y' goes below it.

@@ -78,7 +78,14 @@ impl BatchPlan {
 }
 
 /// Prepares one batch: each face augmented with its own generator, seeded by its position.
-pub fn make_batch(data: &Dataset, indices: &[usize], augment: &AugmentConfig, seed: u64, epoch: usize, step: usize) -> Batch {
+pub fn make_batch(
+    data: &Dataset,
+    indices: &[usize],
+    augment: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    step: usize,
+) -> Batch {
     let mut images = vec![0.0f32; indices.len() * PIXELS];
     images.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(k, (out, &i))| {
         if augment.is_none() {
@@ -98,7 +105,14 @@ pub fn make_batch(data: &Dataset, indices: &[usize], augment: &AugmentConfig, se
 }
 
 /// Batches of `epoch` from `start_step` on, prepared on a background thread two steps ahead.
-pub(crate) fn prefetch(data: Arc<Dataset>, plan: BatchPlan, augment: AugmentConfig, seed: u64, epoch: usize, start_step: usize) -> Receiver<Batch> {
+pub(crate) fn prefetch(
+    data: Arc<Dataset>,
+    plan: BatchPlan,
+    augment: AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    start_step: usize,
+) -> Receiver<Batch> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
         let order = plan.epoch_order(epoch);

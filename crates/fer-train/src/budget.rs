@@ -53,7 +53,12 @@ pub fn plan_steps(budget: f64, step_seconds: f64, eval_seconds: f64, steps_per_e
 
 /// Measures this machine and returns `config` with its epochs and steps per epoch fixed to fill
 /// `budget`, and the plan behind them.
-pub fn size_to_budget(config: &RunConfig, data: &Dataset, device: &Device, budget: Duration) -> Result<(RunConfig, BudgetPlan), TrainError> {
+pub fn size_to_budget(
+    config: &RunConfig,
+    data: &Dataset,
+    device: &Device,
+    budget: Duration,
+) -> Result<(RunConfig, BudgetPlan), TrainError> {
     let started = Instant::now();
     let recipe = &config.recipe;
     recipe.validate()?;
@@ -86,7 +91,8 @@ pub fn size_to_budget(config: &RunConfig, data: &Dataset, device: &Device, budge
     let eval_start = Instant::now();
     let _ = evaluate(&[model.valid()], &val_set.subset(&sample), device);
     let weight_sets = if recipe.ema_decay.is_some() { 2.0 } else { 1.0 };
-    let eval_seconds = eval_start.elapsed().as_secs_f64() * weight_sets * val_set.len() as f64 / sample.len().max(1) as f64;
+    let eval_seconds =
+        eval_start.elapsed().as_secs_f64() * weight_sets * val_set.len() as f64 / sample.len().max(1) as f64;
     let probe_seconds = started.elapsed().as_secs_f64();
     let left = (budget.as_secs_f64() - probe_seconds) * FILL;
     let (epochs, steps_per_epoch) = plan_steps(left, step_seconds, eval_seconds, plan.steps()).ok_or_else(|| {
@@ -103,7 +109,14 @@ pub fn size_to_budget(config: &RunConfig, data: &Dataset, device: &Device, budge
     if steps_per_epoch != plan.steps() || recipe.steps_per_epoch.is_some() {
         sized.recipe.steps_per_epoch = Some(steps_per_epoch);
     }
-    let plan = BudgetPlan { budget_seconds: budget.as_secs_f64(), probe_seconds, step_seconds, eval_seconds, epochs, steps_per_epoch };
+    let plan = BudgetPlan {
+        budget_seconds: budget.as_secs_f64(),
+        probe_seconds,
+        step_seconds,
+        eval_seconds,
+        epochs,
+        steps_per_epoch,
+    };
     sized.sized_to_budget = Some(plan.clone());
     Ok((sized, plan))
 }

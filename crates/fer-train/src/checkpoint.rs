@@ -152,7 +152,8 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Resu
     if bytes.len() < header {
         return Err(bad("truncated"));
     }
-    let lens: Vec<u64> = (0..parts).map(|i| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default())).collect();
+    let lens: Vec<u64> =
+        (0..parts).map(|i| u64::from_le_bytes(bytes[8 + 8 * i..16 + 8 * i].try_into().unwrap_or_default())).collect();
     let total = lens.iter().try_fold(header as u64, |acc, &l| acc.checked_add(l));
     if total != Some(bytes.len() as u64) {
         return Err(bad("truncated, or its header does not match its length"));
@@ -191,8 +192,13 @@ pub fn checkpoint_from_bytes(bytes: &[u8], path: &Path, device: &Device) -> Resu
     Ok(Checkpoint { state, model, optimizer: optim_bytes.to_vec(), ema })
 }
 
-pub(crate) fn restore_optimizer(optim: ModuleOptimizer, bytes: Vec<u8>, path: &Path) -> Result<ModuleOptimizer, TrainError> {
-    let bad = |reason: String| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {reason}") };
+pub(crate) fn restore_optimizer(
+    optim: ModuleOptimizer,
+    bytes: Vec<u8>,
+    path: &Path,
+) -> Result<ModuleOptimizer, TrainError> {
+    let bad =
+        |reason: String| TrainError::BadCheckpoint { path: path.into(), reason: format!("optimizer state: {reason}") };
     // burn-optim 0.22.1 panics ("Optimizer record tensors should carry a parameter id",
     // module_optimizer.rs:277) on a record whose tensor lacks its id, which only a damaged or
     // crafted file has; fuzzing found it. The checksum stops damage first; this stops the rest.

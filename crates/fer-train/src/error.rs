@@ -39,7 +39,9 @@ pub enum TrainError {
             --data at the run's data, or start a new run"
     )]
     DataChanged { path: PathBuf, reason: String },
-    #[error("training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last good checkpoint is kept in {run}")]
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last good checkpoint is kept in {run}"
+    )]
     NonFiniteLoss { epoch: usize, step: usize, loss: f32, run: PathBuf },
 }
 

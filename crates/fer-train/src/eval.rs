@@ -45,7 +45,9 @@ impl Tta {
             "none" => Ok(Tta::None),
             "flip" => Ok(Tta::Flip),
             "crops" => Ok(Tta::Crops),
-            other => Err(crate::TrainError::InvalidOption(format!("unknown test-time augmentation {other:?}; valid: none, flip, crops"))),
+            other => Err(crate::TrainError::InvalidOption(format!(
+                "unknown test-time augmentation {other:?}; valid: none, flip, crops"
+            ))),
         }
     }
 
@@ -76,12 +78,23 @@ impl Tta {
 
 /// Softmax probabilities for every face, averaged over `models` (an ensemble of one or more).
 /// Models must be in inference mode (not on an autodiff device).
-pub fn predict_probabilities(models: &[FerModel], data: &Dataset, device: &Device, batch_size: usize) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_probabilities(
+    models: &[FerModel],
+    data: &Dataset,
+    device: &Device,
+    batch_size: usize,
+) -> Vec<[f32; NUM_CLASSES]> {
     predict_probabilities_tta(models, data, device, batch_size, Tta::None)
 }
 
 /// [`predict_probabilities`], also averaged over the views of `tta`.
-pub fn predict_probabilities_tta(models: &[FerModel], data: &Dataset, device: &Device, batch_size: usize, tta: Tta) -> Vec<[f32; NUM_CLASSES]> {
+pub fn predict_probabilities_tta(
+    models: &[FerModel],
+    data: &Dataset,
+    device: &Device,
+    batch_size: usize,
+    tta: Tta,
+) -> Vec<[f32; NUM_CLASSES]> {
     let mut out = vec![[0.0f32; NUM_CLASSES]; data.len()];
     let views = tta.views();
     let scale = 1.0 / (models.len().max(1) * views.len()) as f32;
@@ -93,7 +106,8 @@ pub fn predict_probabilities_tta(models: &[FerModel], data: &Dataset, device: &D
                 fer_model::input_from_pixels(pixels, end - start, SIDE, device)
             } else {
                 // Integer shifts and mirroring land on pixel centres: the u8 values are exact.
-                let moved: Vec<u8> = pixels.chunks_exact(PIXELS).flat_map(|face| apply_affine(face, view, FillMode::Nearest)).collect();
+                let moved: Vec<u8> =
+                    pixels.chunks_exact(PIXELS).flat_map(|face| apply_affine(face, view, FillMode::Nearest)).collect();
                 fer_model::input_from_pixels(&moved, end - start, SIDE, device)
             };
             add_probabilities(models, input, &mut out[start..end], scale);
@@ -236,7 +250,12 @@ impl EvalChoice {
 
 /// Evaluates a run (its best model, or its ensemble's members averaged) on one split and writes
 /// `eval-<split>.json`, `confusion-<split>.csv` and `predictions-<split>.csv` into the run folder.
-pub fn evaluate_run(run_dir: &std::path::Path, data: &Dataset, split: &str, device: &Device) -> Result<RunEvaluation, crate::TrainError> {
+pub fn evaluate_run(
+    run_dir: &std::path::Path,
+    data: &Dataset,
+    split: &str,
+    device: &Device,
+) -> Result<RunEvaluation, crate::TrainError> {
     evaluate_run_with(run_dir, data, split, device, EvalChoice::default())
 }
 
@@ -280,9 +299,10 @@ pub fn evaluate_models_to(
     out_dir: Option<&std::path::Path>,
     format: crate::frames::OutFormat,
 ) -> Result<RunEvaluation, crate::TrainError> {
-    let part = data
-        .select_splits(&[split])
-        .map_err(|available| crate::TrainError::MissingSplit { wanted: split.into(), available: available.join(", ") })?;
+    let part = data.select_splits(&[split]).map_err(|available| crate::TrainError::MissingSplit {
+        wanted: split.into(),
+        available: available.join(", "),
+    })?;
     let split = fer_data::canonical_split_name(split);
     let probabilities = predict_probabilities_tta(models, &part, device, 256, choice.tta);
     let evaluation = Evaluation::from_probabilities(&part, &probabilities);
@@ -308,7 +328,10 @@ pub fn evaluate_models_to(
     let suffix = choice.suffix();
     write(format!("eval-{split}{suffix}.json"), &json)?;
     let ext = format.extension();
-    let table = |e: polars::prelude::PolarsError| crate::TrainError::BadRun { path: run_dir.into(), reason: format!("result table: {e}") };
+    let table = |e: polars::prelude::PolarsError| crate::TrainError::BadRun {
+        path: run_dir.into(),
+        reason: format!("result table: {e}"),
+    };
     let mut predictions = crate::frames::predictions_frame(&part, &probabilities).map_err(table)?;
     crate::frames::write_frame(&mut predictions, &run_dir.join(format!("predictions-{split}{suffix}.{ext}")), format)?;
     let mut per_class = crate::frames::per_class_frame(&evaluation).map_err(table)?;

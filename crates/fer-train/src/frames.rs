@@ -45,7 +45,9 @@ impl OutFormat {
             "csv" => Ok(OutFormat::Csv),
             "parquet" => Ok(OutFormat::Parquet),
             "json" => Ok(OutFormat::Json),
-            other => Err(TrainError::InvalidOption(format!("unknown --out-format {other:?}; valid: csv, parquet, json"))),
+            other => {
+                Err(TrainError::InvalidOption(format!("unknown --out-format {other:?}; valid: csv, parquet, json")))
+            }
         }
     }
 
@@ -69,7 +71,10 @@ pub fn predictions_frame(data: &Dataset, probabilities: &[[f32; NUM_CLASSES]]) -
     let mut columns: Vec<Column> = vec![
         Column::new("index".into(), (0..n as u32).collect::<Vec<_>>()),
         Column::new("true".into(), (0..n).map(|i| data.label(i).map(|e| e.name())).collect::<Vec<_>>()),
-        Column::new("predicted".into(), probabilities.iter().map(|p| class_names()[crate::argmax(p)]).collect::<Vec<_>>()),
+        Column::new(
+            "predicted".into(),
+            probabilities.iter().map(|p| class_names()[crate::argmax(p)]).collect::<Vec<_>>(),
+        ),
     ];
     for e in Emotion::ALL {
         columns.push(Column::new(e.name().into(), probabilities.iter().map(|p| p[e.id()]).collect::<Vec<_>>()));
@@ -96,8 +101,10 @@ pub fn per_class_frame(evaluation: &Evaluation) -> PolarsResult<DataFrame> {
 pub fn confusion_frame(evaluation: &Evaluation) -> PolarsResult<DataFrame> {
     let mut columns = vec![Column::new("true".into(), class_names())];
     for (j, e) in Emotion::ALL.iter().enumerate() {
-        columns
-            .push(Column::new(e.name().into(), evaluation.confusion_matrix.iter().map(|row| row.get(j).copied().unwrap_or(0)).collect::<Vec<_>>()));
+        columns.push(Column::new(
+            e.name().into(),
+            evaluation.confusion_matrix.iter().map(|row| row.get(j).copied().unwrap_or(0)).collect::<Vec<_>>(),
+        ));
     }
     DataFrame::new(NUM_CLASSES, columns)
 }
@@ -114,14 +121,20 @@ pub fn confusion_long_frame(evaluation: &Evaluation) -> PolarsResult<DataFrame> 
         }
     }
     let height = n.len();
-    DataFrame::new(height, vec![Column::new("true".into(), t), Column::new("predicted".into(), p), Column::new("count".into(), n)])
+    DataFrame::new(
+        height,
+        vec![Column::new("true".into(), t), Column::new("predicted".into(), p), Column::new("count".into(), n)],
+    )
 }
 
 /// A run's `history.csv` (one row per epoch) as a DataFrame.
 pub fn history_frame(run_dir: &Path) -> Result<DataFrame, TrainError> {
     let path = run_dir.join("history.csv");
     if !path.exists() {
-        return Err(TrainError::BadRun { path: run_dir.into(), reason: "no history.csv (has it finished an epoch?)".into() });
+        return Err(TrainError::BadRun {
+            path: run_dir.into(),
+            reason: "no history.csv (has it finished an epoch?)".into(),
+        });
     }
     CsvReadOptions::default()
         .with_has_header(true)
@@ -185,7 +198,11 @@ mod tests {
             let path = dir.path().join(format!("m.{}", format.extension()));
             write_frame(&mut df, &path, format).unwrap();
             let back = match format {
-                OutFormat::Csv => CsvReadOptions::default().try_into_reader_with_file_path(Some(path.clone())).unwrap().finish().unwrap(),
+                OutFormat::Csv => CsvReadOptions::default()
+                    .try_into_reader_with_file_path(Some(path.clone()))
+                    .unwrap()
+                    .finish()
+                    .unwrap(),
                 OutFormat::Parquet => ParquetReader::new(std::fs::File::open(&path).unwrap()).finish().unwrap(),
                 OutFormat::Json => JsonReader::new(std::fs::File::open(&path).unwrap()).finish().unwrap(),
             };

@@ -28,13 +28,13 @@ pub use checkpoint::{Checkpoint, DataFingerprint, TrainState, checkpoint_from_by
 pub use ema::{Ema, flatten as flat_weights};
 pub use error::TrainError;
 pub use eval::{
-    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_models_to, evaluate_run, evaluate_run_to, evaluate_run_with,
-    predict_probabilities, predict_probabilities_tta,
+    ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_models_to, evaluate_run,
+    evaluate_run_to, evaluate_run_with, predict_probabilities, predict_probabilities_tta,
 };
 pub use recipe::{AdamParams, BudgetPlan, Precision, Recipe, RunConfig, Schedule, parse_duration};
 pub use run_files::{EpochRow, read_run_config};
 pub use runlock::RunLock;
 pub use train::{
-    Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state, ensemble_members,
-    loss_function, resume, train, train_ensemble,
+    Observer, StepInfo, StepOutput, StopReason, TrainOptions, TrainOutcome, TrainStep, Weights, check_optimizer_state,
+    ensemble_members, loss_function, resume, train, train_ensemble,
 };

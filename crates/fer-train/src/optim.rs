@@ -116,8 +116,15 @@ mod tests {
     fn equals_burns_adam_and_adamw_bit_for_bit() {
         let a = Recipe::report_cnn().adam;
         let burn_adam = AdamConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).init();
-        let burn_adamw = AdamWConfig::new().with_beta_1(a.beta_1).with_beta_2(a.beta_2).with_epsilon(a.epsilon).with_weight_decay(0.05).init();
-        for (name, theirs, ours) in [("adam", burn_adam, optimizer(&recipe(0.0))), ("adamw", burn_adamw, optimizer(&recipe(0.05)))] {
+        let burn_adamw = AdamWConfig::new()
+            .with_beta_1(a.beta_1)
+            .with_beta_2(a.beta_2)
+            .with_epsilon(a.epsilon)
+            .with_weight_decay(0.05)
+            .init();
+        for (name, theirs, ours) in
+            [("adam", burn_adam, optimizer(&recipe(0.0))), ("adamw", burn_adamw, optimizer(&recipe(0.05)))]
+        {
             let want = weights(&train(theirs, 5, 2e-3).0);
             let got = weights(&train(ours, 5, 2e-3).0);
             assert_eq!(want.len(), 40 * 9 + 9);

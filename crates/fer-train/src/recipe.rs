@@ -53,7 +53,9 @@ impl Schedule {
             "cosine" => Ok(Schedule::Cosine { min_factor: 0.01 }),
             "plateau" | "reduce-on-plateau" => Ok(Schedule::ReduceOnPlateau { factor: 0.5, patience: 3, min_lr: 1e-6 }),
             "one-cycle" | "onecycle" => Ok(Schedule::one_cycle()),
-            other => Err(TrainError::InvalidOption(format!("unknown schedule {other:?}; valid: constant, cosine, plateau, one-cycle"))),
+            other => Err(TrainError::InvalidOption(format!(
+                "unknown schedule {other:?}; valid: constant, cosine, plateau, one-cycle"
+            ))),
         }
     }
 
@@ -180,9 +182,9 @@ impl Recipe {
         match (name, model) {
             ("report", _) => Ok(Recipe::for_model(model)),
             ("fast", ModelConfig::Cnn(_)) => Ok(Recipe::fast_cnn()),
-            ("fast", ModelConfig::Dnn(_)) => {
-                Err(TrainError::InvalidOption("--recipe fast is for the CNN; the DNN has only the report's recipe".into()))
-            }
+            ("fast", ModelConfig::Dnn(_)) => Err(TrainError::InvalidOption(
+                "--recipe fast is for the CNN; the DNN has only the report's recipe".into(),
+            )),
             (other, _) => Err(TrainError::InvalidOption(format!("unknown recipe {other:?}; valid: report, fast"))),
         }
     }
@@ -353,7 +355,12 @@ mod tests {
         let cnn = ModelConfig::by_name("cnn").unwrap();
         assert_eq!(Recipe::named("report", &cnn).unwrap(), Recipe::report_cnn());
         let fast = Recipe::named("fast", &cnn).unwrap();
-        assert!(fast.ema_decay.is_some() && fast.label_smoothing > 0.0 && fast.schedule.is_per_step() && fast.dropout_scale == 0.5);
+        assert!(
+            fast.ema_decay.is_some()
+                && fast.label_smoothing > 0.0
+                && fast.schedule.is_per_step()
+                && fast.dropout_scale == 0.5
+        );
         fast.validate().unwrap();
         assert!(Recipe::named("fast", &ModelConfig::by_name("dnn").unwrap()).is_err());
         assert!(Recipe::named("quick", &cnn).is_err());

@@ -42,12 +42,22 @@ pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), Trai
 
 pub(crate) fn write_history(run_dir: &Path, rows: &[EpochRow]) -> Result<(), TrainError> {
     let with_ema = rows.iter().any(|r| r.ema_val_acc.is_some());
-    let mut csv = String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds");
+    let mut csv =
+        String::from("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds");
     csv.push_str(if with_ema { ",ema_val_loss,ema_val_acc\n" } else { "\n" });
     for r in rows {
         csv.push_str(&format!(
             "{},{:.6},{:.6},{:.6},{:.6},{:e},{:.3},{:.2},{:.3},{:.3}",
-            r.epoch, r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.seconds, r.images_per_s, r.eval_seconds, r.wall_seconds
+            r.epoch,
+            r.train_loss,
+            r.train_acc,
+            r.val_loss,
+            r.val_acc,
+            r.lr,
+            r.seconds,
+            r.images_per_s,
+            r.eval_seconds,
+            r.wall_seconds
         ));
         if with_ema {
             let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
@@ -62,7 +72,9 @@ pub(crate) fn write_history(run_dir: &Path, rows: &[EpochRow]) -> Result<(), Tra
 /// Reads a run folder's config.
 pub fn read_run_config(run_dir: &Path) -> Result<RunConfig, TrainError> {
     let path = RunConfig::path(run_dir);
-    let text =
-        std::fs::read(&path).map_err(|e| TrainError::BadRun { path: run_dir.into(), reason: format!("cannot read {}: {e}", path.display()) })?;
+    let text = std::fs::read(&path).map_err(|e| TrainError::BadRun {
+        path: run_dir.into(),
+        reason: format!("cannot read {}: {e}", path.display()),
+    })?;
     serde_json::from_slice(&text).map_err(|e| TrainError::BadRun { path: path.clone(), reason: e.to_string() })
 }

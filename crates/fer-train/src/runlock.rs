@@ -20,7 +20,13 @@ impl RunLock {
     pub fn acquire(run_dir: &Path) -> Result<RunLock, TrainError> {
         std::fs::create_dir_all(run_dir).map_err(|e| TrainError::io(run_dir, e))?;
         let path = run_dir.join(".lock");
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| TrainError::io(&path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -33,7 +39,11 @@ impl RunLock {
             Err(TryLockError::Error(e)) => return Err(TrainError::io(&path, e)),
         }
         // Who holds it, for the message the next one gets.
-        let _ = file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "pid {}", std::process::id())).and_then(|_| file.flush());
+        let _ = file
+            .set_len(0)
+            .and_then(|_| file.rewind())
+            .and_then(|_| write!(file, "pid {}", std::process::id()))
+            .and_then(|_| file.flush());
         Ok(RunLock { _file: file, path })
     }
 

@@ -60,9 +60,11 @@ fn a_budget_too_short_for_the_cycle_ends_annealed_and_a_rerun_by_count_repeats_i
     by_count.recipe.steps_per_epoch = Some(plan.steps_per_epoch);
     let again = tempfile::tempdir().unwrap();
     let rerun = run(again.path(), &by_count, None).unwrap();
-    let numbers =
-        |s: &fer_train::TrainState| s.history.iter().map(|r| (r.train_loss, r.val_loss, r.val_acc, r.lr, r.ema_val_acc)).collect::<Vec<_>>();
+    let numbers = |s: &fer_train::TrainState| {
+        s.history.iter().map(|r| (r.train_loss, r.val_loss, r.val_acc, r.lr, r.ema_val_acc)).collect::<Vec<_>>()
+    };
     assert_eq!(numbers(&rerun.state), numbers(&outcome.state));
-    let weights = |d: &std::path::Path| fer_model::flatten(&fer_model::load_model(&d.join("best-ema.fer"), &device).unwrap());
+    let weights =
+        |d: &std::path::Path| fer_model::flatten(&fer_model::load_model(&d.join("best-ema.fer"), &device).unwrap());
     assert_eq!(weights(again.path()), weights(dir.path()));
 }

@@ -48,7 +48,8 @@ fn faults_are_clear_errors_and_lose_nothing() {
     let err = resume(dir.path(), &data(), &device, opts(Some(9))).unwrap_err();
     assert!(matches!(err, TrainError::CheckpointWrite { .. }), "{err}");
     assert!(
-        err.to_string().contains("checkpoint.ckpt: the checkpoint cannot be written") && err.to_string().contains("--resume continues from it"),
+        err.to_string().contains("checkpoint.ckpt: the checkpoint cannot be written")
+            && err.to_string().contains("--resume continues from it"),
         "{err}"
     );
     assert_eq!(std::fs::read(&ckpt).unwrap(), saved, "the previous checkpoint is untouched");
@@ -85,5 +86,9 @@ fn an_optimizer_record_without_parameter_ids_is_an_error_not_a_panic() {
     let at = optimizer.windows(9).position(|w| w == b"hparam_id").expect("burnpack metadata names param_id");
     optimizer[at + 8] = b'X';
     let err = fer_train::check_optimizer_state(&config.recipe, optimizer, "damaged.ckpt".as_ref()).unwrap_err();
-    assert!(err.to_string().starts_with("damaged.ckpt: not a usable checkpoint: optimizer state: a tensor without its parameter id"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("damaged.ckpt: not a usable checkpoint: optimizer state: a tensor without its parameter id"),
+        "{err}"
+    );
 }

@@ -11,7 +11,11 @@ use fer_train::{StopReason, TrainOptions, resume};
 type Numbers = (f64, f64, f64, f64, f64, Option<f64>, Option<f64>);
 
 fn numbers(state: &fer_train::TrainState) -> Vec<Numbers> {
-    state.history.iter().map(|r| (r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.ema_val_loss, r.ema_val_acc)).collect()
+    state
+        .history
+        .iter()
+        .map(|r| (r.train_loss, r.train_acc, r.val_loss, r.val_acc, r.lr, r.ema_val_loss, r.ema_val_acc))
+        .collect()
 }
 
 /// The tiny run with everything the fast recipe adds: a per-step schedule, AdamW, label
@@ -32,7 +36,10 @@ fn tiny_fast(epochs: usize) -> fer_train::RunConfig {
 fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
     // One test function, run one after the other: see the module comment.
     // bf16 convolutions (f32 where the CPU lacks AVX512-BF16) must resume bit for bit too.
-    let bf16 = fer_train::RunConfig { recipe: fer_train::Recipe { precision: fer_train::Precision::Bf16, ..tiny_fast(3).recipe }, ..tiny_fast(3) };
+    let bf16 = fer_train::RunConfig {
+        recipe: fer_train::Recipe { precision: fer_train::Precision::Bf16, ..tiny_fast(3).recipe },
+        ..tiny_fast(3)
+    };
     for (name, config) in [("report", tiny(3)), ("fast", tiny_fast(3)), ("fast bf16", bf16)] {
         interrupted_equals_uninterrupted(name, &config);
         // A run sets its precision only while it runs.

@@ -6,7 +6,10 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use common::{data, run, tiny};
-use fer_train::{StopReason, TrainOptions, Tta, evaluate, load_checkpoint, loss_function, predict_probabilities, predict_probabilities_tta, resume};
+use fer_train::{
+    StopReason, TrainOptions, Tta, evaluate, load_checkpoint, loss_function, predict_probabilities,
+    predict_probabilities_tta, resume,
+};
 
 #[test]
 fn a_short_run_learns_and_records_everything() {
@@ -19,7 +22,9 @@ fn a_short_run_learns_and_records_everything() {
 
     let history = std::fs::read_to_string(dir.path().join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 9);
-    assert!(history.starts_with("epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds\n"));
+    assert!(history.starts_with(
+        "epoch,train_loss,train_acc,val_loss,val_acc,lr,seconds,images_per_s,eval_seconds,wall_seconds\n"
+    ));
     // The time-to-accuracy clock only moves forward and includes validation.
     let rows = &outcome.state.history;
     assert!(rows.windows(2).all(|w| w[1].wall_seconds > w[0].wall_seconds));
@@ -78,8 +83,14 @@ fn label_smoothing_loss_matches_a_hand_computation() {
     let device = Device::flex();
     let mut recipe = fer_train::Recipe::report_cnn();
     recipe.label_smoothing = 0.1;
-    let logits = burn::tensor::Tensor::<2>::from_data(burn::tensor::TensorData::new(vec![2.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1, 7]), &device);
-    let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(burn::tensor::TensorData::new(vec![0i64], [1]), &device);
+    let logits = burn::tensor::Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(vec![2.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], [1, 7]),
+        &device,
+    );
+    let targets = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
+        burn::tensor::TensorData::new(vec![0i64], [1]),
+        &device,
+    );
     let loss: f32 = loss_function(&recipe, &device).forward(logits.clone(), targets.clone()).into_scalar();
     // Targets 0.9 + 0.1/7 for class 0 and 0.1/7 for the others; log Z = ln(e^2 + 6).
     let log_z = (2f64.exp() + 6.0).ln();

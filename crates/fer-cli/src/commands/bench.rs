@@ -111,7 +111,8 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &
             // classes, prepared as training prepares them (augmentation aside: in training it runs
             // on its own thread, outside the step).
             let idx: Vec<usize> = (0..b).map(|i| (k * b + i) * 7 % faces.len()).collect();
-            let batch = fer_train::make_batch(&faces, &idx, &fer_data::augment::AugmentConfig::none(), recipe.seed, 0, k);
+            let batch =
+                fer_train::make_batch(&faces, &idx, &fer_data::augment::AugmentConfig::none(), recipe.seed, 0, k);
             k += 1;
             fer_train::batch_to_tensors(batch, &ad)
         };
@@ -269,7 +270,13 @@ fn time_train_loop(args: &BenchArgs, device: &Device, config: &ModelConfig, reci
     let data = fer_data::synth::default_dataset(40, 2, 7);
     let dir = tempfile::tempdir()?;
     let mut clock = Clock(Vec::new());
-    fer_train::train(dir.path(), &run, &data, device, TrainOptions { time_budget: None, stop: None, max_steps: None, observer: &mut clock })?;
+    fer_train::train(
+        dir.path(),
+        &run,
+        &data,
+        device,
+        TrainOptions { time_budget: None, stop: None, max_steps: None, observer: &mut clock },
+    )?;
     let (Some(first), Some(last)) = (clock.0.first(), clock.0.last()) else {
         anyhow::bail!("the training loop ran no steps");
     };
@@ -294,7 +301,11 @@ fn best(reps: usize, mut f: impl FnMut() -> (f64, f64)) -> (f64, f64) {
 }
 
 /// Times forward and backward of `op` on a fresh tracked input (`y.sum().backward()`).
-fn time_op<const D: usize, const E: usize>(reps: usize, input: impl Fn() -> Tensor<D>, op: impl Fn(Tensor<D>) -> Tensor<E>) -> (f64, f64) {
+fn time_op<const D: usize, const E: usize>(
+    reps: usize,
+    input: impl Fn() -> Tensor<D>,
+    op: impl Fn(Tensor<D>) -> Tensor<E>,
+) -> (f64, f64) {
     best(reps, || {
         let x = input().require_grad();
         let _ = x.clone().into_data();
@@ -311,7 +322,8 @@ fn time_op<const D: usize, const E: usize>(reps: usize, input: impl Fn() -> Tens
 /// Every operation of the report CNN's training step, at its shapes, on `device` with autodiff.
 fn breakdown(device: &Device, b: usize, reps: usize) -> Vec<OpRow> {
     let ad = device.clone().autodiff();
-    let mut isolated = Isolated { fast: fer_kernels::uses_fast_path(device, burn::tensor::DType::F32), ad, b, reps, rows: Vec::new() };
+    let mut isolated =
+        Isolated { fast: fer_kernels::uses_fast_path(device, burn::tensor::DType::F32), ad, b, reps, rows: Vec::new() };
     let cnn = fer_model::CnnConfig::new();
     let (mut cin, mut side) = (1, 48);
     for i in 0..cnn.conv_channels.len() {
@@ -355,24 +367,46 @@ impl Isolated {
         let bias = Tensor::<1>::random([cout], Distribution::Uniform(-0.1, 0.1), &ad);
         let conv = |x: Tensor<4>, w: Tensor<4>, bias: Tensor<1>| fer_kernels::conv2d(x, w, Some(bias), [k / 2, k / 2]);
         // Input gradient only, then weight and bias gradients only.
-        push(&format!("block{} conv (fwd, bwd data)", i + 1), shape.clone(), time_op(reps, || uniform(x_dims), |x| conv(x, w.clone(), bias.clone())));
+        push(
+            &format!("block{} conv (fwd, bwd data)", i + 1),
+            shape.clone(),
+            time_op(reps, || uniform(x_dims), |x| conv(x, w.clone(), bias.clone())),
+        );
         let x = uniform(x_dims);
         let (_, weight_bwd) = time_op(reps, || w.clone(), |w| conv(x.clone(), w, bias.clone().require_grad()));
         push(&format!("block{} conv (bwd weight+bias)", i + 1), shape, (0.0, weight_bwd));
         let y_dims = [b, cout, side, side];
         let act_shape = format!("{cout}x{side}x{side}");
         let bn = BatchNormConfig::new(cout).init(&ad);
-        push(&format!("block{} batchnorm", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::batch_norm(&bn, x)));
+        push(
+            &format!("block{} batchnorm", i + 1),
+            act_shape.clone(),
+            time_op(reps, || uniform(y_dims), |x| fer_kernels::batch_norm(&bn, x)),
+        );
         let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
-        push(&format!("block{} leaky relu", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::leaky_relu(&act, x)));
+        push(
+            &format!("block{} leaky relu", i + 1),
+            act_shape.clone(),
+            time_op(reps, || uniform(y_dims), |x| fer_kernels::leaky_relu(&act, x)),
+        );
         if fast {
             // What the model runs instead of the two rows above when nothing taps the layers.
-            let fused = |x: Tensor<4>| fer_kernels::batch_norm_leaky_train(&bn, &act, x).unwrap_or_else(|x| act.forward(bn.forward(x)));
-            push(&format!("block{} (batchnorm+leaky fused)", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), fused));
+            let fused = |x: Tensor<4>| {
+                fer_kernels::batch_norm_leaky_train(&bn, &act, x).unwrap_or_else(|x| act.forward(bn.forward(x)))
+            };
+            push(
+                &format!("block{} (batchnorm+leaky fused)", i + 1),
+                act_shape.clone(),
+                time_op(reps, || uniform(y_dims), fused),
+            );
         }
         if cnn.pool[i] {
             let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-            push(&format!("block{} max pool", i + 1), act_shape.clone(), time_op(reps, || uniform(y_dims), |x| fer_kernels::max_pool2d(&pool, x)));
+            push(
+                &format!("block{} max pool", i + 1),
+                act_shape.clone(),
+                time_op(reps, || uniform(y_dims), |x| fer_kernels::max_pool2d(&pool, x)),
+            );
             side /= 2;
         }
         let dropout = DropoutConfig::new(cnn.conv_dropout[i]).init();
@@ -391,13 +425,29 @@ impl Isolated {
         let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
         let mut push = |op: &str, shape: String, timing: (f64, f64)| self.push(op, shape, timing);
         let dense = LinearConfig::new(features, units).init(&ad);
-        push(&format!("fc{} dense", j + 1), format!("{features}->{units}"), time_op(reps, || uniform2([b, features]), |x| dense.forward(x)));
+        push(
+            &format!("fc{} dense", j + 1),
+            format!("{features}->{units}"),
+            time_op(reps, || uniform2([b, features]), |x| dense.forward(x)),
+        );
         let bn = BatchNormConfig::new(units).init(&ad);
-        push(&format!("fc{} batchnorm", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::batch_norm(&bn, x)));
+        push(
+            &format!("fc{} batchnorm", j + 1),
+            format!("{units}"),
+            time_op(reps, || uniform2([b, units]), |x| fer_kernels::batch_norm(&bn, x)),
+        );
         let act = LeakyReluConfig::new().with_negative_slope(cnn.leaky_slope).init();
-        push(&format!("fc{} leaky relu", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::leaky_relu(&act, x)));
+        push(
+            &format!("fc{} leaky relu", j + 1),
+            format!("{units}"),
+            time_op(reps, || uniform2([b, units]), |x| fer_kernels::leaky_relu(&act, x)),
+        );
         let dropout = DropoutConfig::new(p).init();
-        push(&format!("fc{} dropout", j + 1), format!("{units}"), time_op(reps, || uniform2([b, units]), |x| fer_kernels::dropout(&dropout, x)));
+        push(
+            &format!("fc{} dropout", j + 1),
+            format!("{units}"),
+            time_op(reps, || uniform2([b, units]), |x| fer_kernels::dropout(&dropout, x)),
+        );
     }
 
     /// The logits, the loss, and Adam's update of the whole model.
@@ -407,7 +457,11 @@ impl Isolated {
         let uniform2 = |dims: [usize; 2]| Tensor::<2>::random(dims, Distribution::Uniform(-1.0, 1.0), &ad);
         let mut push = |op: &str, shape: String, timing: (f64, f64)| self.push(op, shape, timing);
         let logits = LinearConfig::new(features, cnn.num_classes).init(&ad);
-        push("logits dense", format!("{features}->{}", cnn.num_classes), time_op(reps, || uniform2([b, features]), |x| logits.forward(x)));
+        push(
+            "logits dense",
+            format!("{features}->{}", cnn.num_classes),
+            time_op(reps, || uniform2([b, features]), |x| logits.forward(x)),
+        );
         let loss_fn = CrossEntropyLoss::new(None, &ad);
         let targets = Tensor::<1, Int>::random([b], Distribution::Uniform(0.0, 7.0), &ad);
         push(
@@ -463,7 +517,10 @@ fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, ste
             })
             .collect();
         let profile = if fast { "fast" } else { "plain" };
-        println!("{}", serde_json::json!({"step_profile": profile, "step_ms": step_ms, "kernels_ms": kernels_ms, "ops": ops}));
+        println!(
+            "{}",
+            serde_json::json!({"step_profile": profile, "step_ms": step_ms, "kernels_ms": kernels_ms, "ops": ops})
+        );
         return;
     }
     println!(
@@ -477,7 +534,13 @@ fn print_step_profile(records: &[fer_kernels::profile::Record], step_s: f64, ste
     println!("{:<28} {:<26} {:>6} {:>9} {:>6}", "operation", "shape", "calls", "ms/step", "share");
     for r in records {
         let ms = per_step(r.seconds);
-        println!("{:<28} {:<26} {:>6.0} {ms:>9.1} {:>5.1}%", r.op, r.shape, r.calls as f64 / steps as f64, 100.0 * ms / step_ms);
+        println!(
+            "{:<28} {:<26} {:>6.0} {ms:>9.1} {:>5.1}%",
+            r.op,
+            r.shape,
+            r.calls as f64 / steps as f64,
+            100.0 * ms / step_ms
+        );
     }
     let mut by_op: Vec<(String, f64)> = Vec::new();
     for r in records {
@@ -512,10 +575,16 @@ fn print_breakdown(rows: &[OpRow], fast: bool, output: Output) {
                 serde_json::json!({"op": r.op, "shape": r.shape, "forward_ms": forward_ms, "backward_ms": backward_ms})
             })
             .collect();
-        println!("{}", serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops}));
+        println!(
+            "{}",
+            serde_json::json!({"breakdown": if fast { "fast" } else { "plain" }, "total_ms": total, "ops": ops})
+        );
         return;
     }
-    println!("\nper-operation breakdown ({} path), best of runs, milliseconds per batch:", if fast { "fast" } else { "plain" });
+    println!(
+        "\nper-operation breakdown ({} path), best of runs, milliseconds per batch:",
+        if fast { "fast" } else { "plain" }
+    );
     println!("{:34} {:22} {:>10} {:>10} {:>7}", "operation", "shape", "forward", "backward", "share");
     for r in rows {
         println!(
@@ -527,7 +596,9 @@ fn print_breakdown(rows: &[OpRow], fast: bool, output: Output) {
             100.0 * (r.forward_ms + r.backward_ms) / total
         );
     }
-    let kind = |key: &str| rows.iter().filter(counted).filter(|r| r.op.contains(key)).map(|r| r.forward_ms + r.backward_ms).sum::<f64>();
+    let kind = |key: &str| {
+        rows.iter().filter(counted).filter(|r| r.op.contains(key)).map(|r| r.forward_ms + r.backward_ms).sum::<f64>()
+    };
     println!("{:34} {:22} {:>21.1}", "sum of operations", "", total);
     for key in ["conv", "batchnorm", "leaky relu", "max pool", "dropout", "dense", "adam"] {
         println!("  {key:32} {:>6.1}% ({:.0} ms)", 100.0 * kind(key) / total, kind(key));

@@ -104,7 +104,11 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
             let val = val_per_class.unwrap_or((per_class / 4).max(1));
             let dataset = fer_data::synth::default_dataset(per_class, val, seed);
             fer_data::write_image_tree(&dataset, &dir)?;
-            println!("wrote {} synthetic faces ({per_class} + {val} + {val} per class) to {}", dataset.len(), dir.display());
+            println!(
+                "wrote {} synthetic faces ({per_class} + {val} + {val} per class) to {}",
+                dataset.len(),
+                dir.display()
+            );
             Ok(())
         }
         DataCommand::Augment(args) => augment(args),
@@ -222,9 +226,21 @@ fn augment(a: AugmentArgs) -> anyhow::Result<()> {
     let mut pixels = vec![0u8; fer_data::PIXELS];
     let img = image::open(&a.image).with_context(|| format!("{}: unreadable or corrupt image", a.image.display()))?;
     let gray = img.into_luma8();
-    let gray = if gray.dimensions() == (48, 48) { gray } else { image::imageops::resize(&gray, 48, 48, image::imageops::FilterType::Triangle) };
+    let gray = if gray.dimensions() == (48, 48) {
+        gray
+    } else {
+        image::imageops::resize(&gray, 48, 48, image::imageops::FilterType::Triangle)
+    };
     pixels.copy_from_slice(gray.as_raw());
-    let params = AffineParams { theta: a.theta, tx: a.tx, ty: a.ty, shear: a.shear, zx: a.zx, zy: a.zy, flip_horizontal: a.flip };
+    let params = AffineParams {
+        theta: a.theta,
+        tx: a.tx,
+        ty: a.ty,
+        shear: a.shear,
+        zx: a.zx,
+        zy: a.zy,
+        flip_horizontal: a.flip,
+    };
     let fill = match a.fill {
         Fill::Nearest => FillMode::Nearest,
         Fill::Constant => FillMode::Constant(a.cval),

@@ -55,7 +55,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
             let config = fer_train::read_run_config(run)?;
             (args.data.clone().unwrap_or(config.data), args.split.clone().unwrap_or(config.val_split))
         }
-        None => (args.data.clone().context("--data is required with the built-in model")?, args.split.clone().unwrap_or("PublicTest".into())),
+        None => (
+            args.data.clone().context("--data is required with the built-in model")?,
+            args.split.clone().unwrap_or("PublicTest".into()),
+        ),
     };
     let choice = EvalChoice { weights: weights(args.ema), tta: Tta::parse(&args.tta)? };
     let (data, _) = fer_data::open(&spec, &LoadOptions::default())?;
@@ -110,7 +113,10 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<()> {
     let name = format!("{}{}", result.split, choice.suffix());
     let ext = format.extension();
     if let Some(dir) = &out_dir {
-        println!("wrote eval-{name}.json, predictions-{name}.{ext}, per-class-{name}.{ext}, confusion-{name}.{ext} in {}", dir.display());
+        println!(
+            "wrote eval-{name}.json, predictions-{name}.{ext}, per-class-{name}.{ext}, confusion-{name}.{ext} in {}",
+            dir.display()
+        );
     }
     Ok(())
 }

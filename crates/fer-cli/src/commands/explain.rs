@@ -171,7 +171,10 @@ fn faces(args: &FaceArgs) -> anyhow::Result<Vec<Face>> {
         let photo = crate::photos::read_photo(path, &PhotoLimits::default())?;
         let detector = FaceDetector::with_config(DetectorConfig::default())?;
         let found = crate::photos::face_crops(&photo.to_luma8(), &detector, FER_MARGIN);
-        anyhow::ensure!(!found.is_empty(), "{name}: no face found (if the image already is a face crop, like FER2013's, add --no-detect)");
+        anyhow::ensure!(
+            !found.is_empty(),
+            "{name}: no face found (if the image already is a face crop, like FER2013's, add --no-detect)"
+        );
         let n = found.len();
         return Ok(found
             .into_iter()
@@ -191,11 +194,18 @@ fn faces(args: &FaceArgs) -> anyhow::Result<Vec<Face>> {
     let spec = args.data.as_deref().context("give --image FILE or --data PATH --index N")?;
     let (mut data, _) = fer_data::open(spec, &LoadOptions::default())?;
     if let Some(split) = &args.split {
-        data = data.select_splits(&[split]).map_err(|a| anyhow::anyhow!("split {split:?} is not in {spec} (it has: {})", a.join(", ")))?;
+        data = data
+            .select_splits(&[split])
+            .map_err(|a| anyhow::anyhow!("split {split:?} is not in {spec} (it has: {})", a.join(", ")))?;
     }
     let index = args.index.context("--data needs --index")?;
     anyhow::ensure!(index < data.len(), "--index {index} is out of range: {spec} has {} faces", data.len());
-    Ok(vec![Face { pixels: data.image(index).to_vec(), source: format!("{spec} #{index}"), label: data.label(index), out: args.out.clone() }])
+    Ok(vec![Face {
+        pixels: data.image(index).to_vec(),
+        source: format!("{spec} #{index}"),
+        label: data.label(index),
+        out: args.out.clone(),
+    }])
 }
 
 fn to_vec(t: Tensor<4>) -> Vec<f32> {
@@ -329,7 +339,10 @@ fn ascent(a: AscentArgs) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     let images = to_vec(result.images);
     let labels: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-    save(&channel_grid(&images, filters.len(), h, w, 96, &labels, &format!("{} ascent {} steps", a.layer, a.steps)), &a.out)?;
+    save(
+        &channel_grid(&images, filters.len(), h, w, 96, &labels, &format!("{} ascent {} steps", a.layer, a.steps)),
+        &a.out,
+    )?;
     let acts = &result.activations;
     let start = &result.trace[0];
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len().max(1) as f32;

@@ -11,5 +11,6 @@ pub mod train;
 /// the command line, and lists its names in `--help`.
 pub fn precision_parser() -> impl clap::builder::TypedValueParser<Value = fer_kernels::Precision> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(fer_kernels::Precision::NAMES).try_map(|name| name.parse::<fer_kernels::Precision>())
+    clap::builder::PossibleValuesParser::new(fer_kernels::Precision::NAMES)
+        .try_map(|name| name.parse::<fer_kernels::Precision>())
 }

@@ -70,6 +70,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<()> {
         }
         _ => anyhow::bail!("--to {}: write a .safetensors or a .ferc file", args.to.display()),
     }
-    println!("wrote {} ({} model, {} parameters)", args.to.display(), model.config().kind(), Summary::of(&model).total_params);
+    println!(
+        "wrote {} ({} model, {} parameters)",
+        args.to.display(),
+        model.config().kind(),
+        Summary::of(&model).total_params
+    );
     Ok(())
 }

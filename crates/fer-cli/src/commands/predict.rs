@@ -89,15 +89,19 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let limits = args.detect.limits();
     let several = args.images.len() > 1;
     if let (Some(out), true) = (&args.annotate, several) {
-        std::fs::create_dir_all(out).with_context(|| format!("--annotate {}: cannot create the folder", out.display()))?;
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("--annotate {}: cannot create the folder", out.display()))?;
     }
     let mut results = Vec::new();
     for path in &args.images {
         let photo = read_photo(path, &limits)?;
         let result = classifier.classify(&photo, &path.display().to_string(), !args.no_detect);
         if let Some(out) = &args.annotate {
-            let target =
-                if several { out.join(format!("{}.png", path.file_stem().map_or("image".into(), |s| s.to_string_lossy()))) } else { out.clone() };
+            let target = if several {
+                out.join(format!("{}.png", path.file_stem().map_or("image".into(), |s| s.to_string_lossy())))
+            } else {
+                out.clone()
+            };
             annotate(&photo, &result, &target)?;
         }
         if !args.json {
@@ -107,7 +111,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     }
     if args.json {
         let values: Vec<_> = results.iter().map(PhotoResult::to_json).collect();
-        let out = if several { serde_json::Value::Array(values) } else { values.into_iter().next().unwrap_or_default() };
+        let out =
+            if several { serde_json::Value::Array(values) } else { values.into_iter().next().unwrap_or_default() };
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(())
@@ -120,13 +125,23 @@ fn probability_list(p: &[f32; 7]) -> String {
 fn print_result(result: &PhotoResult, no_detect: bool) {
     if no_detect {
         for f in &result.faces {
-            println!("{}: {} ({:.3})  [{}]", result.path, class_name(f.class), f.probabilities[f.class], probability_list(&f.probabilities));
+            println!(
+                "{}: {} ({:.3})  [{}]",
+                result.path,
+                class_name(f.class),
+                f.probabilities[f.class],
+                probability_list(&f.probabilities)
+            );
         }
         return;
     }
     match result.faces.len() {
         0 => {
-            let hint = if result.width.max(result.height) <= 64 { " (for face crops such as FER2013's, use --no-detect)" } else { "" };
+            let hint = if result.width.max(result.height) <= 64 {
+                " (for face crops such as FER2013's, use --no-detect)"
+            } else {
+                ""
+            };
             println!("{}: no face found{hint}", result.path);
         }
         n => println!("{}: {n} face{}", result.path, if n == 1 { "" } else { "s" }),
@@ -148,7 +163,13 @@ fn annotate(photo: &image::DynamicImage, result: &PhotoResult, out: &Path) -> an
     let labels: Vec<FaceLabel> = result
         .faces
         .iter()
-        .map(|f| FaceLabel { bbox: f.bbox, label: format!("{} {:.2}", class_name(f.class), f.probabilities[f.class]), class: f.class })
+        .map(|f| FaceLabel {
+            bbox: f.bbox,
+            label: format!("{} {:.2}", class_name(f.class), f.probabilities[f.class]),
+            class: f.class,
+        })
         .collect();
-    annotate_faces(&photo.to_rgb8(), &labels).save(out).with_context(|| format!("--annotate: cannot write {}", out.display()))
+    annotate_faces(&photo.to_rgb8(), &labels)
+        .save(out)
+        .with_context(|| format!("--annotate: cannot write {}", out.display()))
 }

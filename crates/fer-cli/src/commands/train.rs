@@ -167,7 +167,8 @@ fn model_config(name: &str) -> anyhow::Result<ModelConfig> {
     Ok(match name {
         "tiny-cnn" => RunConfig::tiny_cnn(),
         "tiny-dnn" => RunConfig::tiny_dnn(),
-        other => ModelConfig::by_name(other).map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
+        other => ModelConfig::by_name(other)
+            .map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
     })
 }
 
@@ -189,7 +190,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let stop = interrupt_flag();
     let time_budget = args.time_budget.as_deref().map(fer_train::parse_duration).transpose()?;
     let mut progress = Progress::new(args.quiet);
-    fn options<'a>(time_budget: Option<std::time::Duration>, stop: &'a AtomicBool, progress: &'a mut Progress) -> TrainOptions<'a> {
+    fn options<'a>(
+        time_budget: Option<std::time::Duration>,
+        stop: &'a AtomicBool,
+        progress: &'a mut Progress,
+    ) -> TrainOptions<'a> {
         TrainOptions { time_budget, stop: Some(stop), max_steps: None, observer: progress }
     }
 
@@ -200,7 +205,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         let outcome = if run_dir.join("ensemble.json").exists() {
             let members: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("ensemble.json"))?)?;
             let n = members["members"].as_u64().unwrap_or(1) as usize;
-            fer_train::train_ensemble(run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop)
+            fer_train::train_ensemble(run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?
+                .pop()
+                .map(|o| o.stop)
         } else {
             Some(fer_train::resume(run_dir, &data, &device, options(time_budget, &stop, &mut progress))?.stop)
         };
@@ -218,7 +225,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         && fer_train::budget_sizes(&config)
     {
         let probe_seconds;
-        (config, probe_seconds) = size_to_budget(&config, &data, &device, budget, args.ensemble.unwrap_or(1).max(1) as u32)?;
+        (config, probe_seconds) =
+            size_to_budget(&config, &data, &device, budget, args.ensemble.unwrap_or(1).max(1) as u32)?;
         // The run stops at the budget all the same if the machine turns slower than measured.
         time_budget = Some(budget.saturating_sub(std::time::Duration::from_secs_f64(probe_seconds)));
     }
@@ -236,8 +244,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     drop(params);
     let stop_reason = match args.ensemble {
-        Some(n) => fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?.pop().map(|o| o.stop),
-        None => Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop),
+        Some(n) => {
+            fer_train::train_ensemble(&run_dir, &config, n, &data, &device, options(time_budget, &stop, &mut progress))?
+                .pop()
+                .map(|o| o.stop)
+        }
+        None => {
+            Some(fer_train::train(&run_dir, &config, &data, &device, options(time_budget, &stop, &mut progress))?.stop)
+        }
     };
     report_stop(stop_reason, &run_dir)
 }

@@ -49,7 +49,14 @@ fn im2col(x: &[f32], s: &ConvShape, images: usize, col: &mut [f32]) {
 }
 
 /// The rows of input channels `channels` only; `col` starts at channel `first`'s first row.
-fn im2col_channels(x: &[f32], s: &ConvShape, images: usize, channels: std::ops::Range<usize>, col: &mut [f32], first: usize) {
+fn im2col_channels(
+    x: &[f32],
+    s: &ConvShape,
+    images: usize,
+    channels: std::ops::Range<usize>,
+    col: &mut [f32],
+    first: usize,
+) {
     let (oh, ow, plane) = (s.out_h(), s.out_w(), s.plane());
     let width = images * plane;
     for g in 0..images {
@@ -100,7 +107,8 @@ fn col2im(col: &[f32], s: &ConvShape, images: usize, dx: &mut [f32]) {
                         if iy < s.pad_h || iy - s.pad_h >= s.h {
                             continue;
                         }
-                        let dst = &mut channel[(iy - s.pad_h) * s.w + x0 + j - s.pad_w..(iy - s.pad_h) * s.w + x1 + j - s.pad_w];
+                        let dst = &mut channel
+                            [(iy - s.pad_h) * s.w + x0 + j - s.pad_w..(iy - s.pad_h) * s.w + x1 + j - s.pad_w];
                         for (d, v) in dst.iter_mut().zip(&src[oy * ow + x0..oy * ow + x1]) {
                             *d += v;
                         }
@@ -181,7 +189,10 @@ pub fn forward_prepacked(x: &[f32], w: &[f32], packed: Option<&PackedA>, finish:
     let own = if mode.is_some() && packed.is_none() { pack_weights(w, s) } else { None };
     let packed = match (mode, packed.or(own.as_ref())) {
         (Some(mode), Some(p)) => {
-            assert!(p.rows() == s.cout && p.depth() == s.patch() && p.mode() == mode, "conv2d: packed weights do not match {s:?}");
+            assert!(
+                p.rows() == s.cout && p.depth() == s.patch() && p.mode() == mode,
+                "conv2d: packed weights do not match {s:?}"
+            );
             Some((mode, p))
         }
         _ => None,
@@ -271,7 +282,13 @@ impl Forward<'_> {
                 let count = out.len() / plane;
                 let weights = Strided { data: &w[first * patch..], rs: patch, cs: 1 };
                 let dims = Dims { m: count, n: width, k: patch };
-                gemm::multiply(dims, weights, Strided { data: &col, rs: width, cs: 1 }, Out::write(out, width), Threads::One);
+                gemm::multiply(
+                    dims,
+                    weights,
+                    Strided { data: &col, rs: width, cs: 1 },
+                    Out::write(out, width),
+                    Threads::One,
+                );
                 for (r, row) in out.chunks_mut(plane).enumerate() {
                     self.finish.row(row, None, first + r);
                 }
@@ -281,12 +298,24 @@ impl Forward<'_> {
         im2col(input, s, images, &mut col);
         let (weights, dims) = (Strided { data: w, rs: patch, cs: 1 }, Dims { m: s.cout, n: width, k: patch });
         if images == 1 {
-            gemm::multiply(dims, weights, Strided { data: &col, rs: width, cs: 1 }, Out::write(out, width), self.threads);
+            gemm::multiply(
+                dims,
+                weights,
+                Strided { data: &col, rs: width, cs: 1 },
+                Out::write(out, width),
+                self.threads,
+            );
             self.finish_in_place(out);
             return;
         }
         let mut prod = scratch(s.cout * width);
-        gemm::multiply(dims, weights, Strided { data: &col, rs: width, cs: 1 }, Out::write(&mut prod, width), self.threads);
+        gemm::multiply(
+            dims,
+            weights,
+            Strided { data: &col, rs: width, cs: 1 },
+            Out::write(&mut prod, width),
+            self.threads,
+        );
         self.scatter(&prod, out, images);
     }
 }
@@ -318,18 +347,33 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want: Gradients
     // images: that beats wᵀ · dy and col2im on every layer, widening ones included.
     // (Winograd's algorithm, where it applies, takes any channel count.)
     let dy_packs = mode.is_some_and(|mode| s.cout.is_multiple_of(mode.per_lane())) || winograd_mode(s).is_some();
-    let transposed =
-        (want.input && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || dy_packs) && s.plane() > 0).then(|| input_gradient(w, dy, s));
+    let transposed = (want.input && s.pad_h < s.kh && s.pad_w < s.kw && (s.cout <= s.cin || dy_packs) && s.plane() > 0)
+        .then(|| input_gradient(w, dy, s));
     // The weight gradient by Winograd's algorithm where its forward pass ran so in f32; the bias
     // gradient then on its own (nothing else needs the group loop below).
     let winograd_dw = (want.weight && winograd_mode(s) == Some(Mode::F32)).then(|| winograd::weight_gradient(x, dy, s));
-    let left = GradientsWanted { input: want.input && transposed.is_none(), weight: want.weight && winograd_dw.is_none(), bias: want.bias };
+    let left = GradientsWanted {
+        input: want.input && transposed.is_none(),
+        weight: want.weight && winograd_dw.is_none(),
+        bias: want.bias,
+    };
     if winograd_dw.is_some() && !left.input {
         return Gradients { dx: transposed, dw: winograd_dw, db: want.bias.then(|| bias_gradient(dy, s)) };
     }
-    let packed_wt = mode.filter(|_| left.input).map(|mode| PackedA::from_strided(mode, Strided { data: w, rs: 1, cs: s.patch() }, s.patch(), s.cout));
+    let packed_wt = mode
+        .filter(|_| left.input)
+        .map(|mode| PackedA::from_strided(mode, Strided { data: w, rs: 1, cs: s.patch() }, s.patch(), s.cout));
     let threads = Threads::all_if(s.n.div_ceil(s.group()) < rayon::current_num_threads());
-    let job = Backward { x, w, dy, s, want: left, planes: mode.filter(|&mode| PaddedPlanes::fits(mode, s)), packed_wt, threads };
+    let job = Backward {
+        x,
+        w,
+        dy,
+        s,
+        want: left,
+        planes: mode.filter(|&mode| PaddedPlanes::fits(mode, s)),
+        packed_wt,
+        threads,
+    };
     let g = job.run();
     Gradients { dx: transposed.or(g.dx), dw: winograd_dw.or(g.dw), db: g.db }
 }
@@ -442,7 +486,14 @@ impl Backward<'_> {
             // dcol[patch, width] = wᵀ[patch, cout] · g[cout, width]
             let dims = Dims { m: patch, n: width, k: s.cout };
             match &self.packed_wt {
-                Some(wt) => gemm::multiply_in(wt.mode(), dims, Left::Packed(wt, 0), &g_left, Out::write(&mut col, width), threads),
+                Some(wt) => gemm::multiply_in(
+                    wt.mode(),
+                    dims,
+                    Left::Packed(wt, 0),
+                    &g_left,
+                    Out::write(&mut col, width),
+                    threads,
+                ),
                 None => {
                     let w_t = Strided { data: self.w, rs: 1, cs: patch };
                     gemm::multiply(dims, w_t, g_left, Out::write(&mut col, width), threads)

@@ -166,7 +166,10 @@ impl PaddedPlanes {
     }
 
     pub fn new(mode: Mode, x: &[f32], s: &ConvShape, images: usize) -> Self {
-        assert!(Self::fits(mode, s) && x.len() >= images * s.cin * s.h * s.w, "padded planes: input does not fit {s:?}");
+        assert!(
+            Self::fits(mode, s) && x.len() >= images * s.cin * s.h * s.w,
+            "padded planes: input does not fit {s:?}"
+        );
         let (hp, wp) = padded(s);
         let len = images * s.cin * hp * wp + 1;
         let data = match mode {
@@ -177,7 +180,9 @@ impl PaddedPlanes {
             }
             Mode::F32 => {
                 let mut data = vec![0u32; len];
-                each_row(x, s, images, |at, row| data[at..at + row.len()].iter_mut().zip(row).for_each(|(d, v)| *d = v.to_bits()));
+                each_row(x, s, images, |at, row| {
+                    data[at..at + row.len()].iter_mut().zip(row).for_each(|(d, v)| *d = v.to_bits())
+                });
                 Planes::F32(data)
             }
         };

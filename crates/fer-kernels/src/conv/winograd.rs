@@ -61,13 +61,22 @@ fn transformed_weights(w: &[f32], s: &ConvShape, mode: Mode) -> Vec<PackedA> {
             u[4 * r..4 * r + 4].copy_from_slice(&[g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]);
         }
     });
-    (0..16).into_par_iter().map(|xi| PackedA::new(mode, s.cout, s.cin, |co, ci| u[(co * s.cin + ci) * 16 + xi])).collect()
+    (0..16)
+        .into_par_iter()
+        .map(|xi| PackedA::new(mode, s.cout, s.cin, |co, ci| u[(co * s.cin + ci) * 16 + xi]))
+        .collect()
 }
 
 /// `conv(x, w)` for a shape that [`fits`], its products in `mode`, then `finish(plane, channel)`
 /// on each output plane (bias, BatchNorm's scale and shift, LeakyReLU: the caller's epilogue),
 /// images split across the cores in groups.
-pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, mode: Mode, finish: &(impl Fn(&mut [f32], usize) + Sync)) -> Vec<f32> {
+pub(crate) fn forward(
+    x: &[f32],
+    w: &[f32],
+    s: &ConvShape,
+    mode: Mode,
+    finish: &(impl Fn(&mut [f32], usize) + Sync),
+) -> Vec<f32> {
     assert!(fits(s) && mode.available(), "winograd: {s:?} is not a 3x3 'same' convolution, or this CPU lacks {mode:?}");
     assert_eq!(x.len(), s.input_len(), "winograd: input length does not match {s:?}");
     assert_eq!(w.len(), s.weight_len(), "winograd: weight length does not match {s:?}");
@@ -98,7 +107,14 @@ pub(crate) fn forward(x: &[f32], w: &[f32], s: &ConvShape, mode: Mode, finish: &
                 for (xi, u) in u.iter().enumerate() {
                     let b = InPanels { data: &v[xi * region..(xi + 1) * region], layout, count };
                     let m = &mut m[xi * rows * TILES..(xi + 1) * rows * TILES];
-                    gemm::multiply_in(mode, Dims { m: rows, n: count, k: s.cin }, Left::Packed(u, co), &b, Out::write(m, TILES), Threads::One);
+                    gemm::multiply_in(
+                        mode,
+                        Dims { m: rows, n: count, k: s.cin },
+                        Left::Packed(u, co),
+                        &b,
+                        Out::write(m, TILES),
+                        Threads::One,
+                    );
                 }
                 transform_output(&m[..16 * rows * TILES], s, co..co + rows, first, count, out);
             }
@@ -157,7 +173,14 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
                     let a = Strided { data: a, rs: block, cs: 1 };
                     let b = Strided { data: b, rs: 1, cs: block };
                     let du = &mut du[xi * pairs..(xi + 1) * pairs];
-                    gemm::multiply_in(Mode::F32, Dims { m: rows, n: cols, k: count }, Left::Strided(a), &b, Out::add(du, cols), Threads::One);
+                    gemm::multiply_in(
+                        Mode::F32,
+                        Dims { m: rows, n: cols, k: count },
+                        Left::Strided(a),
+                        &b,
+                        Out::add(du, cols),
+                        Threads::One,
+                    );
                 }
             }
             du
@@ -165,7 +188,9 @@ pub(crate) fn weight_gradient(x: &[f32], dy: &[f32], s: &ConvShape) -> Vec<f32> 
         .collect();
     let mut du = vec![0.0f32; 16 * pairs];
     for part in &partials {
-        du.par_chunks_mut(1 << 14).zip(part.par_chunks(1 << 14)).for_each(|(t, p)| t.iter_mut().zip(p).for_each(|(t, v)| *t += v));
+        du.par_chunks_mut(1 << 14)
+            .zip(part.par_chunks(1 << 14))
+            .for_each(|(t, p)| t.iter_mut().zip(p).for_each(|(t, v)| *t += v));
     }
     // dW = Gᵀ dU G for every (output, input) channel pair.
     let mut dw = scratch(s.weight_len());
@@ -195,8 +220,10 @@ fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usi
     for (image, row, col, len, at) in runs(s, first, count) {
         for co in 0..s.cout {
             let plane = &dy[(image * s.cout + co) * s.h * s.w..(image * s.cout + co + 1) * s.h * s.w];
-            let rows =
-                [Some(&plane[2 * row * s.w..(2 * row + 1) * s.w]), (2 * row + 1 < s.h).then(|| &plane[(2 * row + 1) * s.w..(2 * row + 2) * s.w])];
+            let rows = [
+                Some(&plane[2 * row * s.w..(2 * row + 1) * s.w]),
+                (2 * row + 1 < s.h).then(|| &plane[(2 * row + 1) * s.w..(2 * row + 2) * s.w]),
+            ];
             assert!(2 * (col + len) <= s.w + 1 && at + len <= block);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the loads are masked to each row's columns, the stores to tiles
@@ -217,7 +244,14 @@ fn transform_output_gradient(dy: &[f32], s: &ConvShape, first: usize, count: usi
 /// `out` is valid for writes at `xi * stride + t` for every `xi < 16` and `t < len`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn gradient_avx512(rows: [Option<&[f32]>; 2], width: usize, col: usize, len: usize, out: *mut f32, stride: usize) {
+unsafe fn gradient_avx512(
+    rows: [Option<&[f32]>; 2],
+    width: usize,
+    col: usize,
+    len: usize,
+    out: *mut f32,
+    stride: usize,
+) {
     use std::arch::x86_64::*;
     // SAFETY: see the caller; masked-off lanes are never read.
     unsafe {
@@ -321,7 +355,10 @@ struct InPanels<'a> {
 impl Right for InPanels<'_> {
     fn pack(&self, mode: Mode, k0: usize, k1: usize, n0: usize, n1: usize, out: &mut Vec<u32>) {
         // Not reached (`packed` always answers); a plain copy of the same lanes.
-        assert!(mode.per_lane() == self.layout.per() && n1 <= self.count, "winograd: panel operand asked for {mode:?} or past its tiles");
+        assert!(
+            mode.per_lane() == self.layout.per() && n1 <= self.count,
+            "winograd: panel operand asked for {mode:?} or past its tiles"
+        );
         out.clear();
         for t in (n0..n1).step_by(NR) {
             for ci in (k0..k1).step_by(mode.per_lane()) {
@@ -345,13 +382,17 @@ impl Right for InPanels<'_> {
 /// `V = Bᵀ d B` for tiles `first..first + count` into `v[ξ]` in `layout`.
 fn transform_input(x: &[f32], s: &ConvShape, first: usize, count: usize, v: &mut [f32], layout: Layout) {
     let region = layout.region(s.cin);
-    assert!(v.len() >= 16 * region && count <= TILES.max(GRADIENT_TILES), "winograd: transformed input buffer too short");
+    assert!(
+        v.len() >= 16 * region && count <= TILES.max(GRADIENT_TILES),
+        "winograd: transformed input buffer too short"
+    );
     let per = layout.per();
     for (image, row, col, len, at) in runs(s, first, count) {
         // The tile row's four input rows (2 row - 1 .. 2 row + 2) of channel `ci`; `None` outside
         // the map, and for a channel past the last (the zero half of a bf16 pair).
         let rows = |ci: usize| -> [Option<&[f32]>; 4] {
-            let channel = (ci < s.cin).then(|| &x[(image * s.cin + ci) * s.h * s.w..(image * s.cin + ci + 1) * s.h * s.w]);
+            let channel =
+                (ci < s.cin).then(|| &x[(image * s.cin + ci) * s.h * s.w..(image * s.cin + ci + 1) * s.h * s.w]);
             std::array::from_fn(|i| {
                 let r = (2 * row + i).checked_sub(1)?;
                 channel.filter(|_| r < s.h).map(|c| &c[r * s.w..(r + 1) * s.w])
@@ -382,9 +423,14 @@ struct InputRun<'a> {
 /// per step, one per vector lane.
 fn transform_input_run(run: &InputRun, v: &mut [f32], region: usize, layout: Layout) {
     let InputRun { rows, width, col, len, ci, at } = *run;
-    assert!(rows.iter().flatten().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1, "winograd: input rows");
     assert!(
-        at + len <= TILES.max(GRADIENT_TILES) && 16 * region <= v.len() && (len == 0 || layout.at(ci, at + len - 1) < region),
+        rows.iter().flatten().flatten().all(|r| r.len() == width) && 2 * (col + len) <= width + 1,
+        "winograd: input rows"
+    );
+    assert!(
+        at + len <= TILES.max(GRADIENT_TILES)
+            && 16 * region <= v.len()
+            && (len == 0 || layout.at(ci, at + len - 1) < region),
         "winograd: transformed input too short"
     );
     #[cfg(target_arch = "x86_64")]
@@ -402,7 +448,10 @@ fn transform_input_run(run: &InputRun, v: &mut [f32], region: usize, layout: Lay
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-fn even_odd_ps(lo: std::arch::x86_64::__m512, hi: std::arch::x86_64::__m512) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
+fn even_odd_ps(
+    lo: std::arch::x86_64::__m512,
+    hi: std::arch::x86_64::__m512,
+) -> (std::arch::x86_64::__m512, std::arch::x86_64::__m512) {
     use std::arch::x86_64::*;
     let (even, odd) = crate::simd::even_odd(_mm512_castps_si512(lo), _mm512_castps_si512(hi));
     (_mm512_castsi512_ps(even), _mm512_castsi512_ps(odd))
@@ -461,7 +510,12 @@ unsafe fn input_avx512(run: &InputRun, v: *mut f32, region: usize, layout: Layou
             let values = if layout.per() == 2 {
                 // Two channels per lane: `ci` in the low half, `ci + 1` in the high half.
                 let hi = transform(&rows[1], t0);
-                std::array::from_fn(|xi| _mm512_castsi512_ps(crate::simd::pair_lanes(_mm512_castps_si512(lo[xi]), _mm512_castps_si512(hi[xi]))))
+                std::array::from_fn(|xi| {
+                    _mm512_castsi512_ps(crate::simd::pair_lanes(
+                        _mm512_castps_si512(lo[xi]),
+                        _mm512_castps_si512(hi[xi]),
+                    ))
+                })
             } else {
                 lo
             };
@@ -478,7 +532,11 @@ unsafe fn input_avx512(run: &InputRun, v: *mut f32, region: usize, layout: Layou
                 _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a)), first_part, value);
                 if split < 16 && mask & !first_part != 0 {
                     // Lane `split` goes to tile a + split, the next strip's first.
-                    _mm512_mask_storeu_ps(base.wrapping_add(layout.at(ci, a + split)).wrapping_sub(split), mask & !first_part, value);
+                    _mm512_mask_storeu_ps(
+                        base.wrapping_add(layout.at(ci, a + split)).wrapping_sub(split),
+                        mask & !first_part,
+                        value,
+                    );
                 }
             }
         }
@@ -488,7 +546,14 @@ unsafe fn input_avx512(run: &InputRun, v: *mut f32, region: usize, layout: Layou
 /// `Y = Aᵀ M A` for tiles `first..first + count` and output channels `channels` from
 /// `m[ξ][co - channels.start][tile - first]` into the task's output `[image][co][h][w]`, dropping
 /// the row and column past an odd map's edge.
-fn transform_output(m: &[f32], s: &ConvShape, channels: std::ops::Range<usize>, first: usize, count: usize, out: &mut [f32]) {
+fn transform_output(
+    m: &[f32],
+    s: &ConvShape,
+    channels: std::ops::Range<usize>,
+    first: usize,
+    count: usize,
+    out: &mut [f32],
+) {
     let stride = channels.len() * TILES;
     for (image, row, col, len, at) in runs(s, first, count) {
         for co in channels.clone() {
@@ -507,7 +572,10 @@ fn transform_output(m: &[f32], s: &ConvShape, channels: std::ops::Range<usize>, 
 /// tiles per step, one per vector lane.
 fn transform_output_run(m: &[f32], stride: usize, len: usize, top: &mut [f32], bottom: Option<&mut [f32]>) {
     assert!(len == 0 || m.len() >= 15 * stride + len, "winograd: products too short");
-    assert!(top.len() <= 2 * len && top.len() + 1 >= 2 * len && bottom.as_ref().is_none_or(|b| b.len() == top.len()), "winograd: output rows");
+    assert!(
+        top.len() <= 2 * len && top.len() + 1 >= 2 * len && bottom.as_ref().is_none_or(|b| b.len() == top.len()),
+        "winograd: output rows"
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the asserts above bound every masked load and store; AVX-512F is available
     // (`forward` asserts it).
@@ -553,7 +621,11 @@ unsafe fn output_avx512(m: &[f32], stride: usize, len: usize, top: &mut [f32], b
                 let even = _mm512_add_ps(_mm512_add_ps(row[0], row[1]), row[2]);
                 let odd = _mm512_sub_ps(_mm512_sub_ps(row[1], row[2]), row[3]);
                 _mm512_mask_storeu_ps(dst.add(2 * t0), lanes(2 * t0), _mm512_permutex2var_ps(even, low, odd));
-                _mm512_mask_storeu_ps(dst.add(2 * t0 + 16), lanes(2 * t0 + 16), _mm512_permutex2var_ps(even, high, odd));
+                _mm512_mask_storeu_ps(
+                    dst.add(2 * t0 + 16),
+                    lanes(2 * t0 + 16),
+                    _mm512_permutex2var_ps(even, high, odd),
+                );
             }
         }
     }

@@ -48,7 +48,12 @@ unsafe fn store_tile<const V: usize>(acc: &[[std::arch::x86_64::__m512; V]; MR],
 /// `dst..dst + cols` is writable (masked-off lanes are neither read nor written); AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(super) unsafe fn store_row<const V: usize>(row: &[std::arch::x86_64::__m512; V], dst: *mut f32, cols: usize, sum: Sum) {
+pub(super) unsafe fn store_row<const V: usize>(
+    row: &[std::arch::x86_64::__m512; V],
+    dst: *mut f32,
+    cols: usize,
+    sum: Sum,
+) {
     use std::arch::x86_64::*;
     for (v, lane) in row.iter().enumerate() {
         let width = cols.saturating_sub(16 * v).min(16);

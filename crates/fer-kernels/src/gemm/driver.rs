@@ -78,7 +78,11 @@ pub fn gemm_with(mode: Mode, dims: Dims, a: Left, b: &impl Right, out: Out) {
                 // SAFETY: the mode is available (checked above), so the CPU has AVX-512F.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    if tiles { pack_tiles(a, m, k0, k1, &mut packed_a) } else { pack_a(mode, a, m, k0, k1, &mut packed_a) }
+                    if tiles {
+                        pack_tiles(a, m, k0, k1, &mut packed_a)
+                    } else {
+                        pack_a(mode, a, m, k0, k1, &mut packed_a)
+                    }
                 };
                 &packed_a
             }

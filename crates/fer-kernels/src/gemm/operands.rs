@@ -23,7 +23,9 @@ impl PackedA {
     pub fn new(mode: Mode, m: usize, k: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Self {
         use rayon::prelude::*;
         let tiles = tiles_for(mode);
-        let block_len = |k0: usize, k1: usize| m.div_ceil(strip_rows(tiles)) * strip_rows(tiles) * left_lanes(tiles, mode.lanes(k0, k1));
+        let block_len = |k0: usize, k1: usize| {
+            m.div_ceil(strip_rows(tiles)) * strip_rows(tiles) * left_lanes(tiles, mode.lanes(k0, k1))
+        };
         let mut blocks = Vec::new();
         for k0 in (0..k).step_by(mode.kc()) {
             blocks.push((k0, (k0 + mode.kc()).min(k)));
@@ -37,11 +39,9 @@ impl PackedA {
             parts.push((k0, k1, block));
             rest = tail;
         }
-        parts.into_par_iter().for_each(
-            |(k0, k1, block)| {
-                if tiles { pack_tiles_with(m, k0, k1, block, &at) } else { pack_a_with(mode, m, k0, k1, block, &at) }
-            },
-        );
+        parts.into_par_iter().for_each(|(k0, k1, block)| {
+            if tiles { pack_tiles_with(m, k0, k1, block, &at) } else { pack_a_with(mode, m, k0, k1, block, &at) }
+        });
         PackedA { mode, m, k, tiles, data }
     }
 

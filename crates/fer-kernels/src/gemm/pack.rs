@@ -11,7 +11,14 @@ use crate::simd::{even_odd, first_lanes, pair_lanes};
 /// Packs rows `0..m` x k range `k0..k1` of the matrix `at(row, k)` into MR-row strips:
 /// `[strip][lane][MR]`, rows past `m` and the odd k past `k1` as zeros.
 #[inline(always)]
-pub(super) fn pack_a_with(mode: Mode, m: usize, k0: usize, k1: usize, out: &mut [u32], at: impl Fn(usize, usize) -> f32) {
+pub(super) fn pack_a_with(
+    mode: Mode,
+    m: usize,
+    k0: usize,
+    k1: usize,
+    out: &mut [u32],
+    at: impl Fn(usize, usize) -> f32,
+) {
     let lanes = mode.lanes(k0, k1);
     let per = mode.per_lane();
     for (s, strip) in out.chunks_exact_mut(lanes * MR).enumerate() {
@@ -153,7 +160,10 @@ unsafe fn pack_rows(mode: Mode, a: Strided, m: usize, k0: usize, k1: usize, out:
                     if p >= lanes {
                         break;
                     }
-                    let column = _mm512_i32gather_epi32::<4>(_mm512_add_epi32(turn, _mm512_set1_epi32(2 * q as i32)), block.as_ptr().cast());
+                    let column = _mm512_i32gather_epi32::<4>(
+                        _mm512_add_epi32(turn, _mm512_set1_epi32(2 * q as i32)),
+                        block.as_ptr().cast(),
+                    );
                     let keep: __mmask16 = if p + 1 < lanes { 0xFFFF } else { 0x00FF };
                     _mm512_mask_storeu_epi32(dst.add(p * MR).cast(), keep, column);
                 }
@@ -222,7 +232,11 @@ pub(super) unsafe fn pack_b(mode: Mode, b: Strided, k0: usize, k1: usize, n0: us
 /// Whether [`gather_pairs`] may read `b`'s rows below `k1` and columns below `n1`: offsets
 /// within one image of 32-bit indices, and every element in the slice.
 fn gathers(b: Strided, k1: usize, n1: usize) -> bool {
-    cfg!(target_arch = "x86_64") && n1 * b.cs < i32::MAX as usize && k1 > 0 && n1 > 0 && (k1 - 1) * b.rs + (n1 - 1) * b.cs < b.data.len()
+    cfg!(target_arch = "x86_64")
+        && n1 * b.cs < i32::MAX as usize
+        && k1 > 0
+        && n1 > 0
+        && (k1 - 1) * b.rs + (n1 - 1) * b.cs < b.data.len()
 }
 
 /// The bf16 pairs (k, k + 1) of 16 consecutive columns from `col`: two gathers, rounded as
@@ -236,12 +250,16 @@ fn gathers(b: Strided, k1: usize, n1: usize) -> bool {
 unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut [u32]) {
     use std::arch::x86_64::*;
     assert!(dst.len() >= 16);
-    let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
+    let offsets = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(b.cs as i32),
+    );
     // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
     unsafe {
         let base = b.data.as_ptr().add(k * b.rs + col * b.cs);
         let lo = _mm512_i32gather_epi32::<4>(offsets, base.cast());
-        let hi = if has_hi { _mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast()) } else { _mm512_setzero_si512() };
+        let hi =
+            if has_hi { _mm512_i32gather_epi32::<4>(offsets, base.add(b.rs).cast()) } else { _mm512_setzero_si512() };
         _mm512_storeu_si512(dst.as_mut_ptr().cast(), pair_lanes(lo, hi));
     }
 }
@@ -256,7 +274,10 @@ unsafe fn gather_pairs(b: Strided, k: usize, has_hi: bool, col: usize, dst: &mut
 unsafe fn gather_f32(b: Strided, k: usize, col: usize, dst: &mut [u32]) {
     use std::arch::x86_64::*;
     assert!(dst.len() >= 16);
-    let offsets = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(b.cs as i32));
+    let offsets = _mm512_mullo_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        _mm512_set1_epi32(b.cs as i32),
+    );
     // SAFETY: the caller checked (via `gathers`) that every offset below is inside `b.data`.
     unsafe {
         let base = b.data.as_ptr().add(k * b.rs + col * b.cs);

@@ -30,7 +30,8 @@ fn row_packing_is_the_scalar_packing_bit_for_bit() {
         }
         for &(m, k, k0, k1) in &[(1, 1, 0, 1), (8, 33, 0, 33), (13, 300, 256, 300), (9, 97, 0, 97), (3, 64, 32, 63)] {
             // Values that round both ways, ties included, and a row stride wider than k.
-            let a: Vec<f32> = (0..m * (k + 5)).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * (1.0 + 1.0 / 256.0) / 97.0).collect();
+            let a: Vec<f32> =
+                (0..m * (k + 5)).map(|i| ((i * 7919 % 2003) as f32 - 1001.0) * (1.0 + 1.0 / 256.0) / 97.0).collect();
             let strided = Strided { data: &a, rs: k + 5, cs: 1 };
             let (mut fast, mut scalar) = (Vec::new(), Vec::new());
             // SAFETY: the mode is available (checked above), so the CPU has AVX-512F.
@@ -67,7 +68,9 @@ fn amx_tiles_match_the_reference_and_the_vector_kernel() {
         let scale = want.iter().fold(1.0f32, |s, v| s.max(v.abs()));
         let tol = 1e-5 * scale * (k as f32).sqrt();
         let (sa, sb) = (Strided { data: &a, rs: k, cs: 1 }, Strided { data: &b, rs: n, cs: 1 });
-        let product = |left: Left, c: &mut [f32], sum: Sum| gemm_with(Mode::Bf16, Dims { m, n, k }, left, &sb, Out { c, ldc: n, sum });
+        let product = |left: Left, c: &mut [f32], sum: Sum| {
+            gemm_with(Mode::Bf16, Dims { m, n, k }, left, &sb, Out { c, ldc: n, sum })
+        };
         // Packed for the tiles (the default where they exist), and for the vector kernel.
         let packed = PackedA::from_strided(Mode::Bf16, sa, m, k);
         set_tiles(false);
@@ -81,8 +84,15 @@ fn amx_tiles_match_the_reference_and_the_vector_kernel() {
         let mut from_packed = vec![1.0f32; m * n];
         product(Left::Packed(&packed, 0), &mut from_packed, Sum::Accumulate);
         for (i, ((t, v), w)) in tiles.iter().zip(&vector).zip(&want).enumerate() {
-            assert!((t - w).abs() <= tol && (v - w).abs() <= tol, "{m}x{n}x{k} [{i}]: tiles {t}, vector {v}, reference {w}");
-            assert!((from_packed[i] - (t + 1.0)).abs() <= tol, "{m}x{n}x{k} [{i}] packed, accumulated: {} vs {t} + 1", from_packed[i]);
+            assert!(
+                (t - w).abs() <= tol && (v - w).abs() <= tol,
+                "{m}x{n}x{k} [{i}]: tiles {t}, vector {v}, reference {w}"
+            );
+            assert!(
+                (from_packed[i] - (t + 1.0)).abs() <= tol,
+                "{m}x{n}x{k} [{i}] packed, accumulated: {} vs {t} + 1",
+                from_packed[i]
+            );
         }
         if m > TM {
             // Rows from the second strip on, from the operand packed once.
@@ -106,7 +116,13 @@ fn both_modes_match_the_reference_at_edge_sizes() {
             let want = reference(mode, m, n, k, &a, &b);
             let sa = Strided { data: &a, rs: k, cs: 1 };
             let mut c = vec![f32::NAN; m * n];
-            gemm_with(mode, Dims { m, n, k }, Left::Strided(sa), &Strided { data: &b, rs: n, cs: 1 }, Out::write(&mut c, n));
+            gemm_with(
+                mode,
+                Dims { m, n, k },
+                Left::Strided(sa),
+                &Strided { data: &b, rs: n, cs: 1 },
+                Out::write(&mut c, n),
+            );
             let scale = want.iter().fold(1.0f32, |s, v| s.max(v.abs()));
             for (i, (g, w)) in c.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{mode:?} {m}x{n}x{k} [{i}]: {g} vs {w}");
@@ -116,9 +132,18 @@ fn both_modes_match_the_reference_at_edge_sizes() {
             let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let packed = PackedA::from_strided(mode, sa, m, k);
             let mut c2 = vec![1.0f32; m * n];
-            gemm_with(mode, Dims { m, n, k }, Left::Packed(&packed, 0), &Strided { data: &bt, rs: 1, cs: k }, Out::add(&mut c2, n));
+            gemm_with(
+                mode,
+                Dims { m, n, k },
+                Left::Packed(&packed, 0),
+                &Strided { data: &bt, rs: 1, cs: k },
+                Out::add(&mut c2, n),
+            );
             for (g, w) in c2.iter().zip(&c) {
-                assert!((g - (w + 1.0)).abs() <= 1e-5 * scale * (k as f32).sqrt(), "{mode:?} {m}x{n}x{k} accumulated: {g} vs {w} + 1");
+                assert!(
+                    (g - (w + 1.0)).abs() <= 1e-5 * scale * (k as f32).sqrt(),
+                    "{mode:?} {m}x{n}x{k} accumulated: {g} vs {w} + 1"
+                );
             }
         }
     }

@@ -17,7 +17,8 @@ pub fn reference_forward(x: &[f32], w: &[f32], b: &[f32], s: &ConvShape) -> Vec<
                     for c in 0..s.cin {
                         for i in 0..s.kh {
                             for j in 0..s.kw {
-                                let (iy, ix) = ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
+                                let (iy, ix) =
+                                    ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
                                     acc += x[((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize] as f64
                                         * w[((co * s.cin + c) * s.kh + i) * s.kw + j] as f64;
@@ -46,7 +47,8 @@ pub fn reference_backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) -> (V
                     for c in 0..s.cin {
                         for i in 0..s.kh {
                             for j in 0..s.kw {
-                                let (iy, ix) = ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
+                                let (iy, ix) =
+                                    ((oy + i) as isize - s.pad_h as isize, (ox + j) as isize - s.pad_w as isize);
                                 if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
                                     let xi = ((n * s.cin + c) * s.h + iy as usize) * s.w + ix as usize;
                                     let wi = ((co * s.cin + c) * s.kh + i) * s.kw + j;
@@ -66,13 +68,20 @@ pub fn reference_backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape) -> (V
 
 /// `x · w + b` and the gradients of `sum(y ⊙ dy)` by plain loops summed in f64.
 #[allow(clippy::type_complexity)]
-pub fn reference_dense(x: &[f32], w: &[f32], b: &[f32], dy: &[f32], s: &DenseShape) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn reference_dense(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    dy: &[f32],
+    s: &DenseShape,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let (m, k, n) = (s.batch, s.inputs, s.outputs);
     let mut y = vec![0.0f32; m * n];
     let (mut dx, mut dw, mut db) = (vec![0.0f32; m * k], vec![0.0f32; k * n], vec![0.0f32; n]);
     for r in 0..m {
         for j in 0..n {
-            y[r * n + j] = (b[j] as f64 + (0..k).map(|p| x[r * k + p] as f64 * w[p * n + j] as f64).sum::<f64>()) as f32;
+            y[r * n + j] =
+                (b[j] as f64 + (0..k).map(|p| x[r * k + p] as f64 * w[p * n + j] as f64).sum::<f64>()) as f32;
         }
         for p in 0..k {
             dx[r * k + p] = (0..n).map(|j| dy[r * n + j] as f64 * w[p * n + j] as f64).sum::<f64>() as f32;
@@ -110,6 +119,8 @@ pub fn assert_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
 pub fn shapes() -> impl Strategy<Value = ConvShape> {
     (1usize..5, 1usize..4, 1usize..9, 1usize..9, 1usize..5, 1usize..4, 1usize..4)
         .prop_flat_map(|(n, cin, h, w, cout, kh, kw)| (Just((n, cin, h, w, cout, kh, kw)), 0..kh, 0..kw))
-        .prop_filter("output must not be empty", |((_, _, h, w, _, kh, kw), ph, pw)| h + 2 * ph >= *kh && w + 2 * pw >= *kw)
+        .prop_filter("output must not be empty", |((_, _, h, w, _, kh, kw), ph, pw)| {
+            h + 2 * ph >= *kh && w + 2 * pw >= *kw
+        })
         .prop_map(|((n, cin, h, w, cout, kh, kw), pad_h, pad_w)| ConvShape { n, cin, h, w, cout, kh, kw, pad_h, pad_w })
 }

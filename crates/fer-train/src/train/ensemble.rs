@@ -43,8 +43,17 @@ pub fn train_ensemble(
         member.recipe.seed = config.recipe.seed + (k as u64 - 1);
         options.observer.on_message(&format!("ensemble member {k}/{members} (seed {})", member.recipe.seed));
         let remaining = options.time_budget.map(|b| b.saturating_sub(started.elapsed()));
-        let opts = TrainOptions { time_budget: remaining, stop: options.stop, max_steps: options.max_steps, observer: &mut *options.observer };
-        let outcome = if checkpoint_path(&dir).exists() { resume(&dir, data, device, opts)? } else { train(&dir, &member, data, device, opts)? };
+        let opts = TrainOptions {
+            time_budget: remaining,
+            stop: options.stop,
+            max_steps: options.max_steps,
+            observer: &mut *options.observer,
+        };
+        let outcome = if checkpoint_path(&dir).exists() {
+            resume(&dir, data, device, opts)?
+        } else {
+            train(&dir, &member, data, device, opts)?
+        };
         let stop = outcome.stop;
         outcomes.push(outcome);
         if stop != StopReason::Finished {

@@ -70,7 +70,10 @@ pub(super) fn run_loop(run: Run, options: TrainOptions<'_>) -> Result<TrainOutco
         if !state.finished
             && let Some(reason) = looped.should_stop()
         {
-            looped.options.observer.on_message(&format!("stopped after epoch {} ({reason:?}); resume with --resume", epoch + 1));
+            looped
+                .options
+                .observer
+                .on_message(&format!("stopped after epoch {} ({reason:?}); resume with --resume", epoch + 1));
             return Ok(TrainOutcome { state, stop: reason });
         }
     }
@@ -118,24 +121,35 @@ impl Loop<'_, '_> {
 
     /// The rest of the current epoch's steps; stops mid-epoch (validated and checkpointed) where
     /// [`Loop::should_stop`] says so, and returns why.
-    fn train_epoch(&mut self, mut model: FerModel, state: &mut TrainState) -> Result<(FerModel, Option<StopReason>), TrainError> {
+    fn train_epoch(
+        &mut self,
+        mut model: FerModel,
+        state: &mut TrainState,
+    ) -> Result<(FerModel, Option<StopReason>), TrainError> {
         let config = self.config;
         let (recipe, steps, epoch) = (&config.recipe, self.plan.steps(), state.epoch);
         self.options.observer.on_epoch_start(epoch, recipe.epochs, steps, state.step);
-        let batches = prefetch(self.train_set.clone(), self.plan.clone(), recipe.augment.clone(), recipe.seed, epoch, state.step);
+        let batches =
+            prefetch(self.train_set.clone(), self.plan.clone(), recipe.augment.clone(), recipe.seed, epoch, state.step);
         for step in state.step..steps {
             let step_start = Instant::now();
             if recipe.schedule.is_per_step() {
                 state.lr = recipe.schedule.lr_at_step(recipe.lr, epoch * steps + step, self.total_steps);
             }
-            let batch = batches.recv().map_err(|_| TrainError::InvalidOption("the batch preparation thread stopped".into()))?;
+            let batch =
+                batches.recv().map_err(|_| TrainError::InvalidOption("the batch preparation thread stopped".into()))?;
             let n = batch.len();
             self.ad.seed(mix(recipe.seed, 3, epoch as u64, step as u64));
             let (images, targets) = batch_to_tensors(batch, &self.ad);
             let (updated, StepOutput { loss, correct }) = self.trainer.run(model, images, targets, state.lr);
             model = updated;
             if !loss.is_finite() {
-                return Err(TrainError::NonFiniteLoss { epoch: epoch + 1, step: step + 1, loss, run: self.run_dir.into() });
+                return Err(TrainError::NonFiniteLoss {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss,
+                    run: self.run_dir.into(),
+                });
             }
             if let Some(ema) = &mut self.ema {
                 ema.update(&model);
@@ -166,7 +180,12 @@ impl Loop<'_, '_> {
     }
 
     /// Validates, says where the run stopped, and checkpoints it mid-epoch.
-    fn stop_mid_epoch(&mut self, model: &FerModel, state: &mut TrainState, reason: StopReason) -> Result<(), TrainError> {
+    fn stop_mid_epoch(
+        &mut self,
+        model: &FerModel,
+        state: &mut TrainState,
+        reason: StopReason,
+    ) -> Result<(), TrainError> {
         let eval = evaluate(&[model.valid()], &self.val_set, self.device);
         self.options.observer.on_message(&format!(
             "stopping mid-epoch ({reason:?}) at epoch {}, step {}/{}: val_loss {:.4}, val_acc {:.4}; resume with \
@@ -209,14 +228,20 @@ impl Loop<'_, '_> {
             state.best_val_acc = Some(eval.accuracy);
             state.best_epoch = Some(epoch + 1);
             fer_model::save_model(&valid, &run_dir.join("best.fer"))?;
-            write_json(&run_dir.join("best.json"), &serde_json::json!({"epoch": epoch + 1, "val_acc": eval.accuracy, "val_loss": eval.loss}))?;
+            write_json(
+                &run_dir.join("best.json"),
+                &serde_json::json!({"epoch": epoch + 1, "val_acc": eval.accuracy, "val_loss": eval.loss}),
+            )?;
         }
         if let (Some(m), Some(e)) = (&ema_model, &ema_eval)
             && state.best_ema_val_acc.is_none_or(|best| e.accuracy > best)
         {
             state.best_ema_val_acc = Some(e.accuracy);
             fer_model::save_model(m, &run_dir.join("best-ema.fer"))?;
-            write_json(&run_dir.join("best-ema.json"), &serde_json::json!({"epoch": epoch + 1, "val_acc": e.accuracy, "val_loss": e.loss}))?;
+            write_json(
+                &run_dir.join("best-ema.json"),
+                &serde_json::json!({"epoch": epoch + 1, "val_acc": e.accuracy, "val_loss": e.loss}),
+            )?;
         }
         state.history.push(row.clone());
         if !recipe.schedule.is_per_step() {

@@ -27,7 +27,8 @@ pub fn check_optimizer_state(recipe: &Recipe, bytes: Vec<u8>, path: &Path) -> Re
 
 pub(crate) fn splits(config: &RunConfig, data: &Dataset) -> Result<(Dataset, Dataset), TrainError> {
     let pick = |names: &[&str]| {
-        data.select_splits(names).map_err(|available| TrainError::MissingSplit { wanted: names.join(","), available: available.join(", ") })
+        data.select_splits(names)
+            .map_err(|available| TrainError::MissingSplit { wanted: names.join(","), available: available.join(", ") })
     };
     let train_names: Vec<&str> = config.train_splits.iter().map(String::as_str).collect();
     let train = pick(&train_names)?;
@@ -39,7 +40,13 @@ pub(crate) fn splits(config: &RunConfig, data: &Dataset) -> Result<(Dataset, Dat
 }
 
 /// Starts a new run in `run_dir` (which must not hold a checkpoint yet).
-pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    run_dir: &Path,
+    config: &RunConfig,
+    data: &Dataset,
+    device: &Device,
+    options: TrainOptions<'_>,
+) -> Result<TrainOutcome, TrainError> {
     config.recipe.validate()?;
     let model_config = config.model.with_dropout_scaled(config.recipe.dropout_scale);
     model_config.validate()?;
@@ -52,7 +59,10 @@ pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device
     let (train_set, val_set) = splits(config, data)?;
     let _lock = RunLock::acquire(run_dir)?;
     if checkpoint_path(run_dir).exists() {
-        return Err(TrainError::BadRun { path: run_dir.into(), reason: "another process started a run in it just now".into() });
+        return Err(TrainError::BadRun {
+            path: run_dir.into(),
+            reason: "another process started a run in it just now".into(),
+        });
     }
     write_json(&RunConfig::path(run_dir), config)?;
     let ad = device.clone().autodiff();
@@ -67,7 +77,12 @@ pub fn train(run_dir: &Path, config: &RunConfig, data: &Dataset, device: &Device
 }
 
 /// Continues a run from its last checkpoint.
-pub fn resume(run_dir: &Path, data: &Dataset, device: &Device, options: TrainOptions<'_>) -> Result<TrainOutcome, TrainError> {
+pub fn resume(
+    run_dir: &Path,
+    data: &Dataset,
+    device: &Device,
+    options: TrainOptions<'_>,
+) -> Result<TrainOutcome, TrainError> {
     let config = read_run_config(run_dir)?;
     let (train_set, val_set) = splits(&config, data)?;
     let _lock = RunLock::acquire(run_dir)?;
@@ -91,6 +106,16 @@ pub fn resume(run_dir: &Path, data: &Dataset, device: &Device, options: TrainOpt
         (None, _) => None,
     };
     let trainer = TrainStep::with_optimizer(&config.recipe, optim, &ad);
-    let run = Run { run_dir, config: &config, train_set, val_set, device, model: checkpoint.model, trainer, state: checkpoint.state, ema };
+    let run = Run {
+        run_dir,
+        config: &config,
+        train_set,
+        val_set,
+        device,
+        model: checkpoint.model,
+        trainer,
+        state: checkpoint.state,
+        ema,
+    };
     run_loop(run, options)
 }

@@ -36,7 +36,13 @@ impl TrainStep {
 
     /// Runs the step; a non-finite loss leaves the model unchanged and is returned as is, for the
     /// caller to stop on.
-    pub fn run(&mut self, model: FerModel, images: Tensor<4>, targets: Tensor<1, Int>, lr: f64) -> (FerModel, StepOutput) {
+    pub fn run(
+        &mut self,
+        model: FerModel,
+        images: Tensor<4>,
+        targets: Tensor<1, Int>,
+        lr: f64,
+    ) -> (FerModel, StepOutput) {
         let logits = model.forward(images);
         let loss = self.loss_fn.forward(logits.clone(), targets.clone());
         let loss_value = loss.clone().into_scalar::<f32>();

@@ -21,5 +21,11 @@ pub fn tiny(epochs: usize) -> RunConfig {
 }
 
 pub fn run(dir: &Path, config: &RunConfig, max_steps: Option<usize>) -> Result<TrainOutcome, TrainError> {
-    train(dir, config, &data(), &Device::flex(), TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () })
+    train(
+        dir,
+        config,
+        &data(),
+        &Device::flex(),
+        TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () },
+    )
 }

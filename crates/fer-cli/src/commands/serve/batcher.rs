@@ -58,7 +58,9 @@ impl Batcher {
     /// Starts the model thread; it runs until every `Batcher` handle is dropped.
     pub fn start(classifier: Classifier, policy: BatchPolicy, metrics: Arc<Metrics>) -> std::io::Result<Batcher> {
         let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new().name("fer-batcher".into()).spawn(move || run(&classifier, &queue, policy, &metrics))?;
+        std::thread::Builder::new()
+            .name("fer-batcher".into())
+            .spawn(move || run(&classifier, &queue, policy, &metrics))?;
         Ok(Batcher { jobs })
     }
 

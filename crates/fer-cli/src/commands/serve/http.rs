@@ -38,7 +38,13 @@ pub enum Shutdown {
 }
 
 /// Serves `app` on `listener` until `stop` completes, then drains.
-pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) -> Shutdown {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    stop: impl Future<Output = ()>,
+) -> Shutdown {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
     let mut stop = std::pin::pin!(stop);

@@ -24,7 +24,11 @@ struct Histogram {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(), sum_micros: AtomicU64::new(0) }
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+        }
     }
 
     fn observe(&self, value: f64) {
@@ -97,7 +101,11 @@ impl Metrics {
         for (status, count) in self.responses.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "fer_requests_total{{status=\"{status}\"}} {count}");
         }
-        self.latency.render(&mut out, "fer_request_duration_seconds", "Time from a prediction request's arrival to its answer.");
+        self.latency.render(
+            &mut out,
+            "fer_request_duration_seconds",
+            "Time from a prediction request's arrival to its answer.",
+        );
         let _ = writeln!(
             out,
             "# HELP fer_faces_total Faces classified.\n# TYPE fer_faces_total counter\nfer_faces_total {}",
@@ -106,8 +114,16 @@ impl Metrics {
         self.batch_faces.render(&mut out, "fer_batch_faces", "Faces per model call (dynamic batching, --batch-wait).");
         self.batch_requests.render(&mut out, "fer_batch_requests", "Requests per model call.");
         let gauges = [
-            ("fer_queue_depth", "Requests admitted for inference and not yet answered.", self.queue_depth.load(Ordering::Relaxed)),
-            ("fer_queue_limit", "Queue depth past which requests are refused with 503 (--max-queue).", self.queue_limit),
+            (
+                "fer_queue_depth",
+                "Requests admitted for inference and not yet answered.",
+                self.queue_depth.load(Ordering::Relaxed),
+            ),
+            (
+                "fer_queue_limit",
+                "Queue depth past which requests are refused with 503 (--max-queue).",
+                self.queue_limit,
+            ),
             ("fer_open_connections", "Client connections open now.", self.open_connections.load(Ordering::Relaxed)),
         ];
         for (name, help, value) in gauges {

@@ -144,7 +144,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).on_thread_start(workers::lower_priority).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .on_thread_start(workers::lower_priority)
+        .enable_all()
+        .build()?;
     let outcome = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((args.bind, args.port))
             .await
@@ -160,7 +164,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match outcome {
         http::Shutdown::Drained => tracing::info!("stopped: every request answered"),
         http::Shutdown::TimedOut { open } => {
-            tracing::warn!(open, timeout_s = args.shutdown_timeout, "stopped at --shutdown-timeout with connections still open")
+            tracing::warn!(
+                open,
+                timeout_s = args.shutdown_timeout,
+                "stopped at --shutdown-timeout with connections still open"
+            )
         }
     }
     runtime.shutdown_background();
@@ -236,7 +244,8 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4"), (header::CACHE_CONTROL, "no-store")], state.metrics.render()).into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4"), (header::CACHE_CONTROL, "no-store")], state.metrics.render())
+        .into_response()
 }
 
 #[derive(Clone, Copy, Deserialize)]
@@ -264,8 +273,18 @@ fn error(status: StatusCode, message: String) -> Response {
     json_response(status, json!({ "error": message }))
 }
 
-async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<PredictQuery>, headers: HeaderMap, body: Body) -> Response {
-    let name = headers.get("x-filename").and_then(|v| v.to_str().ok()).filter(|s| !s.is_empty()).unwrap_or("upload").to_string();
+async fn predict(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<PredictQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let name = headers
+        .get("x-filename")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or("upload")
+        .to_string();
     let bytes = match read_body(&state, &headers, body, &name).await {
         Ok(bytes) => bytes,
         Err((status, message)) => return error(status, message),
@@ -274,7 +293,10 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
     let Some(ticket) = batcher::admit(&state.metrics) else {
         let mut response = error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("{name}: busy, {} requests are already waiting (--max-queue); retry in a second", state.metrics.queue_limit),
+            format!(
+                "{name}: busy, {} requests are already waiting (--max-queue); retry in a second",
+                state.metrics.queue_limit
+            ),
         );
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return response;
@@ -295,7 +317,8 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
     let result = found.into_result(&name, probabilities);
     let faces = result.faces.len();
     let mut body = result.to_json();
-    let mut server_timing = format!("decode;dur={decode_ms:.1}, detect;dur={detect_ms:.1}, classify;dur={classify_ms:.1}");
+    let mut server_timing =
+        format!("decode;dur={decode_ms:.1}, detect;dur={detect_ms:.1}, classify;dur={classify_ms:.1}");
     if query.explain && faces > 0 {
         let timing = Instant::now();
         let explainer = state.clone();
@@ -328,7 +351,12 @@ async fn predict(State(state): State<Arc<AppState>>, Query(query): Query<Predict
 type Refusal = (StatusCode, String);
 
 /// The whole body within `--max-bytes` and `--body-timeout`, or why it is refused.
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, name: &str) -> Result<axum::body::Bytes, Refusal> {
+async fn read_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    name: &str,
+) -> Result<axum::body::Bytes, Refusal> {
     let limit = state.limits.max_bytes;
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("{name}: over the limit of {limit} bytes per image"));
     // A declared length over the limit is refused before a byte of the body is read.
@@ -337,7 +365,8 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, name: &str
     }
     let bytes = match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
         Err(_) => {
-            let message = format!("{name}: the body did not arrive within {} s (--body-timeout)", state.body_timeout.as_secs());
+            let message =
+                format!("{name}: the body did not arrive within {} s (--body-timeout)", state.body_timeout.as_secs());
             return Err((StatusCode::REQUEST_TIMEOUT, message));
         }
         Ok(Err(e)) if is_length_limit(&e) => return Err(too_large()),
@@ -373,7 +402,8 @@ struct Found {
 fn find(state: &AppState, bytes: &[u8], name: &str, query: &PredictQuery) -> Result<Found, Refusal> {
     let start = Instant::now();
     // The pixel limit is checked from the header alone, before any pixel memory is reserved.
-    let photo = fer_detect::photo_dimensions(bytes, name).and_then(|_| fer_detect::decode_photo(bytes, name, &state.limits));
+    let photo =
+        fer_detect::photo_dimensions(bytes, name).and_then(|_| fer_detect::decode_photo(bytes, name, &state.limits));
     let photo = match photo {
         Ok(photo) => photo,
         Err(e @ (DetectError::TooManyPixels { .. } | DetectError::TooManyBytes { .. })) => {
