@@ -41,7 +41,7 @@ pub(super) fn run_loop(run: Run, options: TrainOptions<'_>) -> Result<TrainOutco
     let _precision = PrecisionGuard::set(run.config.recipe.precision);
     let recipe = &run.config.recipe;
     let plan = BatchPlan::new(run.train_set.len(), recipe.batch_size, recipe.steps_per_epoch, recipe.seed);
-    let mut looped = Loop {
+    let mut training = Training {
         ad: run.device.clone().autodiff(),
         total_steps: plan.steps() * recipe.epochs,
         plan,
@@ -60,17 +60,17 @@ pub(super) fn run_loop(run: Run, options: TrainOptions<'_>) -> Result<TrainOutco
     let (mut model, mut state) = (run.model, run.state);
     while state.epoch < recipe.epochs && !state.finished {
         let epoch = state.epoch;
-        let (trained, stopped) = looped.train_epoch(model, &mut state)?;
+        let (trained, stopped) = training.train_epoch(model, &mut state)?;
         model = trained;
         if let Some(reason) = stopped {
             return Ok(TrainOutcome { state, stop: reason });
         }
-        let row = looped.end_epoch(&model, &mut state)?;
-        looped.options.observer.on_epoch(&row);
+        let row = training.end_epoch(&model, &mut state)?;
+        training.options.observer.on_epoch(&row);
         if !state.finished
-            && let Some(reason) = looped.should_stop()
+            && let Some(reason) = training.should_stop()
         {
-            looped
+            training
                 .options
                 .observer
                 .on_message(&format!("stopped after epoch {} ({reason:?}); resume with --resume", epoch + 1));
@@ -82,7 +82,7 @@ pub(super) fn run_loop(run: Run, options: TrainOptions<'_>) -> Result<TrainOutco
 }
 
 /// What the loop holds from the first step to the last of one invocation.
-struct Loop<'a, 'o> {
+struct Training<'a, 'o> {
     run_dir: &'a Path,
     config: &'a RunConfig,
     train_set: Arc<Dataset>,
@@ -100,7 +100,7 @@ struct Loop<'a, 'o> {
     steps_run: usize,
 }
 
-impl Loop<'_, '_> {
+impl Training<'_, '_> {
     /// Why to stop now, if the options say so.
     fn should_stop(&self) -> Option<StopReason> {
         let options = &self.options;
@@ -120,7 +120,7 @@ impl Loop<'_, '_> {
     }
 
     /// The rest of the current epoch's steps; stops mid-epoch (validated and checkpointed) where
-    /// [`Loop::should_stop`] says so, and returns why.
+    /// [`Training::should_stop`] says so, and returns why.
     fn train_epoch(
         &mut self,
         mut model: FerModel,
