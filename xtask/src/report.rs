@@ -328,39 +328,21 @@ impl Writer<'_> {
                 ctx.test_split
             )));
         }
+        // One row per run: name, parameters, epochs, training seconds, test accuracy.
+        let row = |name: String, params: String, run: &RunResult| {
+            let seconds = thousands(run.train_seconds.round() as u64);
+            vec![name, params, run.history.len().to_string(), seconds, pct(run.evaluation.accuracy)]
+        };
+        let cnn_params = thousands(cnn_summary.total_params as u64);
         let mut rows = vec![
-            vec![
-                "CNN".into(),
-                thousands(cnn_summary.total_params as u64),
-                cnn.history.len().to_string(),
-                thousands(cnn.train_seconds.round() as u64),
-                pct(cnn.evaluation.accuracy),
-            ],
-            vec![
-                "DNN".into(),
-                thousands(dnn_summary.total_params as u64),
-                dnn.history.len().to_string(),
-                thousands(dnn.train_seconds.round() as u64),
-                pct(dnn.evaluation.accuracy),
-            ],
+            row("CNN".into(), cnn_params.clone(), cnn),
+            row("DNN".into(), thousands(dnn_summary.total_params as u64), dnn),
         ];
         if let Some(tv) = &trainval {
-            rows.push(vec![
-                "CNN, trained on train+val".into(),
-                thousands(cnn_summary.total_params as u64),
-                tv.history.len().to_string(),
-                thousands(tv.train_seconds.round() as u64),
-                pct(tv.evaluation.accuracy),
-            ]);
+            rows.push(row("CNN, trained on train+val".into(), cnn_params.clone(), tv));
         }
         if let Some(en) = &ensemble {
-            rows.push(vec![
-                format!("CNN ensemble of {}", en.members),
-                format!("{} x {}", en.members, thousands(cnn_summary.total_params as u64)),
-                en.history.len().to_string(),
-                thousands(en.train_seconds.round() as u64),
-                pct(en.evaluation.accuracy),
-            ]);
+            rows.push(row(format!("CNN ensemble of {}", en.members), format!("{} x {cnn_params}", en.members), en));
         }
         doc.push(Block::Table {
             header: ["model", "parameters", "epochs", "train seconds", &format!("{} accuracy", ctx.test_split)]

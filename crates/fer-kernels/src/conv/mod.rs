@@ -198,7 +198,7 @@ pub fn forward_prepacked(x: &[f32], w: &[f32], packed: Option<&PackedA>, finish:
         _ => None,
     };
     let group = s.group();
-    let threads = Threads::all_if(s.n.div_ceil(group) < rayon::current_num_threads());
+    let threads = gemm_threads(s);
     let job = Forward { x, w, s, finish, threads };
     let mut y = scratch(s.output_len());
     y.par_chunks_mut(group * s.cout * s.plane()).enumerate().for_each(|(gi, out)| match packed {
@@ -206,6 +206,12 @@ pub fn forward_prepacked(x: &[f32], w: &[f32], packed: Option<&PackedA>, finish:
         None => job.group_im2col(gi * group, out),
     });
     y
+}
+
+/// All the cores for each GEMM where there are fewer image groups than cores (a small batch),
+/// else one core per group.
+fn gemm_threads(s: &ConvShape) -> Threads {
+    Threads::all_if(s.n.div_ceil(s.group()) < rayon::current_num_threads())
 }
 
 /// One forward convolution, run a group of images at a time (each group's product has at least
@@ -363,7 +369,7 @@ pub fn backward(x: &[f32], w: &[f32], dy: &[f32], s: &ConvShape, want: Gradients
     let packed_wt = mode
         .filter(|_| left.input)
         .map(|mode| PackedA::from_strided(mode, Strided { data: w, rs: 1, cs: s.patch() }, s.patch(), s.cout));
-    let threads = Threads::all_if(s.n.div_ceil(s.group()) < rayon::current_num_threads());
+    let threads = gemm_threads(s);
     let job = Backward {
         x,
         w,
