@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 pub enum Profile {
     /// Small models on synthetic faces: a few minutes, what the tests use.
     Smoke,
-    /// The report's models on real data on a 2-core CPU: the CNN with fer's fast recipe
-    /// (8 x 250 steps, at most 60 minutes of training), the DNN 40 epochs, no ensemble.
+    /// The report's models on real data on a 2-core CPU: the CNN with fer's fast recipe, its
+    /// one-cycle sized to fill 60 minutes of this machine (the best recipe found, docs/RECIPES.md),
+    /// the DNN 40 epochs, no ensemble (one run beats an ensemble of the same faces at this scale).
     Cpu,
     /// The report's protocol: CNN 30 epochs x 500 steps, DNN 100 epochs, 5-member ensemble. For a GPU.
     Full,
@@ -54,6 +55,13 @@ pub struct RunResult {
     /// Why training stopped before the recipe's end, when it did (a time budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<String>,
+    /// Training faces the run went through, every member counted.
+    #[serde(default)]
+    pub faces_seen: u64,
+    /// Whether it ran the report's own recipe for its model to the end: the rows that can be set
+    /// beside the report's numbers as like for like.
+    #[serde(default)]
+    pub at_report_scale: bool,
 }
 
 /// One evaluation choice and its test accuracy.
@@ -117,7 +125,8 @@ impl Ctx {
     }
 
     /// The CNN's wall-clock budget: the `cpu` profile promises its report within about an hour
-    /// of CNN training on a 2-core machine; a stopped run keeps its best epoch (rerun to go on).
+    /// of CNN training on a 2-core machine. A new run of a scheduled recipe is sized to it (so it
+    /// ends annealed); a run that still overruns keeps its best epoch (rerun to go on).
     pub fn cnn_time_budget(&self) -> Option<std::time::Duration> {
         (self.profile == Profile::Cpu).then(|| std::time::Duration::from_secs(60 * 60))
     }
@@ -175,24 +184,34 @@ impl Ctx {
         }
         let dir = self.out.join("runs").join(name);
         let done = |d: &Path| fer_train::load_checkpoint(d, &self.device).map(|c| c.state.finished).unwrap_or(false);
-        let options = || TrainOptions { time_budget, stop: None, max_steps: None, observer: Box::leak(Box::new(Log)) };
+        let options = |budget| TrainOptions {
+            time_budget: budget,
+            stop: None,
+            max_steps: None,
+            observer: Box::leak(Box::new(Log)),
+        };
         if members > 1 {
-            fer_train::train_ensemble(&dir, config, members, &self.data, &self.device, options())?;
+            fer_train::train_ensemble(&dir, config, members, &self.data, &self.device, options(time_budget))?;
         } else if !done(&dir) {
             if dir.join("checkpoint.ckpt").exists() {
-                fer_train::resume(&dir, &self.data, &self.device, options())?;
+                fer_train::resume(&dir, &self.data, &self.device, options(time_budget))?;
             } else {
-                fer_train::train(&dir, config, &self.data, &self.device, options())?;
+                let (sized, budget) = self.size_to_budget(config, time_budget)?;
+                fer_train::train(&dir, &sized, &self.data, &self.device, options(budget))?;
             }
         }
         let evaluated = fer_train::evaluate_run(&dir, &self.data, &self.test_split, &self.device)?;
         let first = if members > 1 { dir.join("member-1") } else { dir.clone() };
+        // What actually ran: the recorded config holds the step count a budget fixed.
+        let config = &fer_train::read_run_config(&first)?;
         let state = fer_train::load_checkpoint(&first, &self.device)?.state;
         let stopped_early = (!state.finished).then(|| {
             let budget =
                 time_budget.map_or(String::new(), |b| format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0));
             format!("stopped after {} of {} epochs{budget}", state.history.len(), config.recipe.epochs)
         });
+        let faces_seen = self.faces_per_epoch(config) * state.history.len() as u64 * members as u64;
+        let at_report_scale = state.finished && config.recipe == Recipe::for_model(&config.model);
         let history = state.history;
         let mut variants = Vec::new();
         if config.model.kind() == "cnn" || config.recipe.ema_decay.is_some() {
@@ -221,10 +240,48 @@ impl Ctx {
             probabilities: evaluated.probabilities,
             variants,
             stopped_early,
+            faces_seen,
+            at_report_scale,
         };
         write_json(&result_path, &result)?;
         println!("    {name}: test accuracy {:.4} on {}", result.evaluation.accuracy, self.test_split);
         Ok(result)
+    }
+
+    /// `config` with its schedule sized to `budget` when it has one to size (a new run of a
+    /// scheduled recipe), and the budget left to stop it with.
+    fn size_to_budget(
+        &self,
+        config: &RunConfig,
+        budget: Option<std::time::Duration>,
+    ) -> anyhow::Result<(RunConfig, Option<std::time::Duration>)> {
+        let Some(budget) = budget.filter(|_| fer_train::budget_sizes(config)) else {
+            return Ok((config.clone(), budget));
+        };
+        println!("    sizing the run to {:.0} minutes: measuring this machine's step...", budget.as_secs_f64() / 60.0);
+        let (sized, plan) = fer_train::size_to_budget(config, &self.data, &self.device, budget)?;
+        println!(
+            "    {:.2}s per step, {:.1}s per validation: {} epochs x {} steps ({:.1} min planned)",
+            plan.step_seconds,
+            plan.eval_seconds,
+            plan.epochs,
+            plan.steps_per_epoch,
+            plan.planned_seconds() / 60.0
+        );
+        Ok((sized, Some(budget.saturating_sub(std::time::Duration::from_secs_f64(plan.probe_seconds)))))
+    }
+
+    /// Training faces per epoch of `config` on this data (`fer_train::BatchPlan`'s rule).
+    fn faces_per_epoch(&self, config: &RunConfig) -> u64 {
+        match config.recipe.steps_per_epoch {
+            Some(steps) => (steps * config.recipe.batch_size) as u64,
+            // One pass: every training face once, the last batch short.
+            None => {
+                let splits: Vec<&str> = config.train_splits.iter().map(String::as_str).collect();
+                let in_split = |i: usize| splits.contains(&self.data.split(i));
+                (0..self.data.len()).filter(|&i| in_split(i)).count() as u64
+            }
+        }
     }
 
     pub fn test_faces(&self) -> Dataset {
