@@ -275,12 +275,26 @@ fn fast_recipe_weight_average_and_test_time_augmentation() {
         "32",
         "--steps-per-epoch",
         "0",
+        "--plain-tail",
+        "0.5",
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("ema_val_acc"), "{}", stdout(&o));
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["recipe"]["schedule"]["kind"], "one-cycle");
+    assert_eq!(config["recipe"]["plain_tail"], 0.5);
+    let o = fer(&[
+        "train",
+        "--data",
+        "synthetic:2,1,1",
+        "--out",
+        dir.path().join("bad").to_str().unwrap(),
+        "--plain-tail",
+        "1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--plain-tail must be a fraction"), "{}", stderr(&o));
     assert!(run.join("best-ema.fer").exists());
 
     let o = fer(&["eval", "--run", run_s, "--ema", "--tta", "flip", "--json"]);

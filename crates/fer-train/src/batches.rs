@@ -104,7 +104,8 @@ pub fn make_batch(
     Batch { images, labels }
 }
 
-/// Batches of `epoch` from `start_step` on, prepared on a background thread two steps ahead.
+/// Batches of `epoch` from `start_step` on, prepared on a background thread two steps ahead;
+/// from the run's step `plain_from` on (counted over all epochs), without augmentation.
 pub(crate) fn prefetch(
     data: Arc<Dataset>,
     plan: BatchPlan,
@@ -112,12 +113,15 @@ pub(crate) fn prefetch(
     seed: u64,
     epoch: usize,
     start_step: usize,
+    plain_from: usize,
 ) -> Receiver<Batch> {
     let (tx, rx) = sync_channel(2);
     std::thread::spawn(move || {
         let order = plan.epoch_order(epoch);
+        let plain = AugmentConfig::none();
         for step in start_step..plan.steps() {
-            let batch = make_batch(&data, plan.step_indices(&order, step), &augment, seed, epoch, step);
+            let augment = if epoch * plan.steps() + step >= plain_from { &plain } else { &augment };
+            let batch = make_batch(&data, plan.step_indices(&order, step), augment, seed, epoch, step);
             if tx.send(batch).is_err() {
                 return;
             }
@@ -157,5 +161,34 @@ mod tests {
         let mut first: Vec<_> = order[..10].to_vec();
         first.sort();
         assert_eq!(first, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_plain_tail_starts_at_its_step_across_epochs() {
+        let mut data = Dataset::new();
+        for i in 0..12u8 {
+            let face: Vec<u8> = (0..PIXELS).map(|p| (p as u8).wrapping_mul(7).wrapping_add(i * 13)).collect();
+            data.push(&face, fer_data::Emotion::from_id(usize::from(i % 7)), "Training");
+        }
+        let data = Arc::new(data);
+        let (augment, plain) = (AugmentConfig::report(), AugmentConfig::none());
+        let plan = BatchPlan::new(data.len(), 4, Some(3), 5);
+        let expected = |epoch: usize, step: usize, config: &AugmentConfig| {
+            make_batch(&data, plan.step_indices(&plan.epoch_order(epoch), step), config, 5, epoch, step)
+        };
+        assert_ne!(expected(1, 0, &augment), expected(1, 0, &plain), "the report's augmentation changes faces");
+        // Run step 4 = epoch 1, step 1: epoch 0 is all augmented, epoch 1 plain from its step 1 on.
+        for epoch in 0..2 {
+            let batches: Vec<Batch> =
+                prefetch(data.clone(), plan.clone(), augment.clone(), 5, epoch, 0, 4).iter().collect();
+            assert_eq!(batches.len(), 3);
+            for (step, batch) in batches.iter().enumerate() {
+                let want = if epoch * 3 + step >= 4 { &plain } else { &augment };
+                assert_eq!(*batch, expected(epoch, step, want), "epoch {epoch} step {step}");
+            }
+        }
+        // A resumed epoch starts mid-way and keeps the same rule.
+        let resumed: Vec<Batch> = prefetch(data.clone(), plan.clone(), augment.clone(), 5, 1, 2, 4).iter().collect();
+        assert_eq!(resumed, vec![expected(1, 2, &plain)]);
     }
 }

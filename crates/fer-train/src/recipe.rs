@@ -121,6 +121,11 @@ pub struct Recipe {
     /// Multiplies the model's dropout rates while training (1 = the model's own, the report's).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub dropout_scale: f64,
+    /// The last fraction of the run's steps trains on the faces as they are, without
+    /// augmentation (0 = augmented throughout, the report): less regularisation where a short
+    /// schedule underfits, while the rate anneals.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub plain_tail: f32,
 }
 
 fn one() -> f64 {
@@ -151,7 +156,14 @@ impl Recipe {
             ema_decay: None,
             precision: Precision::F32,
             dropout_scale: 1.0,
+            plain_tail: 0.0,
         }
+    }
+
+    /// The first step (counted over the whole run of `total_steps`) of the plain tail; `total_steps`
+    /// when there is none.
+    pub fn first_plain_step(&self, total_steps: usize) -> usize {
+        total_steps - (total_steps as f64 * self.plain_tail as f64).round() as usize
     }
 
     /// fer's fast CNN recipe (docs/RECIPES.md): the report's model, batch and augmentation,
@@ -229,6 +241,9 @@ impl Recipe {
         }
         if !(0.0..=1.0).contains(&self.augment.erasing) {
             return bad("--random-erasing must be a probability in [0, 1]");
+        }
+        if !(0.0..1.0).contains(&self.plain_tail) {
+            return bad("--plain-tail must be a fraction of the steps in [0, 1)");
         }
         Ok(())
     }
@@ -379,6 +394,23 @@ mod tests {
         let json = serde_json::to_string(&bf16).unwrap();
         assert!(json.contains(r#""precision":"bf16""#), "{json}");
         assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), bf16);
+    }
+
+    #[test]
+    fn the_plain_tail_is_recorded_only_when_set_checked_and_counted_in_steps() {
+        let json = serde_json::to_string(&Recipe::report_cnn()).unwrap();
+        assert!(!json.contains("plain_tail"), "{json}");
+        let tail = Recipe { plain_tail: 0.2, ..Recipe::fast_cnn() };
+        let json = serde_json::to_string(&tail).unwrap();
+        assert!(json.contains(r#""plain_tail":0.2"#), "{json}");
+        assert_eq!(serde_json::from_str::<Recipe>(&json).unwrap(), tail);
+        assert_eq!(tail.first_plain_step(2000), 1600);
+        assert_eq!(tail.first_plain_step(7), 6);
+        assert_eq!(Recipe::fast_cnn().first_plain_step(2000), 2000);
+        for bad in [-0.1, 1.0, f32::NAN] {
+            let err = Recipe { plain_tail: bad, ..Recipe::fast_cnn() }.validate().unwrap_err().to_string();
+            assert!(err.contains("--plain-tail"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct TrainArgs {
     /// (off; the report did not use it).
     #[arg(long, value_name = "PROBABILITY")]
     random_erasing: Option<f64>,
+    /// Train the last FRACTION of the steps on the faces as they are, without augmentation
+    /// (e.g. 0.2 for the last fifth of the cycle). Default 0: augmented throughout, as the report.
+    #[arg(long, value_name = "FRACTION")]
+    plain_tail: Option<f32>,
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
     /// weights and optimizer state (CPUs with AVX512-BF16, on AMX tiles where the CPU has them; f32 elsewhere).
     /// Default: the recipe's (`report`: f32, `fast`: bf16).
@@ -297,6 +301,9 @@ fn new_config(args: &TrainArgs, spec: String) -> anyhow::Result<RunConfig> {
     }
     if let Some(p) = args.random_erasing {
         r.augment.erasing = p;
+    }
+    if let Some(f) = args.plain_tail {
+        r.plain_tail = f;
     }
     if let Some(p) = args.precision {
         r.precision = p;

@@ -129,8 +129,15 @@ impl Training<'_, '_> {
         let config = self.config;
         let (recipe, steps, epoch) = (&config.recipe, self.plan.steps(), state.epoch);
         self.options.observer.on_epoch_start(epoch, recipe.epochs, steps, state.step);
-        let batches =
-            prefetch(self.train_set.clone(), self.plan.clone(), recipe.augment.clone(), recipe.seed, epoch, state.step);
+        let batches = prefetch(
+            self.train_set.clone(),
+            self.plan.clone(),
+            recipe.augment.clone(),
+            recipe.seed,
+            epoch,
+            state.step,
+            recipe.first_plain_step(self.total_steps),
+        );
         for step in state.step..steps {
             let step_start = Instant::now();
             if recipe.schedule.is_per_step() {
