@@ -210,7 +210,8 @@ impl Ctx {
                 time_budget.map_or(String::new(), |b| format!(" (its {:.0}-minute budget)", b.as_secs_f64() / 60.0));
             format!("stopped after {} of {} epochs{budget}", state.history.len(), config.recipe.epochs)
         });
-        let faces_seen = self.faces_per_epoch(config) * state.history.len() as u64 * members as u64;
+        // Whole epochs, and the faces of an epoch a budget stopped part-way (reset at each epoch's end).
+        let faces_seen = (self.faces_per_epoch(config) * state.history.len() as u64 + state.seen) * members as u64;
         let at_report_scale = state.finished && config.recipe == Recipe::for_model(&config.model);
         let history = state.history;
         let mut variants = Vec::new();
