@@ -261,14 +261,7 @@ impl Ctx {
         };
         println!("    sizing the run to {:.0} minutes: measuring this machine's step...", budget.as_secs_f64() / 60.0);
         let (sized, plan) = fer_train::size_to_budget(config, &self.data, &self.device, budget)?;
-        println!(
-            "    {:.2}s per step, {:.1}s per validation: {} epochs x {} steps ({:.1} min planned)",
-            plan.step_seconds,
-            plan.eval_seconds,
-            plan.epochs,
-            plan.steps_per_epoch,
-            plan.planned_seconds() / 60.0
-        );
+        println!("    {plan}");
         Ok((sized, Some(budget.saturating_sub(std::time::Duration::from_secs_f64(plan.probe_seconds)))))
     }
 

@@ -295,6 +295,47 @@ fn fast_recipe_weight_average_and_test_time_augmentation() {
     ]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--plain-tail must be a fraction"), "{}", stderr(&o));
+    // An unknown optimizer is named and refused before any training.
+    let o = fer(&[
+        "train",
+        "--data",
+        "synthetic:2,1,1",
+        "--out",
+        dir.path().join("bad-optimizer").to_str().unwrap(),
+        "--optimizer",
+        "lion",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown optimizer \"lion\""), "{}", stderr(&o));
+    // SGD takes its own weight decay, and --lr still overrides its rate; both are recorded.
+    let sgd = dir.path().join("sgd");
+    let o = fer(&[
+        "train",
+        "--data",
+        "synthetic:40,8,3",
+        "--model",
+        "tiny-cnn",
+        "--recipe",
+        "fast",
+        "--optimizer",
+        "sgd-nesterov",
+        "--lr",
+        "0.02",
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        sgd.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(sgd.join("config.json")).unwrap()).unwrap();
+    let r = &config["recipe"];
+    assert_eq!((r["optimizer"].as_str(), r["lr"].as_f64()), (Some("sgd-nesterov"), Some(0.02)));
+    assert!((r["weight_decay"].as_f64().unwrap() - 1e-4).abs() < 1e-9, "{r}");
     assert!(run.join("best-ema.fer").exists());
 
     let o = fer(&["eval", "--run", run_s, "--ema", "--tta", "flip", "--json"]);

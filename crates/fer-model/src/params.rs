@@ -41,7 +41,9 @@ impl ModuleMapper for Unflatten<'_> {
         let slice = &self.values[self.at..end];
         self.at = end;
         let tensor = if slice.len() == n {
-            Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device())
+            let values = Tensor::from_data(TensorData::new(slice.to_vec(), shape), &tensor.device());
+            // A trainable parameter stays one (on an autodiff device), so training can go on from it.
+            if tensor.is_require_grad() { values.require_grad() } else { values }
         } else {
             tensor
         };

@@ -15,6 +15,7 @@ mod checkpoint;
 mod ema;
 mod error;
 mod eval;
+mod lookahead;
 pub mod frames;
 mod optim;
 mod recipe;
@@ -31,7 +32,8 @@ pub use eval::{
     ClassMetrics, EvalChoice, Evaluation, RunEvaluation, Tta, argmax, evaluate, evaluate_models_to, evaluate_run,
     evaluate_run_to, evaluate_run_with, predict_probabilities, predict_probabilities_tta,
 };
-pub use recipe::{AdamParams, BudgetPlan, Precision, Recipe, RunConfig, Schedule, parse_duration};
+pub use lookahead::LOOKAHEAD_EVERY;
+pub use recipe::{AdamParams, BudgetPlan, OptimizerKind, Precision, Recipe, RunConfig, Schedule, parse_duration};
 pub use run_files::{EpochRow, read_run_config};
 pub use runlock::RunLock;
 pub use train::{

@@ -40,7 +40,18 @@ fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         recipe: fer_train::Recipe { precision: fer_train::Precision::Bf16, ..tiny_fast(3).recipe },
         ..tiny_fast(3)
     };
-    for (name, config) in [("report", tiny(3)), ("fast", tiny_fast(3)), ("fast bf16", bf16)] {
+    // SGD's velocity must come back from the checkpoint as Adam's moments do.
+    let sgd = fer_train::RunConfig { recipe: tiny_fast(3).recipe.with_sgd_nesterov(), ..tiny_fast(3) };
+    // Lookahead keeps no state in the checkpoint: its average must be rebuilt exactly.
+    let lookahead =
+        fer_train::RunConfig { recipe: fer_train::Recipe { lookahead: true, ..tiny_fast(3).recipe }, ..tiny_fast(3) };
+    for (name, config) in [
+        ("report", tiny(3)),
+        ("fast", tiny_fast(3)),
+        ("fast bf16", bf16),
+        ("fast sgd-nesterov", sgd),
+        ("fast lookahead", lookahead),
+    ] {
         interrupted_equals_uninterrupted(name, &config);
         // A run sets its precision only while it runs.
         assert_eq!(fer_kernels::precision(), fer_kernels::Precision::F32, "{name}");

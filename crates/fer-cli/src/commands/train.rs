@@ -47,7 +47,12 @@ pub struct TrainArgs {
     /// one-cycle (warm-up then cosine, set every step). Default: the recipe's.
     #[arg(long)]
     schedule: Option<String>,
-    /// Decoupled weight decay (AdamW); 0 for plain Adam.
+    /// `adam` (the recipe's: Adam, or AdamW with --weight-decay) or `sgd-nesterov` (SGD with
+    /// Nesterov momentum 0.9; sets the peak rate to 0.05 and an L2 weight decay of 1e-4 unless
+    /// --lr or --weight-decay say otherwise; the recipe's schedule stays).
+    #[arg(long, value_name = "NAME")]
+    optimizer: Option<String>,
+    /// Weight decay: decoupled with Adam (AdamW; 0 for plain Adam), an L2 term with SGD.
     #[arg(long)]
     weight_decay: Option<f32>,
     /// Label smoothing of the training targets, e.g. 0.1.
@@ -79,6 +84,11 @@ pub struct TrainArgs {
     /// (e.g. 0.2 for the last fifth of the cycle). Default 0: augmented throughout, as the report.
     #[arg(long, value_name = "FRACTION")]
     plain_tail: Option<f32>,
+    /// Every 5 steps, fold the weights into a short average and carry on from it (airbench's
+    /// lookahead; the average's weight grows with the cube of the run's progress). A stop
+    /// (Ctrl-C, --time-budget) waits for the next fold, at most 4 steps.
+    #[arg(long)]
+    lookahead: bool,
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
     /// weights and optimizer state (CPUs with AVX512-BF16, on AMX tiles where the CPU has them; f32 elsewhere).
     /// Default: the recipe's (`report`: f32, `fast`: bf16).
@@ -272,6 +282,11 @@ fn new_config(args: &TrainArgs, spec: String) -> anyhow::Result<RunConfig> {
     if let Some(s) = &args.schedule {
         r.schedule = Schedule::parse(s)?;
     }
+    if let Some(name) = &args.optimizer
+        && fer_train::OptimizerKind::parse(name)? == fer_train::OptimizerKind::SgdNesterov
+    {
+        *r = r.clone().with_sgd_nesterov();
+    }
     if let Some(w) = args.weight_decay {
         r.weight_decay = w;
     }
@@ -305,6 +320,9 @@ fn new_config(args: &TrainArgs, spec: String) -> anyhow::Result<RunConfig> {
     if let Some(f) = args.plain_tail {
         r.plain_tail = f;
     }
+    if args.lookahead {
+        r.lookahead = true;
+    }
     if let Some(p) = args.precision {
         r.precision = p;
         if p == fer_kernels::Precision::Bf16 && !fer_kernels::cpu::avx512_bf16() {
@@ -326,16 +344,8 @@ fn size_to_budget(
 ) -> anyhow::Result<(RunConfig, f64)> {
     println!("sizing the run to --time-budget {:.0}s: measuring this machine's step...", budget.as_secs_f64());
     let (sized, plan) = fer_train::size_to_budget(config, data, device, budget / members)?;
-    println!(
-        "  {:.2}s per step, {:.1}s per validation, probe {:.1}s: {} epochs x {} steps ({:.1} min planned{})",
-        plan.step_seconds,
-        plan.eval_seconds,
-        plan.probe_seconds,
-        plan.epochs,
-        plan.steps_per_epoch,
-        plan.planned_seconds() / 60.0,
-        if members > 1 { format!(" per member, {members} members") } else { String::new() }
-    );
+    let per_member = if members > 1 { format!(" (per member, {members} members)") } else { String::new() };
+    println!("  {plan}{per_member}");
     Ok((sized, plan.probe_seconds))
 }
 

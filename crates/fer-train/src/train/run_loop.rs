@@ -19,6 +19,7 @@ use crate::checkpoint::{TrainState, save_checkpoint};
 use crate::ema::Ema;
 use crate::error::TrainError;
 use crate::eval::{Evaluation, evaluate};
+use crate::lookahead::Lookahead;
 use crate::recipe::{RunConfig, Schedule};
 use crate::run_files::{EpochRow, write_history, write_json};
 
@@ -55,6 +56,7 @@ pub(super) fn run_loop(run: Run, options: TrainOptions<'_>) -> Result<TrainOutco
         device: run.device,
         trainer: run.trainer,
         ema: run.ema,
+        lookahead: recipe.lookahead.then(|| Lookahead::new(&run.model)),
         options,
     };
     let (mut model, mut state) = (run.model, run.state);
@@ -93,6 +95,7 @@ struct Training<'a, 'o> {
     total_steps: usize,
     trainer: TrainStep,
     ema: Option<Ema>,
+    lookahead: Option<Lookahead>,
     options: TrainOptions<'o>,
     /// This invocation's clock, and the run's wall-clock seconds before it (across resumes).
     started: Instant,
@@ -158,6 +161,14 @@ impl Training<'_, '_> {
                     run: self.run_dir.into(),
                 });
             }
+            let done = epoch * steps + step + 1;
+            // With lookahead, a run stops only where the model equals its average (see lookahead.rs).
+            let may_stop = self.lookahead.is_none() || Lookahead::folds_after(done, step + 1, steps);
+            if let Some(lookahead) = &mut self.lookahead
+                && Lookahead::folds_after(done, step + 1, steps)
+            {
+                model = lookahead.fold(model, Lookahead::decay_at(done, self.total_steps));
+            }
             if let Some(ema) = &mut self.ema {
                 ema.update(&model);
             }
@@ -177,6 +188,7 @@ impl Training<'_, '_> {
                 images_per_s: state.seen as f64 / state.seconds.max(1e-9),
             });
             if state.step < steps
+                && may_stop
                 && let Some(reason) = self.should_stop()
             {
                 self.stop_mid_epoch(&model, state, reason)?;
