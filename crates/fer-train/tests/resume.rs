@@ -45,6 +45,10 @@ fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
     // Lookahead keeps no state in the checkpoint: its average must be rebuilt exactly.
     let lookahead =
         fer_train::RunConfig { recipe: fer_train::Recipe { lookahead: true, ..tiny_fast(3).recipe }, ..tiny_fast(3) };
+    // A stop asked for between folds waits for the next one (step 5 of 9).
+    let early = tempfile::tempdir().unwrap();
+    let stopped = run(early.path(), &lookahead, Some(3)).unwrap();
+    assert_eq!((stopped.stop, stopped.state.step), (StopReason::StepLimit, fer_train::LOOKAHEAD_EVERY));
     for (name, config) in [
         ("report", tiny(3)),
         ("fast", tiny_fast(3)),
