@@ -284,29 +284,16 @@ fn fast_recipe_weight_average_and_test_time_augmentation() {
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(run.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["recipe"]["schedule"]["kind"], "one-cycle");
     assert_eq!(config["recipe"]["plain_tail"], 0.5);
-    let o = fer(&[
-        "train",
-        "--data",
-        "synthetic:2,1,1",
-        "--out",
-        dir.path().join("bad").to_str().unwrap(),
-        "--plain-tail",
-        "1",
-    ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--plain-tail must be a fraction"), "{}", stderr(&o));
-    // An unknown optimizer is named and refused before any training.
-    let o = fer(&[
-        "train",
-        "--data",
-        "synthetic:2,1,1",
-        "--out",
-        dir.path().join("bad-optimizer").to_str().unwrap(),
-        "--optimizer",
-        "lion",
-    ]);
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown optimizer \"lion\""), "{}", stderr(&o));
+    // Bad values are named and refused before any training.
+    for (flag, value, says) in [
+        ("--plain-tail", "1", "--plain-tail must be a fraction"),
+        ("--optimizer", "lion", "unknown optimizer \"lion\""),
+    ] {
+        let out = dir.path().join(format!("bad{flag}"));
+        let o = fer(&["train", "--data", "synthetic:2,1,1", "--out", out.to_str().unwrap(), flag, value]);
+        assert!(!o.status.success(), "{flag} {value}");
+        assert!(stderr(&o).contains(says), "{flag} {value}: {}", stderr(&o));
+    }
     // SGD takes its own weight decay, and --lr still overrides its rate; both are recorded.
     let sgd = dir.path().join("sgd");
     let o = fer(&[
