@@ -162,13 +162,12 @@ impl Training<'_, '_> {
                 });
             }
             let done = epoch * steps + step + 1;
-            // With lookahead, a run stops only where the model equals its average (see lookahead.rs).
-            let may_stop = self.lookahead.is_none() || Lookahead::folds_after(done, step + 1, steps);
-            if let Some(lookahead) = &mut self.lookahead
-                && Lookahead::folds_after(done, step + 1, steps)
-            {
+            let folds = Lookahead::folds_after(done, step + 1, steps);
+            if let Some(lookahead) = self.lookahead.as_mut().filter(|_| folds) {
                 model = lookahead.fold(model, Lookahead::decay_at(done, self.total_steps));
             }
+            // With lookahead, a run stops only where the model equals its average (see lookahead.rs).
+            let may_stop = self.lookahead.is_none() || folds;
             if let Some(ema) = &mut self.ema {
                 ema.update(&model);
             }
