@@ -196,7 +196,7 @@ fn train_rejects_bad_arguments_clearly() {
         (&["train", "--data", "/missing/data", "--out", out], "/missing/data: no such file or directory"),
         (
             &["train", "--data", "synthetic:5,2,0", "--model", "resnet", "--out", out],
-            "valid models: cnn, dnn, tiny-cnn, tiny-dnn",
+            "valid models: cnn, dnn, cnn-crop44, cnn-double, tiny-cnn, tiny-dnn",
         ),
         (&["train", "--data", "synthetic:5,2,0", "--batch-size", "0", "--out", out], "--batch-size must be at least 1"),
         (&["train", "--data", "synthetic:5,2,0", "--time-budget", "soon", "--out", out], "cannot read duration"),

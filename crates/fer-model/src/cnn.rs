@@ -1,4 +1,3 @@
-use burn::config::Config;
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -7,6 +6,7 @@ use burn::nn::{
     PaddingConfig2d,
 };
 use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 use crate::tap::Tap;
@@ -14,32 +14,80 @@ use crate::tap::Tap;
 /// The report's CNN (SEED Q1): five blocks of conv → BatchNorm → LeakyReLU → [max-pool] →
 /// dropout, two dense blocks of dense → BatchNorm → LeakyReLU → dropout, then 7 logits.
 /// Defaults reproduce the report's Keras model exactly (4,087,879 parameters).
-#[derive(Config, Debug)]
+///
+/// Serialised field by field in this order; `second_conv` only when set, so the config of
+/// every model without it (the shipped one included) is written byte for byte as before.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CnnConfig {
     /// Side of the square input in pixels.
-    #[config(default = 48)]
     pub input_side: usize,
-    #[config(default = 1)]
     pub input_channels: usize,
-    #[config(default = 7)]
     pub num_classes: usize,
     /// Output channels of each conv block.
-    #[config(default = "vec![64, 64, 128, 256, 512]")]
     pub conv_channels: Vec<usize>,
     /// Kernel side of each conv block (padding is "same").
-    #[config(default = "vec![5, 3, 3, 3, 3]")]
     pub kernel_sizes: Vec<usize>,
     /// Whether each conv block ends with a 2x2 max-pool (the report's block 1 does not).
-    #[config(default = "vec![false, true, true, true, true]")]
     pub pool: Vec<bool>,
-    #[config(default = "vec![0.2, 0.2, 0.3, 0.4, 0.4]")]
     pub conv_dropout: Vec<f64>,
-    #[config(default = "vec![512, 256]")]
     pub dense_units: Vec<usize>,
-    #[config(default = "vec![0.5, 0.5]")]
     pub dense_dropout: Vec<f64>,
-    #[config(default = 0.1)]
     pub leaky_slope: f64,
+    /// Whether each conv block has a second convolution (same width and kernel, its own
+    /// BatchNorm) before its pool, as VGG-style stages do; empty: none (the report's CNN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub second_conv: Vec<bool>,
+}
+
+impl Default for CnnConfig {
+    fn default() -> Self {
+        CnnConfig {
+            input_side: 48,
+            input_channels: 1,
+            num_classes: 7,
+            conv_channels: vec![64, 64, 128, 256, 512],
+            kernel_sizes: vec![5, 3, 3, 3, 3],
+            pool: vec![false, true, true, true, true],
+            conv_dropout: vec![0.2, 0.2, 0.3, 0.4, 0.4],
+            dense_units: vec![512, 256],
+            dense_dropout: vec![0.5, 0.5],
+            leaky_slope: 0.1,
+            second_conv: Vec::new(),
+        }
+    }
+}
+
+/// `with_<field>(value)` builders, in the style of burn's `Config` derive.
+macro_rules! builders {
+    ($($with:ident => $field:ident: $ty:ty),* $(,)?) => {
+        impl CnnConfig {
+            $(pub fn $with(mut self, $field: $ty) -> Self {
+                self.$field = $field;
+                self
+            })*
+        }
+    };
+}
+
+builders! {
+    with_input_side => input_side: usize,
+    with_input_channels => input_channels: usize,
+    with_num_classes => num_classes: usize,
+    with_conv_channels => conv_channels: Vec<usize>,
+    with_kernel_sizes => kernel_sizes: Vec<usize>,
+    with_pool => pool: Vec<bool>,
+    with_conv_dropout => conv_dropout: Vec<f64>,
+    with_dense_units => dense_units: Vec<usize>,
+    with_dense_dropout => dense_dropout: Vec<f64>,
+    with_leaky_slope => leaky_slope: f64,
+    with_second_conv => second_conv: Vec<bool>,
+}
+
+/// A block's second convolution and its BatchNorm (`CnnConfig::second_conv`).
+#[derive(Module, Debug)]
+pub struct SecondConv {
+    pub conv: Conv2d,
+    pub bn: BatchNorm,
 }
 
 #[derive(Module, Debug)]
@@ -49,6 +97,8 @@ pub struct ConvBlock {
     pub act: LeakyRelu,
     pub pool: Option<MaxPool2d>,
     pub dropout: Dropout,
+    /// Last, so the report's CNN visits (and stores) its parameters in the order it always has.
+    pub second: Option<SecondConv>,
 }
 
 #[derive(Module, Debug)]
@@ -67,6 +117,16 @@ pub struct Cnn {
 }
 
 impl CnnConfig {
+    /// The report's CNN.
+    pub fn new() -> CnnConfig {
+        CnnConfig::default()
+    }
+
+    /// Whether block `i` (from 0) has a second convolution.
+    pub fn has_second_conv(&self, i: usize) -> bool {
+        self.second_conv.get(i).copied().unwrap_or(false)
+    }
+
     pub fn validate(&self) -> Result<(), ModelError> {
         let n = self.conv_channels.len();
         if n == 0 || self.kernel_sizes.len() != n || self.pool.len() != n || self.conv_dropout.len() != n {
@@ -77,6 +137,12 @@ impl CnnConfig {
                 self.kernel_sizes.len(),
                 self.pool.len(),
                 self.conv_dropout.len()
+            )));
+        }
+        if !self.second_conv.is_empty() && self.second_conv.len() != n {
+            return Err(ModelError::InvalidConfig(format!(
+                "cnn: second_conv needs one entry per block ({n}) or none (found {})",
+                self.second_conv.len()
             )));
         }
         if let Some(k) = self.kernel_sizes.iter().find(|&&k| k % 2 == 0) {
@@ -108,14 +174,17 @@ impl CnnConfig {
             .map(|i| {
                 let out = self.conv_channels[i];
                 let k = self.kernel_sizes[i];
+                let conv = |cin: usize| Conv2dConfig::new([cin, out], [k, k]).with_padding(PaddingConfig2d::Same);
                 let block = ConvBlock {
-                    conv: Conv2dConfig::new([in_channels, out], [k, k])
-                        .with_padding(PaddingConfig2d::Same)
-                        .init(device),
+                    conv: conv(in_channels).init(device),
                     bn: BatchNormConfig::new(out).init(device),
                     act: LeakyReluConfig::new().with_negative_slope(self.leaky_slope).init(),
                     pool: self.pool[i].then(|| MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init()),
                     dropout: DropoutConfig::new(self.conv_dropout[i]).init(),
+                    second: self.has_second_conv(i).then(|| SecondConv {
+                        conv: conv(out).init(device),
+                        bn: BatchNormConfig::new(out).init(device),
+                    }),
                 };
                 in_channels = out;
                 block
@@ -141,45 +210,60 @@ impl CnnConfig {
     }
 }
 
-impl ConvBlock {
-    /// The block's convolution through fer's kernels (fast on the CPU, burn's own elsewhere).
-    /// Padding is "same" for the odd kernels the config allows, as `Conv2dConfig` was given.
-    pub fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, kh, kw] = self.conv.weight.dims();
-        fer_kernels::conv2d(x, self.conv.weight.val(), self.conv.bias.as_ref().map(|b| b.val()), [kh / 2, kw / 2])
-    }
+/// A "same"-padded convolution through fer's kernels (fast on the CPU, burn's own elsewhere);
+/// padding is "same" for the odd kernels the config allows, as `Conv2dConfig` was given.
+fn conv_same(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let [_, _, kh, kw] = conv.weight.dims();
+    fer_kernels::conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), [kh / 2, kw / 2])
 }
 
 impl ConvBlock {
-    /// Conv → BatchNorm → LeakyReLU → [max-pool] → dropout, tapping each output under `prefix`.
-    /// `None` once the tap's stop layer has been reached.
+    /// The block's first convolution.
+    pub fn conv_forward(&self, x: Tensor<4>) -> Tensor<4> {
+        conv_same(&self.conv, x)
+    }
+
+    /// Conv → BatchNorm → LeakyReLU → [conv2 → bn2 → act2] → [max-pool] → dropout, tapping each
+    /// output under `prefix`. `None` once the tap's stop layer has been reached.
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<4>> {
         let name = |layer: &str| format!("{prefix}.{layer}");
-        let x = self.conv_bn_act(x, tap, &name)?;
+        let x = conv_bn_act(&self.conv, &self.bn, &self.act, x, tap, [&name("conv"), &name("bn"), &name("act")])?;
+        let x = match &self.second {
+            Some(second) => {
+                conv_bn_act(&second.conv, &second.bn, &self.act, x, tap, [&name("conv2"), &name("bn2"), &name("act2")])?
+            }
+            None => x,
+        };
         let x = match &self.pool {
             Some(pool) => tap.map(&name("pool"), fer_kernels::max_pool2d(pool, x))?,
             None => x,
         };
         tap.map(&name("dropout"), fer_kernels::dropout(&self.dropout, x))
     }
+}
 
-    /// Conv → BatchNorm → LeakyReLU; as fused kernels (the whole block for inference, BatchNorm
-    /// with LeakyReLU for training) when nothing taps the layers in between.
-    fn conv_bn_act(&self, x: Tensor<4>, tap: &mut Tap<'_>, name: &dyn Fn(&str) -> String) -> Option<Tensor<4>> {
-        let fuse = tap.is_plain();
-        let x = match if fuse { fer_kernels::conv_block_inference(&self.conv, &self.bn, &self.act, x) } else { Err(x) }
-        {
-            Ok(y) => return Some(y),
-            Err(x) => x,
-        };
-        let x = tap.map(&name("conv"), self.conv_forward(x))?;
-        let x = match if fuse { fer_kernels::batch_norm_leaky_train(&self.bn, &self.act, x) } else { Err(x) } {
-            Ok(y) => return Some(y),
-            Err(x) => x,
-        };
-        let x = tap.map(&name("bn"), fer_kernels::batch_norm(&self.bn, x))?;
-        tap.map(&name("act"), fer_kernels::leaky_relu(&self.act, x))
-    }
+/// Conv → BatchNorm → LeakyReLU, tapped under `names`; as fused kernels (the whole block for
+/// inference, BatchNorm with LeakyReLU for training) when nothing taps the layers in between.
+fn conv_bn_act(
+    conv: &Conv2d,
+    bn: &BatchNorm,
+    act: &LeakyRelu,
+    x: Tensor<4>,
+    tap: &mut Tap<'_>,
+    names: [&str; 3],
+) -> Option<Tensor<4>> {
+    let fuse = tap.is_plain();
+    let x = match if fuse { fer_kernels::conv_block_inference(conv, bn, act, x) } else { Err(x) } {
+        Ok(y) => return Some(y),
+        Err(x) => x,
+    };
+    let x = tap.map(names[0], conv_same(conv, x))?;
+    let x = match if fuse { fer_kernels::batch_norm_leaky_train(bn, act, x) } else { Err(x) } {
+        Ok(y) => return Some(y),
+        Err(x) => x,
+    };
+    let x = tap.map(names[1], fer_kernels::batch_norm(bn, x))?;
+    tap.map(names[2], fer_kernels::leaky_relu(act, x))
 }
 
 impl DenseBlock {

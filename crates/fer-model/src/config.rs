@@ -13,17 +13,50 @@ pub enum ModelConfig {
 /// The largest model a config may describe: 250 M parameters (1 GB of f32), sixty times the
 /// report's CNN.
 pub const MAX_PARAMETERS: u64 = 250_000_000;
+/// Names [`ModelConfig::by_name`] knows: the report's two models, then the CNN's variants.
+pub const MODEL_NAMES: [&str; 4] = ["cnn", "dnn", "cnn-crop44", "cnn-double"];
+
+/// Input side of `cnn-crop44`: the crop the strongest public FER2013 models train on.
+pub const CROP_SIDE: usize = 44;
+
 /// The largest input side a config may ask for.
 pub const MAX_INPUT_SIDE: usize = 1024;
 
 impl ModelConfig {
-    /// The report's CNN or DNN by name (`cnn`, `dnn`), with the report's defaults.
+    /// The report's CNN or DNN by name (`cnn`, `dnn`), with the report's defaults, or a named
+    /// variant of the CNN (see [`MODEL_NAMES`]).
     pub fn by_name(name: &str) -> Result<ModelConfig, ModelError> {
         match name.to_ascii_lowercase().as_str() {
             "cnn" => Ok(ModelConfig::Cnn(CnnConfig::new())),
             "dnn" => Ok(ModelConfig::Dnn(DnnConfig::new())),
-            other => Err(ModelError::InvalidConfig(format!("unknown model {other:?}; valid models: cnn, dnn"))),
+            // Faces stay 48x48 everywhere; the model looks at their centre (`FerModel::forward`),
+            // and training's random shifts make that a random 44x44 crop of the face.
+            "cnn-crop44" => Ok(ModelConfig::Cnn(CnnConfig::new().with_input_side(CROP_SIDE))),
+            // Every FER2013 model above 72% has two convolutions per stage; the two deepest
+            // blocks get theirs (the earlier ones would double the step's cost).
+            "cnn-double" => {
+                Ok(ModelConfig::Cnn(CnnConfig::new().with_second_conv(vec![false, false, false, true, true])))
+            }
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown model {other:?}; valid models: {}",
+                MODEL_NAMES.join(", ")
+            ))),
         }
+    }
+
+    /// The name [`ModelConfig::by_name`] builds this architecture from (dropout rates aside,
+    /// as training scales them), or its kind for an architecture without a name.
+    pub fn name(&self) -> &'static str {
+        let architecture = self.with_dropout_scaled(0.0);
+        MODEL_NAMES
+            .into_iter()
+            .find(|name| {
+                ModelConfig::by_name(name).is_ok_and(|named| {
+                    serde_json::to_value(named.with_dropout_scaled(0.0)).ok()
+                        == serde_json::to_value(&architecture).ok()
+                })
+            })
+            .unwrap_or(self.kind())
     }
 
     pub fn kind(&self) -> &'static str {
@@ -101,6 +134,9 @@ impl ModelConfig {
                 for (i, &cout) in c.conv_channels.iter().enumerate() {
                     let (cout, k) = (cout as u64, c.kernel_sizes.get(i).copied().unwrap_or(1) as u64);
                     total = a(total, a(m(m(k, k), m(cin, cout)), m(5, cout)));
+                    if c.has_second_conv(i) {
+                        total = a(total, a(m(m(k, k), m(cout, cout)), m(5, cout)));
+                    }
                     cin = cout;
                     if c.pool.get(i).copied().unwrap_or(false) {
                         side /= 2;

@@ -17,9 +17,9 @@ mod summary;
 mod tap;
 
 pub use atomic::{Disk, RealDisk, write_atomic, write_atomic_on};
-pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock};
+pub use cnn::{Cnn, CnnConfig, ConvBlock, DenseBlock, SecondConv};
 pub use compact::{HalfFormat, compact_bytes, is_compact, model_from_compact, save_compact};
-pub use config::{MAX_INPUT_SIDE, MAX_PARAMETERS, ModelConfig};
+pub use config::{CROP_SIDE, MAX_INPUT_SIDE, MAX_PARAMETERS, MODEL_NAMES, ModelConfig};
 pub use dnn::{Dnn, DnnConfig};
 pub use error::ModelError;
 pub use file::{export_safetensors, load_model, model_bytes, model_from_bytes, save_model};

@@ -64,12 +64,15 @@ impl FerModel {
         }
     }
 
-    /// Logits `[batch, classes]` for input `[batch, 1, 48, 48]` scaled to [0, 1].
+    /// Logits `[batch, classes]` for input `[batch, 1, 48, 48]` scaled to [0, 1]. A model built
+    /// for a smaller side (`cnn-crop44`) looks at the centre of a bigger input, so every caller
+    /// feeds 48x48 faces whatever the model.
     pub fn forward(&self, input: Tensor<4>) -> Tensor<2> {
         self.forward_with(input, &mut Tap::new(None, None)).expect("no stop layer was set")
     }
 
     fn forward_with(&self, input: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<2>> {
+        let input = centre_crop(input, self.input_shape()[1]);
         match &self.net {
             Net::Cnn(m) => m.forward_tapped(input, tap),
             Net::Dnn(m) => m.forward_tapped(input, tap),
@@ -122,6 +125,17 @@ impl NamedActivations for FerModel {
     fn forward_to(&self, input: Tensor<4>, layer: &str) -> Result<Tensor<4>, fer_interpret::TapError> {
         FerModel::forward_to(self, input, layer).ok_or_else(|| fer_interpret::TapError::unknown_layer(self, layer))
     }
+}
+
+/// The centre `side` x `side` of `input`; `input` itself when it is not bigger. An odd margin
+/// leaves its extra pixel on the right and at the bottom.
+fn centre_crop(input: Tensor<4>, side: usize) -> Tensor<4> {
+    let [n, c, h, w] = input.dims();
+    if h <= side || w <= side {
+        return input;
+    }
+    let (top, left) = ((h - side) / 2, (w - side) / 2);
+    input.slice([0..n, 0..c, top..top + side, left..left + side])
 }
 
 /// Turns `batch` faces of 48x48 `u8` pixels into the model's input tensor `[batch, 1, 48, 48]`.

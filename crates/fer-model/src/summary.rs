@@ -32,7 +32,8 @@ pub struct Summary {
 }
 
 fn kind_of(name: &str) -> &'static str {
-    match name.rsplit('.').next().unwrap_or(name) {
+    // A block's second convolution is `conv2`, `bn2`, `act2`.
+    match name.rsplit('.').next().unwrap_or(name).trim_end_matches('2') {
         "conv" => "Conv2D",
         "bn" => "BatchNormalization",
         "act" => "LeakyReLU",
@@ -64,6 +65,10 @@ impl Summary {
                 for (i, b) in cnn.blocks.iter().enumerate() {
                     params.insert(format!("block{}.conv", i + 1), (b.conv.num_params(), 0));
                     params.insert(format!("block{}.bn", i + 1), bn_params(&b.bn));
+                    if let Some(second) = &b.second {
+                        params.insert(format!("block{}.conv2", i + 1), (second.conv.num_params(), 0));
+                        params.insert(format!("block{}.bn2", i + 1), bn_params(&second.bn));
+                    }
                 }
                 for (i, b) in cnn.dense.iter().enumerate() {
                     dense_params(&format!("fc{}", i + 1), b, &mut params);
@@ -93,7 +98,7 @@ impl Summary {
         let total_params = model.num_params();
         let non_trainable_params = layers.iter().map(|l| l.non_trainable).sum();
         Summary {
-            model: model.config().kind().to_string(),
+            model: model.config().name().to_string(),
             total_params,
             trainable_params: total_params - non_trainable_params,
             non_trainable_params,

@@ -271,3 +271,79 @@ fn forward_to_stops_at_the_layer_with_the_captured_output() {
     }
     assert!(model.forward_to(x, "block6.act").is_none());
 }
+
+fn variant(name: &str, device: &Device) -> FerModel {
+    FerModel::new(&ModelConfig::by_name(name).unwrap(), device).unwrap()
+}
+
+#[test]
+fn the_cnn_variants_have_their_own_summaries() {
+    let device = Device::flex();
+    for (name, total, non_trainable) in [("cnn-crop44", 2_777_159, 3_584), ("cnn-double", 7_040_839, 5_120)] {
+        let model = variant(name, &device);
+        let s = Summary::of(&model);
+        assert_eq!((s.total_params, s.non_trainable_params), (total, non_trainable), "{name}");
+        assert_eq!(s.layers.iter().map(|l| l.params).sum::<usize>(), total, "{name}: every parameter in a row");
+        assert_eq!(model.config().parameter_estimate(), total as u64, "{name}");
+        // Training scales the dropout rates; the architecture keeps its name.
+        assert_eq!(model.config().with_dropout_scaled(0.25).name(), name);
+        insta::assert_snapshot!(format!("{name}_summary"), s.to_string());
+    }
+    assert!(ModelConfig::by_name("resnet").unwrap_err().to_string().contains("cnn, dnn, cnn-crop44, cnn-double"));
+}
+
+#[test]
+fn a_crop_model_looks_at_the_centre_of_a_48x48_face() {
+    let device = Device::flex();
+    let model = variant("cnn-crop44", &device);
+    assert_eq!(model.input_shape(), [1, 44, 44]);
+    let face = Tensor::<4>::random([3, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+    let centre = face.clone().slice([0..3, 0..1, 2..46, 2..46]);
+    let logits = |x: Tensor<4>| model.forward(x).into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(logits(face.clone()), logits(centre));
+    // The border is outside what it sees; the centre is not.
+    let border = face.clone().slice_assign([0..3, 0..1, 0..2, 0..48], Tensor::zeros([3, 1, 2, 48], &device));
+    assert_eq!(logits(border), logits(face.clone()));
+    let middle = face.clone().slice_assign([0..3, 0..1, 20..22, 0..48], Tensor::zeros([3, 1, 2, 48], &device));
+    assert_ne!(logits(middle), logits(face));
+}
+
+#[test]
+fn the_report_cnn_config_is_written_as_it_always_was() {
+    // The shipped model's header holds this JSON (with its own dropout rates): rewriting it
+    // must give the same bytes, so a field added for a variant is left out when unset.
+    let json = serde_json::to_string(&ModelConfig::Cnn(CnnConfig::new())).unwrap();
+    assert_eq!(
+        json,
+        r#"{"kind":"cnn","input_side":48,"input_channels":1,"num_classes":7,"conv_channels":[64,64,128,256,512],"kernel_sizes":[5,3,3,3,3],"pool":[false,true,true,true,true],"conv_dropout":[0.2,0.2,0.3,0.4,0.4],"dense_units":[512,256],"dense_dropout":[0.5,0.5],"leaky_slope":0.1}"#
+    );
+    let double = ModelConfig::by_name("cnn-double").unwrap();
+    let json = serde_json::to_string(&double).unwrap();
+    assert!(json.ends_with(r#""second_conv":[false,false,false,true,true]}"#), "{json}");
+    let back: ModelConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    let short = CnnConfig::new().with_second_conv(vec![true]);
+    let err = FerModel::new(&ModelConfig::Cnn(short), &Device::flex()).unwrap_err().to_string();
+    assert!(err.contains("second_conv needs one entry per block (5) or none (found 1)"), "{err}");
+}
+
+#[test]
+fn a_variant_saves_and_loads_bit_identically() {
+    let device = Device::flex();
+    let small = CnnConfig::new()
+        .with_conv_channels(vec![4, 8, 8, 8, 8])
+        .with_dense_units(vec![16, 8])
+        .with_input_side(44)
+        .with_second_conv(vec![false, true, false, false, true]);
+    let model = FerModel::new(&ModelConfig::Cnn(small), &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("variant.fer");
+    save_model(&model, &path).unwrap();
+    let loaded = load_model(&path, &device).unwrap();
+    assert_eq!(fer_model::flatten(&loaded), fer_model::flatten(&model));
+    let x = Tensor::<4>::random([2, 1, 48, 48], Distribution::Uniform(0.0, 1.0), &device);
+    assert_eq!(
+        loaded.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(),
+        model.forward(x).into_data().try_to_vec::<f32>().unwrap()
+    );
+}

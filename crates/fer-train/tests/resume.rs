@@ -5,7 +5,7 @@
 mod common;
 
 use burn::tensor::Device;
-use common::{data, run, tiny};
+use common::{data, run, tiny, tiny_variant};
 use fer_train::{StopReason, TrainOptions, resume};
 
 type Numbers = (f64, f64, f64, f64, f64, Option<f64>, Option<f64>);
@@ -55,6 +55,8 @@ fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         ("fast bf16", bf16),
         ("fast sgd-nesterov", sgd),
         ("fast lookahead", lookahead),
+        // The model variants: the config that rebuilds them must come back from config.json.
+        ("fast, crop and second convolutions", fer_train::RunConfig { recipe: tiny_fast(3).recipe, ..tiny_variant(3) }),
     ] {
         interrupted_equals_uninterrupted(name, &config);
         // A run sets its precision only while it runs.

@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use burn::tensor::Device;
-use common::{data, run, tiny};
+use common::{data, run, tiny, tiny_variant};
 use fer_train::{
     StopReason, TrainOptions, Tta, evaluate, load_checkpoint, loss_function, predict_probabilities,
     predict_probabilities_tta, resume,
@@ -43,6 +43,20 @@ fn a_short_run_learns_and_records_everything() {
     // A second `train` into the same folder refuses rather than overwriting.
     let err = run(dir.path(), &tiny(6), None).unwrap_err().to_string();
     assert!(err.contains("--resume"), "{err}");
+}
+
+#[test]
+fn the_cnn_variants_learn() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(dir.path(), &tiny_variant(8), None).unwrap();
+    let last = outcome.state.history.last().unwrap();
+    assert!(last.val_acc > 0.5, "val accuracy {} (chance is 0.14)", last.val_acc);
+    assert!(last.train_loss < outcome.state.history[0].train_loss);
+    let best = fer_model::load_model(&dir.path().join("best.fer"), &Device::flex()).unwrap();
+    let shapes = best.layer_shapes();
+    // The first block sees the centre 44x44 of the 48x48 faces; block 5 has its second convolution.
+    assert_eq!(shapes[0], ("block1.conv".to_string(), vec![8, 44, 44]));
+    assert!(shapes.iter().any(|(name, _)| name == "block5.conv2"), "{shapes:?}");
 }
 
 #[test]

@@ -35,7 +35,7 @@ pub enum Breakdown {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// cnn or dnn.
+    /// cnn or dnn (the report's), or a variant of the CNN: cnn-crop44, cnn-double.
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Batch size of the training step and of the throughput measurement.

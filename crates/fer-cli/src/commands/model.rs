@@ -7,7 +7,8 @@ use crate::device::DeviceChoice;
 
 #[derive(Args)]
 pub struct SummaryArgs {
-    /// Which of the report's models: cnn or dnn.
+    /// Which model: cnn or dnn (the report's), or a variant of the CNN: cnn-crop44 (on 44x44
+    /// crops), cnn-double (a second convolution in blocks 4 and 5).
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Summarise a saved model file instead.

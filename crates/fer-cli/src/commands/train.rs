@@ -18,7 +18,9 @@ pub struct TrainArgs {
     /// With --resume, defaults to the run's own data.
     #[arg(long)]
     data: Option<String>,
-    /// cnn or dnn (the report's models), or tiny-cnn / tiny-dnn for quick experiments.
+    /// cnn or dnn (the report's models); cnn-crop44 (the CNN on the centre 44x44 of each face,
+    /// a random crop under augmentation); cnn-double (a second convolution in blocks 4 and 5);
+    /// tiny-cnn / tiny-dnn for quick experiments.
     #[arg(long, default_value = "cnn")]
     model: String,
     /// Run folder to create (history.csv, checkpoint.ckpt, best.fer, config.json).
@@ -181,8 +183,12 @@ fn model_config(name: &str) -> anyhow::Result<ModelConfig> {
     Ok(match name {
         "tiny-cnn" => RunConfig::tiny_cnn(),
         "tiny-dnn" => RunConfig::tiny_dnn(),
-        other => ModelConfig::by_name(other)
-            .map_err(|_| anyhow::anyhow!("unknown model {other:?}; valid models: cnn, dnn, tiny-cnn, tiny-dnn"))?,
+        other => ModelConfig::by_name(other).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown model {other:?}; valid models: {}, tiny-cnn, tiny-dnn",
+                fer_model::MODEL_NAMES.join(", ")
+            )
+        })?,
     })
 }
 
@@ -247,7 +253,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let params = FerModel::new(&config.model, &device)?;
     println!(
         "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
-        config.model.kind(),
+        config.model.name(),
         burn::module::Module::num_params(&params),
         data.len(),
         report.format,

@@ -29,3 +29,15 @@ pub fn run(dir: &Path, config: &RunConfig, max_steps: Option<usize>) -> Result<T
         TrainOptions { time_budget: None, stop: None, max_steps, observer: &mut () },
     )
 }
+
+/// The tiny CNN as the two variants of `fer train --model` build it: on the centre 44x44 of each
+/// face (`cnn-crop44`) with a second convolution in blocks 4 and 5 (`cnn-double`).
+#[allow(dead_code)] // each test binary compiles this module; not all of them use the variants
+pub fn tiny_variant(epochs: usize) -> RunConfig {
+    let mut c = tiny(epochs);
+    let fer_model::ModelConfig::Cnn(cnn) = RunConfig::tiny_cnn() else { unreachable!("tiny_cnn is a cnn") };
+    c.model = fer_model::ModelConfig::Cnn(
+        cnn.with_input_side(fer_model::CROP_SIDE).with_second_conv(vec![false, false, false, true, true]),
+    );
+    c
+}
