@@ -252,6 +252,10 @@ fn explain_writes_figures_and_reports_what_it_computed() {
     assert!(stderr(&o).contains("valid layers: block1.conv"), "{}", stderr(&o));
     let o = explain("saliency", &[&FACE_0[..], &["--class", "joy"]].concat(), "x.png");
     assert!(stderr(&o).contains("valid classes: Angry, Disgust"), "{}", stderr(&o));
+    // A name without a figure format is refused before the work, not after it.
+    let o = explain("ascent", &["--layer", "block2.act"], "ascent");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("a figure needs a .png, .jpg or .svg file name"), "{}", stderr(&o));
 }
 
 #[test]

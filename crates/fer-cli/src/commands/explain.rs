@@ -58,7 +58,7 @@ pub struct FaceArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Output figure: `.png` (or `.jpg`) for pixels, `.svg` for a vector copy with real text.
-    #[arg(long)]
+    #[arg(long, value_parser = figure_path)]
     out: PathBuf,
 }
 
@@ -128,7 +128,7 @@ pub struct AscentArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceChoice,
     /// Output figure: `.png` (or `.jpg`) for pixels, `.svg` for a vector copy with real text.
-    #[arg(long)]
+    #[arg(long, value_parser = figure_path)]
     out: PathBuf,
 }
 
@@ -145,6 +145,17 @@ struct Face {
     source: String,
     label: Option<Emotion>,
     out: PathBuf,
+}
+
+/// A figure's file name, refused before any work when its extension names no format.
+fn figure_path(name: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(name);
+    let svg = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg || image::ImageFormat::from_path(&path).is_ok() {
+        Ok(path)
+    } else {
+        Err(format!("{name}: a figure needs a .png, .jpg or .svg file name"))
+    }
 }
 
 /// `out` for the k-th (1-based) of `n` faces: `out` itself for one face, `STEM-faceK.EXT` for several.
