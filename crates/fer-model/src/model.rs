@@ -56,7 +56,8 @@ impl FerModel {
         &self.config
     }
 
-    /// `[channels, side, side]` of the input the model expects.
+    /// `[channels, side, side]` of the input its first layer sees (a bigger input is cropped to
+    /// its centre first, see [`FerModel::forward`]).
     pub fn input_shape(&self) -> [usize; 3] {
         match &self.config {
             ModelConfig::Cnn(c) => [c.input_channels, c.input_side, c.input_side],
