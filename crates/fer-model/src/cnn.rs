@@ -227,10 +227,10 @@ impl ConvBlock {
     /// output under `prefix`. `None` once the tap's stop layer has been reached.
     pub(crate) fn forward_tapped(&self, prefix: &str, x: Tensor<4>, tap: &mut Tap<'_>) -> Option<Tensor<4>> {
         let name = |layer: &str| format!("{prefix}.{layer}");
-        let x = conv_bn_act(&self.conv, &self.bn, &self.act, x, tap, [&name("conv"), &name("bn"), &name("act")])?;
+        let x = conv_bn_act(&self.conv, &self.bn, &self.act, x, tap, &name)?;
         let x = match &self.second {
             Some(second) => {
-                conv_bn_act(&second.conv, &second.bn, &self.act, x, tap, [&name("conv2"), &name("bn2"), &name("act2")])?
+                conv_bn_act(&second.conv, &second.bn, &self.act, x, tap, &|layer| name(&format!("{layer}2")))?
             }
             None => x,
         };
@@ -242,28 +242,29 @@ impl ConvBlock {
     }
 }
 
-/// Conv → BatchNorm → LeakyReLU, tapped under `names`; as fused kernels (the whole block for
-/// inference, BatchNorm with LeakyReLU for training) when nothing taps the layers in between.
+/// Conv → BatchNorm → LeakyReLU, tapped as `name("conv")`, `name("bn")`, `name("act")` (built
+/// only when tapped); as fused kernels (the whole block for inference, BatchNorm with LeakyReLU
+/// for training) when nothing taps the layers in between.
 fn conv_bn_act(
     conv: &Conv2d,
     bn: &BatchNorm,
     act: &LeakyRelu,
     x: Tensor<4>,
     tap: &mut Tap<'_>,
-    names: [&str; 3],
+    name: &dyn Fn(&str) -> String,
 ) -> Option<Tensor<4>> {
     let fuse = tap.is_plain();
     let x = match if fuse { fer_kernels::conv_block_inference(conv, bn, act, x) } else { Err(x) } {
         Ok(y) => return Some(y),
         Err(x) => x,
     };
-    let x = tap.map(names[0], conv_same(conv, x))?;
+    let x = tap.map(&name("conv"), conv_same(conv, x))?;
     let x = match if fuse { fer_kernels::batch_norm_leaky_train(bn, act, x) } else { Err(x) } {
         Ok(y) => return Some(y),
         Err(x) => x,
     };
-    let x = tap.map(names[1], fer_kernels::batch_norm(bn, x))?;
-    tap.map(names[2], fer_kernels::leaky_relu(act, x))
+    let x = tap.map(&name("bn"), fer_kernels::batch_norm(bn, x))?;
+    tap.map(&name("act"), fer_kernels::leaky_relu(act, x))
 }
 
 impl DenseBlock {

@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::{CnnConfig, DnnConfig, ModelError};
 
 /// Either architecture, tagged so a saved model says which it is.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum ModelConfig {
     Cnn(CnnConfig),
@@ -50,12 +50,7 @@ impl ModelConfig {
         let architecture = self.with_dropout_scaled(0.0);
         MODEL_NAMES
             .into_iter()
-            .find(|name| {
-                ModelConfig::by_name(name).is_ok_and(|named| {
-                    serde_json::to_value(named.with_dropout_scaled(0.0)).ok()
-                        == serde_json::to_value(&architecture).ok()
-                })
-            })
+            .find(|name| ModelConfig::by_name(name).is_ok_and(|named| named.with_dropout_scaled(0.0) == architecture))
             .unwrap_or(self.kind())
     }
 

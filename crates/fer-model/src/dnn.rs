@@ -9,7 +9,7 @@ use crate::tap::Tap;
 
 /// The report's DNN (SEED Q2): five dense blocks of dense → LeakyReLU → dropout (optionally
 /// with BatchNorm, the report's faster-converging variant), then 7 logits. 4,099,847 parameters.
-#[derive(Config, Debug)]
+#[derive(Config, Debug, PartialEq)]
 pub struct DnnConfig {
     #[config(default = 48)]
     pub input_side: usize,
