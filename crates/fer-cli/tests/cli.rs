@@ -289,14 +289,18 @@ fn fast_recipe_weight_average_and_test_time_augmentation() {
     assert_eq!(config["recipe"]["schedule"]["kind"], "one-cycle");
     assert_eq!(config["recipe"]["plain_tail"], 0.5);
     // Bad values are named and refused before any training.
-    for (flag, value, says) in [
-        ("--plain-tail", "1", "--plain-tail must be a fraction"),
-        ("--optimizer", "lion", "unknown optimizer \"lion\""),
+    for (flags, says) in [
+        (&["--plain-tail", "1"][..], "--plain-tail must be a fraction"),
+        (&["--optimizer", "lion"], "unknown optimizer \"lion\""),
+        (&["--bn-shift-lr-scale=-1"], "--bn-shift-lr-scale must be zero or positive"),
+        (&["--alternate-flips", "--no-augment"], "--alternate-flips needs the recipe's horizontal flips"),
+        (&["--whiten-first-layer", "--model", "tiny-dnn"], "--whiten-first-layer needs a CNN"),
     ] {
-        let out = dir.path().join(format!("bad{flag}"));
-        let o = fer(&["train", "--data", "synthetic:2,1,1", "--out", out.to_str().unwrap(), flag, value]);
-        assert!(!o.status.success(), "{flag} {value}");
-        assert!(stderr(&o).contains(says), "{flag} {value}: {}", stderr(&o));
+        let out = dir.path().join(format!("bad{}", flags[0]));
+        let o = fer(&[&["train", "--data", "synthetic:2,1,1", "--out", out.to_str().unwrap()], flags].concat());
+        assert!(!o.status.success(), "{flags:?}");
+        assert!(stderr(&o).contains(says), "{flags:?}: {}", stderr(&o));
+        assert!(!out.join("checkpoint.ckpt").exists() && !out.join("config.json").exists(), "{flags:?} left a run");
     }
     // SGD takes its own weight decay, and --lr still overrides its rate; both are recorded.
     let sgd = dir.path().join("sgd");
@@ -320,12 +324,21 @@ fn fast_recipe_weight_average_and_test_time_augmentation() {
         "8",
         "--out",
         sgd.to_str().unwrap(),
+        "--alternate-flips",
+        "--freeze-bn-scales",
+        "--bn-shift-lr-scale",
+        "4",
+        "--whiten-first-layer",
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(sgd.join("config.json")).unwrap()).unwrap();
     let r = &config["recipe"];
     assert_eq!((r["optimizer"].as_str(), r["lr"].as_f64()), (Some("sgd-nesterov"), Some(0.02)));
+    // airbench's and Page's flags, recorded for --resume.
+    assert_eq!(r["augment"]["alternate_flips"], true);
+    assert_eq!((r["freeze_bn_scales"].as_bool(), r["bn_shift_lr_scale"].as_f64()), (Some(true), Some(4.0)));
+    assert_eq!(r["whiten_first_layer"], true);
     assert!((r["weight_decay"].as_f64().unwrap() - 1e-4).abs() < 1e-9, "{r}");
     assert!(run.join("best-ema.fer").exists());
 

@@ -161,6 +161,19 @@ pub struct AugmentConfig {
     /// without it repeat exactly as before it existed.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub erasing: f64,
+    /// airbench's alternating flips: with `horizontal_flip`, a face is not flipped by a fresh
+    /// coin each time it is seen but by [`alternating_flip`], which shows it both ways in any two
+    /// passes in a row. The caller supplies the flip ([`AugmentConfig::augment_f32_flipped`]);
+    /// off (the default, the report) keeps Keras' coin.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alternate_flips: bool,
+}
+
+/// The flip of a face on its `pass`-th pass over the data (0-based) under alternating flips: a
+/// coin drawn once per face (its `face_coin`, any bits that are fixed for the face over a run),
+/// then the other way on every odd pass.
+pub fn alternating_flip(face_coin: u64, pass: usize) -> bool {
+    (face_coin & 1 == 1) != (pass % 2 == 1)
 }
 
 /// Fraction of the face a random-erasing rectangle covers: the paper's defaults.
@@ -220,6 +233,7 @@ impl AugmentConfig {
             horizontal_flip: false,
             fill_mode: FillMode::Nearest,
             erasing: 0.0,
+            alternate_flips: false,
         }
     }
 
@@ -235,11 +249,17 @@ impl AugmentConfig {
             horizontal_flip: true,
             fill_mode: FillMode::Nearest,
             erasing: 0.0,
+            alternate_flips: false,
         }
     }
 
     pub fn is_none(&self) -> bool {
-        *self == AugmentConfig { fill_mode: self.fill_mode, ..AugmentConfig::none() }
+        *self
+            == AugmentConfig {
+                fill_mode: self.fill_mode,
+                alternate_flips: self.alternate_flips,
+                ..AugmentConfig::none()
+            }
     }
 
     /// Draws one transform, in the order Keras' `get_random_transform` draws.
@@ -264,7 +284,17 @@ impl AugmentConfig {
 
     /// Draws a transform and applies it: the per-sample, on-the-fly path training uses.
     pub fn augment_f32(&self, src: &[u8], rng: &mut Rng, out: &mut [f32]) {
-        let params = self.sample(rng);
+        self.augment_f32_flipped(src, rng, None, out);
+    }
+
+    /// As [`AugmentConfig::augment_f32`], with the horizontal flip given rather than drawn when
+    /// `flip` is set and the config flips at all. The coin is still drawn, so every other
+    /// transform is the same draw either way.
+    pub fn augment_f32_flipped(&self, src: &[u8], rng: &mut Rng, flip: Option<bool>, out: &mut [f32]) {
+        let mut params = self.sample(rng);
+        if let Some(flip) = flip.filter(|_| self.horizontal_flip) {
+            params.flip_horizontal = flip;
+        }
         apply_affine_f32(src, &params, self.fill_mode, out);
         if self.erasing > 0.0
             && rng.bool(self.erasing)

@@ -1,7 +1,8 @@
 //! Augmentation: properties (proptest) and parity with Keras' `apply_affine_transform`.
 
 use fer_data::augment::{
-    AffineParams, AugmentConfig, ERASED_AREA, ERASED_ASPECT, FillMode, apply_affine, apply_affine_f32, erased_rect,
+    AffineParams, AugmentConfig, ERASED_AREA, ERASED_ASPECT, FillMode, alternating_flip, apply_affine,
+    apply_affine_f32, erased_rect,
 };
 use fer_data::{PIXELS, SIDE, rng::Rng};
 use proptest::prelude::*;
@@ -203,4 +204,53 @@ fn matches_keras_apply_affine_transform() {
         let differing = off.iter().filter(|d| **d != 0).count();
         assert!(max <= 1 && differing <= PIXELS / 100, "{name}: max diff {max}, {differing} pixels differ");
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A given flip replaces the coin and nothing else: the other transforms are the same draws,
+    /// and the face comes out as the explicit transform with that flip.
+    #[test]
+    fn a_given_flip_replaces_only_the_coin(seed in any::<u64>(), img in face(), flip in any::<bool>()) {
+        let config = AugmentConfig { alternate_flips: true, ..AugmentConfig::report() };
+        let mut given = vec![0.0f32; PIXELS];
+        let mut rng = Rng::seed(seed);
+        config.augment_f32_flipped(&img, &mut rng, Some(flip), &mut given);
+        let after_given = rng.next_u64();
+        let mut draws = Rng::seed(seed);
+        let params = AffineParams { flip_horizontal: flip, ..config.sample(&mut draws) };
+        prop_assert_eq!(after_given, draws.next_u64(), "the generator is left where the coin's draw leaves it");
+        let mut want = vec![0.0f32; PIXELS];
+        apply_affine_f32(&img, &params, config.fill_mode, &mut want);
+        prop_assert_eq!(&given, &want);
+        // Without a given flip it is Keras' coin, as augment_f32.
+        let (mut coin, mut plain) = (vec![0.0f32; PIXELS], vec![0.0f32; PIXELS]);
+        config.augment_f32_flipped(&img, &mut Rng::seed(seed), None, &mut coin);
+        config.augment_f32(&img, &mut Rng::seed(seed), &mut plain);
+        prop_assert_eq!(coin, plain);
+    }
+
+    /// A config that does not flip ignores a given flip.
+    #[test]
+    fn a_given_flip_needs_a_flipping_config(seed in any::<u64>(), img in face()) {
+        let config = AugmentConfig { horizontal_flip: false, alternate_flips: true, ..AugmentConfig::report() };
+        let (mut given, mut plain) = (vec![0.0f32; PIXELS], vec![0.0f32; PIXELS]);
+        config.augment_f32_flipped(&img, &mut Rng::seed(seed), Some(true), &mut given);
+        config.augment_f32(&img, &mut Rng::seed(seed), &mut plain);
+        prop_assert_eq!(given, plain);
+    }
+
+    /// Alternating flips show a face both ways in any two passes in a row.
+    #[test]
+    fn alternating_flips_alternate(coin in any::<u64>(), pass in 0usize..1000) {
+        prop_assert_ne!(alternating_flip(coin, pass), alternating_flip(coin, pass + 1));
+        prop_assert_eq!(alternating_flip(coin, pass), alternating_flip(coin, pass + 2));
+    }
+}
+
+#[test]
+fn alternating_flips_start_from_each_faces_coin() {
+    assert!(!alternating_flip(0, 0) && alternating_flip(1, 0) && alternating_flip(0, 1) && !alternating_flip(1, 1));
+    assert!(AugmentConfig { alternate_flips: true, ..AugmentConfig::none() }.is_none(), "nothing to alternate");
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use fer_data::augment::AugmentConfig;
+use fer_data::augment::{AugmentConfig, alternating_flip};
 use fer_data::rng::Rng;
 use fer_data::{Dataset, PIXELS, SIDE};
 use rayon::prelude::*;
@@ -56,8 +56,13 @@ impl BatchPlan {
         self.steps
     }
 
+    /// Faces drawn per epoch.
+    fn epoch_len(&self) -> usize {
+        (self.steps * self.batch_size).min(if self.one_pass { self.faces } else { usize::MAX })
+    }
+
     pub fn epoch_order(&self, epoch: usize) -> Vec<usize> {
-        let wanted = (self.steps * self.batch_size).min(if self.one_pass { self.faces } else { usize::MAX });
+        let wanted = self.epoch_len();
         let mut rng = Rng::seed(mix(self.seed, 1, epoch as u64, 0));
         let mut order = Vec::with_capacity(wanted);
         while order.len() < wanted && self.faces > 0 {
@@ -75,6 +80,24 @@ impl BatchPlan {
         let end = ((step + 1) * self.batch_size).min(order.len());
         &order[start..end]
     }
+
+    /// The pass over the data (0-based, counted over the run) that the face at `position` of
+    /// `epoch`'s order belongs to: each epoch starts a fresh reshuffle, its last one cut short.
+    pub fn pass_at(&self, epoch: usize, position: usize) -> usize {
+        let faces = self.faces.max(1);
+        epoch * self.epoch_len().div_ceil(faces) + position / faces
+    }
+
+    /// The alternating flips ([`alternating_flip`]) of `step`'s faces, each face's coin drawn
+    /// from `seed`.
+    pub fn alternating_flips(&self, order: &[usize], seed: u64, epoch: usize, step: usize) -> Vec<bool> {
+        let first = step * self.batch_size;
+        let faces = self.step_indices(order, step).iter();
+        faces
+            .enumerate()
+            .map(|(k, &face)| alternating_flip(mix(seed, 4, face as u64, 0), self.pass_at(epoch, first + k)))
+            .collect()
+    }
 }
 
 /// Prepares one batch: each face augmented with its own generator, seeded by its position.
@@ -86,6 +109,19 @@ pub fn make_batch(
     epoch: usize,
     step: usize,
 ) -> Batch {
+    make_batch_flipped(data, indices, augment, seed, epoch, step, None)
+}
+
+/// As [`make_batch`], each face flipped as `flips` says (alternating flips) instead of by its coin.
+fn make_batch_flipped(
+    data: &Dataset,
+    indices: &[usize],
+    augment: &AugmentConfig,
+    seed: u64,
+    epoch: usize,
+    step: usize,
+    flips: Option<&[bool]>,
+) -> Batch {
     let mut images = vec![0.0f32; indices.len() * PIXELS];
     images.par_chunks_mut(PIXELS).zip(indices.par_iter()).enumerate().for_each(|(k, (out, &i))| {
         if augment.is_none() {
@@ -94,7 +130,7 @@ pub fn make_batch(
             }
         } else {
             let mut rng = Rng::seed(mix(seed, 2 + epoch as u64, step as u64, k as u64));
-            augment.augment_f32(data.image(i), &mut rng, out);
+            augment.augment_f32_flipped(data.image(i), &mut rng, flips.map(|f| f[k]), out);
         }
         for v in out.iter_mut() {
             *v /= fer_model::INPUT_SCALE;
@@ -121,7 +157,9 @@ pub(crate) fn prefetch(
         let plain = AugmentConfig::none();
         for step in start_step..plan.steps() {
             let augment = if epoch * plan.steps() + step >= plain_from { &plain } else { &augment };
-            let batch = make_batch(&data, plan.step_indices(&order, step), augment, seed, epoch, step);
+            let flips = augment.alternate_flips.then(|| plan.alternating_flips(&order, seed, epoch, step));
+            let indices = plan.step_indices(&order, step);
+            let batch = make_batch_flipped(&data, indices, augment, seed, epoch, step, flips.as_deref());
             if tx.send(batch).is_err() {
                 return;
             }
@@ -190,5 +228,56 @@ mod tests {
         // A resumed epoch starts mid-way and keeps the same rule.
         let resumed: Vec<Batch> = prefetch(data.clone(), plan.clone(), augment.clone(), 5, 1, 2, 4).iter().collect();
         assert_eq!(resumed, vec![expected(1, 2, &plain)]);
+    }
+
+    #[test]
+    fn alternating_flips_alternate_per_pass_over_the_run() {
+        // 10 faces, 4 steps of 5 per epoch: two passes per epoch, four over two epochs.
+        let plan = BatchPlan::new(10, 5, Some(4), 9);
+        let mut seen: Vec<Vec<bool>> = vec![Vec::new(); 10];
+        for epoch in 0..2 {
+            let order = plan.epoch_order(epoch);
+            for step in 0..plan.steps() {
+                let flips = plan.alternating_flips(&order, 9, epoch, step);
+                for (&face, flip) in plan.step_indices(&order, step).iter().zip(flips) {
+                    seen[face].push(flip);
+                }
+            }
+        }
+        for (face, flips) in seen.iter().enumerate() {
+            assert_eq!(flips.len(), 4, "face {face} once per pass");
+            assert!(flips.windows(2).all(|w| w[0] != w[1]), "face {face}: {flips:?}");
+        }
+        let first_pass_flipped = seen.iter().filter(|f| f[0]).count();
+        assert!((1..10).contains(&first_pass_flipped), "each face's own coin: {first_pass_flipped} of 10");
+        assert_eq!((plan.pass_at(0, 9), plan.pass_at(0, 10), plan.pass_at(1, 0)), (0, 1, 2));
+    }
+
+    #[test]
+    fn prefetch_flips_alternately_when_asked() {
+        let mut data = Dataset::new();
+        for i in 0..6u8 {
+            let face: Vec<u8> = (0..PIXELS).map(|p| (p as u8).wrapping_mul(11).wrapping_add(i * 29)).collect();
+            data.push(&face, fer_data::Emotion::from_id(usize::from(i % 7)), "Training");
+        }
+        let data = Arc::new(data);
+        let flips_only = AugmentConfig { horizontal_flip: true, ..AugmentConfig::none() };
+        let alternating = AugmentConfig { alternate_flips: true, ..flips_only.clone() };
+        let plan = BatchPlan::new(data.len(), 3, Some(4), 2);
+        let order = plan.epoch_order(0);
+        let batches: Vec<Batch> =
+            prefetch(data.clone(), plan.clone(), alternating, 2, 0, 0, usize::MAX).iter().collect();
+        for (step, batch) in batches.iter().enumerate() {
+            for (k, &face) in plan.step_indices(&order, step).iter().enumerate() {
+                let flip = plan.alternating_flips(&order, 2, 0, step)[k];
+                let mut want: Vec<f32> = data.image(face).iter().map(|&p| p as f32 / fer_model::INPUT_SCALE).collect();
+                if flip {
+                    want.chunks_exact_mut(SIDE).for_each(|row| row.reverse());
+                }
+                assert_eq!(batch.images[k * PIXELS..(k + 1) * PIXELS], want[..], "step {step} face {face}");
+            }
+        }
+        let coins: Vec<Batch> = prefetch(data, plan, flips_only, 2, 0, 0, usize::MAX).iter().collect();
+        assert_ne!(coins, batches, "the coin flips other faces");
     }
 }

@@ -18,10 +18,12 @@ mod eval;
 mod lookahead;
 pub mod frames;
 mod optim;
+mod param_groups;
 mod recipe;
 mod run_files;
 mod runlock;
 mod train;
+pub mod whiten;
 
 pub use batches::{Batch, BatchPlan, batch_to_tensors, make_batch};
 pub use budget::{budget_sizes, plan_steps, size_to_budget};
@@ -33,6 +35,7 @@ pub use eval::{
     evaluate_run_to, evaluate_run_with, predict_probabilities, predict_probabilities_tta,
 };
 pub use lookahead::LOOKAHEAD_EVERY;
+pub use param_groups::BatchNormParams;
 pub use recipe::{AdamParams, BudgetPlan, OptimizerKind, Precision, Recipe, RunConfig, Schedule, parse_duration};
 pub use run_files::{EpochRow, read_run_config};
 pub use runlock::RunLock;

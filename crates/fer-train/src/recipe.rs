@@ -171,6 +171,18 @@ pub struct Recipe {
     /// from it (airbench's lookahead; off in the report).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lookahead: bool,
+    /// Keep every BatchNorm scale (γ) at its initial 1 (Page's "How to train your ResNet";
+    /// trained in the report).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_bn_scales: bool,
+    /// BatchNorm shifts (β) move at this multiple of the rate (airbench's bias scaling; 1 in
+    /// the report).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub bn_shift_lr_scale: f64,
+    /// Start the first convolution as a whitening of the training faces' patches and keep it
+    /// fixed (airbench's whitened first layer; trained from a random start in the report).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub whiten_first_layer: bool,
 }
 
 fn one() -> f64 {
@@ -204,6 +216,9 @@ impl Recipe {
             dropout_scale: 1.0,
             plain_tail: 0.0,
             lookahead: false,
+            freeze_bn_scales: false,
+            bn_shift_lr_scale: 1.0,
+            whiten_first_layer: false,
         }
     }
 
@@ -218,6 +233,11 @@ impl Recipe {
             weight_decay: OptimizerKind::SGD_WEIGHT_DECAY,
             ..self
         }
+    }
+
+    /// Whether the optimizer step treats some parameters apart ([`crate::param_groups`]).
+    pub fn has_param_rules(&self) -> bool {
+        self.freeze_bn_scales || self.bn_shift_lr_scale != 1.0 || self.whiten_first_layer
     }
 
     /// The first step (counted over the whole run of `total_steps`) of the plain tail; `total_steps`
@@ -304,6 +324,12 @@ impl Recipe {
         }
         if !(0.0..1.0).contains(&self.plain_tail) {
             return bad("--plain-tail must be a fraction of the steps in [0, 1)");
+        }
+        if self.augment.alternate_flips && !self.augment.horizontal_flip {
+            return bad("--alternate-flips needs the recipe's horizontal flips (it has none, e.g. with --no-augment)");
+        }
+        if !(self.bn_shift_lr_scale >= 0.0 && self.bn_shift_lr_scale.is_finite()) {
+            return bad("--bn-shift-lr-scale must be zero or positive");
         }
         Ok(())
     }
@@ -499,6 +525,36 @@ mod tests {
         assert_eq!(tail.first_plain_step(7), 6);
         assert_eq!(Recipe::fast_cnn().first_plain_step(2000), 2000);
         refused([-0.1, 1.0, f32::NAN].map(|bad| Recipe { plain_tail: bad, ..Recipe::fast_cnn() }), "--plain-tail");
+    }
+
+    #[test]
+    fn batch_norm_rules_are_recorded_only_when_set_and_checked() {
+        recorded_only_when_set(
+            Recipe { freeze_bn_scales: true, ..Recipe::report_cnn() },
+            "freeze_bn",
+            r#""freeze_bn_scales":true"#,
+        );
+        recorded_only_when_set(
+            Recipe { bn_shift_lr_scale: 8.0, ..Recipe::report_cnn() },
+            "bn_shift",
+            r#""bn_shift_lr_scale":8.0"#,
+        );
+        recorded_only_when_set(
+            Recipe { whiten_first_layer: true, ..Recipe::report_cnn() },
+            "whiten",
+            r#""whiten_first_layer":true"#,
+        );
+        assert!(!Recipe::fast_cnn().has_param_rules());
+        let mut alternating = Recipe::fast_cnn();
+        alternating.augment.alternate_flips = true;
+        assert!(alternating.validate().is_ok());
+        alternating.augment.horizontal_flip = false;
+        refused([alternating], "--alternate-flips");
+        assert!(Recipe { bn_shift_lr_scale: 0.0, ..Recipe::fast_cnn() }.has_param_rules());
+        refused(
+            [-1.0, f64::NAN, f64::INFINITY].map(|bad| Recipe { bn_shift_lr_scale: bad, ..Recipe::fast_cnn() }),
+            "--bn-shift-lr-scale",
+        );
     }
 
     #[test]

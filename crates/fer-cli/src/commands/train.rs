@@ -91,6 +91,23 @@ pub struct TrainArgs {
     /// (Ctrl-C, --time-budget) waits for the next fold, at most 4 steps.
     #[arg(long)]
     lookahead: bool,
+    /// Flip each face the other way each time it comes round (airbench's alternating flips): a
+    /// coin per face on the first pass over the data, the opposite on the next, and so on,
+    /// instead of a fresh coin every time. Needs the recipe's flips (not with --no-augment).
+    #[arg(long)]
+    alternate_flips: bool,
+    /// Keep every BatchNorm scale (gamma) at 1 (Page's "How to train your ResNet").
+    #[arg(long)]
+    freeze_bn_scales: bool,
+    /// Move the BatchNorm shifts (beta) at this multiple of the learning rate (airbench's bias
+    /// scaling, 64 with its SGD). Default 1.
+    #[arg(long, value_name = "FACTOR")]
+    bn_shift_lr_scale: Option<f64>,
+    /// Start the first convolution as a whitening of the training faces' 5x5 patches and keep
+    /// it fixed (airbench's whitened first layer): each eigenvector of the patches' second
+    /// moments over 1/sqrt(eigenvalue + 5e-4), and its negation. CNN only.
+    #[arg(long)]
+    whiten_first_layer: bool,
     /// What the convolutions and dense layers multiply: `f32`, or `bf16` operands with f32 sums and f32 master
     /// weights and optimizer state (CPUs with AVX512-BF16, on AMX tiles where the CPU has them; f32 elsewhere).
     /// Default: the recipe's (`report`: f32, `fast`: bf16).
@@ -328,6 +345,18 @@ fn new_config(args: &TrainArgs, spec: String) -> anyhow::Result<RunConfig> {
     }
     if args.lookahead {
         r.lookahead = true;
+    }
+    if args.alternate_flips {
+        r.augment.alternate_flips = true;
+    }
+    if args.freeze_bn_scales {
+        r.freeze_bn_scales = true;
+    }
+    if let Some(f) = args.bn_shift_lr_scale {
+        r.bn_shift_lr_scale = f;
+    }
+    if args.whiten_first_layer {
+        r.whiten_first_layer = true;
     }
     if let Some(p) = args.precision {
         r.precision = p;

@@ -18,6 +18,7 @@ use crate::optim::optimizer;
 use crate::recipe::{Recipe, RunConfig};
 use crate::run_files::{read_run_config, write_history, write_json};
 use crate::runlock::RunLock;
+use crate::whiten::whiten_first_conv;
 
 /// Reads a checkpoint's optimizer state as `--resume` would, for a run trained with `recipe`.
 /// (Resume does this itself; this is for checking a checkpoint without training, e.g. fuzzing.)
@@ -50,6 +51,9 @@ pub fn train(
     config.recipe.validate()?;
     let model_config = config.model.with_dropout_scaled(config.recipe.dropout_scale);
     model_config.validate()?;
+    if config.recipe.whiten_first_layer && !matches!(model_config, fer_model::ModelConfig::Cnn(_)) {
+        return Err(TrainError::InvalidOption("--whiten-first-layer needs a CNN: the DNN has no convolution".into()));
+    }
     if checkpoint_path(run_dir).exists() {
         return Err(TrainError::BadRun {
             path: run_dir.into(),
@@ -69,6 +73,7 @@ pub fn train(
     ad.seed(mix(config.recipe.seed, 0, 0, 0));
     // The checkpoint keeps this config, so a resumed run trains with the same rates.
     let model = FerModel::new(&model_config, &ad)?;
+    let model = if config.recipe.whiten_first_layer { whiten_first_conv(model, &train_set)? } else { model };
     let data = Some(DataFingerprint::of(&train_set, &val_set));
     let state = TrainState { lr: config.recipe.lr, data, ..TrainState::default() };
     let ema = config.recipe.ema_decay.map(|d| Ema::new(d, &model));
