@@ -45,6 +45,15 @@ fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
     // Lookahead keeps no state in the checkpoint: its average must be rebuilt exactly.
     let lookahead =
         fer_train::RunConfig { recipe: fer_train::Recipe { lookahead: true, ..tiny_fast(3).recipe }, ..tiny_fast(3) };
+    // airbench's and Page's rules: alternating flips counted over passes, a fixed whitened
+    // first layer (found again in the reloaded model), frozen scales, faster shifts.
+    let mut rules = tiny_fast(3).recipe;
+    rules.augment.horizontal_flip = true;
+    rules.augment.alternate_flips = true;
+    rules.freeze_bn_scales = true;
+    rules.bn_shift_lr_scale = 4.0;
+    rules.whiten_first_layer = true;
+    let rules = fer_train::RunConfig { recipe: rules, ..tiny_fast(3) };
     // A stop asked for between folds waits for the next one (step 5 of 9).
     let early = tempfile::tempdir().unwrap();
     let stopped = run(early.path(), &lookahead, Some(3)).unwrap();
@@ -55,6 +64,7 @@ fn an_interrupted_and_resumed_run_matches_an_uninterrupted_one() {
         ("fast bf16", bf16),
         ("fast sgd-nesterov", sgd),
         ("fast lookahead", lookahead),
+        ("fast with flips, whitening and BatchNorm rules", rules),
         // The model variants: the config that rebuilds them must come back from config.json.
         ("fast, crop and second convolutions", fer_train::RunConfig { recipe: tiny_fast(3).recipe, ..tiny_variant(3) }),
     ] {
