@@ -163,17 +163,17 @@ pub struct AugmentConfig {
     pub erasing: f64,
     /// airbench's alternating flips: with `horizontal_flip`, a face is not flipped by a fresh
     /// coin each time it is seen but by [`alternating_flip`], which shows it both ways in any two
-    /// passes in a row. The caller supplies the flip ([`AugmentConfig::augment_f32_flipped`]);
+    /// sightings in a row. The caller supplies the flip ([`AugmentConfig::augment_f32_flipped`]);
     /// off (the default, the report) keeps Keras' coin.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub alternate_flips: bool,
 }
 
-/// The flip of a face on its `pass`-th pass over the data (0-based) under alternating flips: a
+/// The flip of a face the `sighting`-th time it is drawn (from 0) under alternating flips: a
 /// coin drawn once per face (its `face_coin`, any bits that are fixed for the face over a run),
-/// then the other way on every odd pass.
-pub fn alternating_flip(face_coin: u64, pass: usize) -> bool {
-    (face_coin & 1 == 1) != (pass % 2 == 1)
+/// then the other way every other time.
+pub fn alternating_flip(face_coin: u64, sighting: usize) -> bool {
+    (face_coin & 1 == 1) != (sighting % 2 == 1)
 }
 
 /// Fraction of the face a random-erasing rectangle covers: the paper's defaults.

@@ -241,11 +241,11 @@ proptest! {
         prop_assert_eq!(given, plain);
     }
 
-    /// Alternating flips show a face both ways in any two passes in a row.
+    /// Alternating flips show a face both ways in any two sightings in a row.
     #[test]
-    fn alternating_flips_alternate(coin in any::<u64>(), pass in 0usize..1000) {
-        prop_assert_ne!(alternating_flip(coin, pass), alternating_flip(coin, pass + 1));
-        prop_assert_eq!(alternating_flip(coin, pass), alternating_flip(coin, pass + 2));
+    fn alternating_flips_alternate(coin in any::<u64>(), sighting in 0usize..1000) {
+        prop_assert_ne!(alternating_flip(coin, sighting), alternating_flip(coin, sighting + 1));
+        prop_assert_eq!(alternating_flip(coin, sighting), alternating_flip(coin, sighting + 2));
     }
 }
 

@@ -80,22 +80,38 @@ impl BatchPlan {
         let end = ((step + 1) * self.batch_size).min(order.len());
         &order[start..end]
     }
+}
 
-    /// The pass over the data (0-based, counted over the run) that the face at `position` of
-    /// `epoch`'s order belongs to: each epoch starts a fresh reshuffle, its last one cut short.
-    pub fn pass_at(&self, epoch: usize, position: usize) -> usize {
-        let faces = self.faces.max(1);
-        epoch * self.epoch_len().div_ceil(faces) + position / faces
+/// What alternating flips remember: how many times each face has been drawn so far in the run.
+/// A face's n-th sighting (from 0) is flipped by [`alternating_flip`] with its own coin, so it
+/// shows both ways in any two sightings in a row, whichever epochs and reshuffles they fall in.
+pub struct Sightings {
+    seen: Vec<u32>,
+    seed: u64,
+}
+
+impl Sightings {
+    /// The counts at `step` of `epoch`, every earlier order drawn again: a pure function of the
+    /// plan, so a resumed run counts as an uninterrupted one.
+    pub fn at(plan: &BatchPlan, seed: u64, epoch: usize, step: usize) -> Sightings {
+        let mut seen = vec![0u32; plan.faces];
+        for e in 0..epoch {
+            plan.epoch_order(e).iter().for_each(|&face| seen[face] += 1);
+        }
+        let order = plan.epoch_order(epoch);
+        order[..(step * plan.batch_size).min(order.len())].iter().for_each(|&face| seen[face] += 1);
+        Sightings { seen, seed }
     }
 
-    /// The alternating flips ([`alternating_flip`]) of `step`'s faces, each face's coin drawn
-    /// from `seed`.
-    pub fn alternating_flips(&self, order: &[usize], seed: u64, epoch: usize, step: usize) -> Vec<bool> {
-        let first = step * self.batch_size;
-        let faces = self.step_indices(order, step).iter();
+    /// The flips of the next faces drawn, counted as seen.
+    pub fn flips(&mut self, faces: &[usize]) -> Vec<bool> {
         faces
-            .enumerate()
-            .map(|(k, &face)| alternating_flip(mix(seed, 4, face as u64, 0), self.pass_at(epoch, first + k)))
+            .iter()
+            .map(|&face| {
+                let flip = alternating_flip(mix(self.seed, 4, face as u64, 0), self.seen[face] as usize);
+                self.seen[face] += 1;
+                flip
+            })
             .collect()
     }
 }
@@ -155,10 +171,11 @@ pub(crate) fn prefetch(
     std::thread::spawn(move || {
         let order = plan.epoch_order(epoch);
         let plain = AugmentConfig::none();
+        let mut sightings = augment.alternate_flips.then(|| Sightings::at(&plan, seed, epoch, start_step));
         for step in start_step..plan.steps() {
             let augment = if epoch * plan.steps() + step >= plain_from { &plain } else { &augment };
-            let flips = augment.alternate_flips.then(|| plan.alternating_flips(&order, seed, epoch, step));
             let indices = plan.step_indices(&order, step);
+            let flips = sightings.as_mut().filter(|_| augment.alternate_flips).map(|s| s.flips(indices));
             let batch = make_batch_flipped(&data, indices, augment, seed, epoch, step, flips.as_deref());
             if tx.send(batch).is_err() {
                 return;
@@ -231,26 +248,34 @@ mod tests {
     }
 
     #[test]
-    fn alternating_flips_alternate_per_pass_over_the_run() {
-        // 10 faces, 4 steps of 5 per epoch: two passes per epoch, four over two epochs.
-        let plan = BatchPlan::new(10, 5, Some(4), 9);
+    fn alternating_flips_alternate_per_sighting_over_the_run() {
+        // 10 faces, 4 steps of 4 per epoch: 1.6 passes per epoch, the second cut short, so a
+        // pass's parity would show some faces the same way twice running; sightings do not.
+        let plan = BatchPlan::new(10, 4, Some(4), 9);
         let mut seen: Vec<Vec<bool>> = vec![Vec::new(); 10];
-        for epoch in 0..2 {
+        let mut sightings = Sightings::at(&plan, 9, 0, 0);
+        for epoch in 0..3 {
             let order = plan.epoch_order(epoch);
             for step in 0..plan.steps() {
-                let flips = plan.alternating_flips(&order, 9, epoch, step);
-                for (&face, flip) in plan.step_indices(&order, step).iter().zip(flips) {
+                let faces = plan.step_indices(&order, step);
+                for (&face, flip) in faces.iter().zip(sightings.flips(faces)) {
                     seen[face].push(flip);
                 }
             }
         }
+        assert_eq!(seen.iter().map(Vec::len).sum::<usize>(), 48);
         for (face, flips) in seen.iter().enumerate() {
-            assert_eq!(flips.len(), 4, "face {face} once per pass");
+            assert!(flips.len() >= 3, "face {face}");
             assert!(flips.windows(2).all(|w| w[0] != w[1]), "face {face}: {flips:?}");
         }
-        let first_pass_flipped = seen.iter().filter(|f| f[0]).count();
-        assert!((1..10).contains(&first_pass_flipped), "each face's own coin: {first_pass_flipped} of 10");
-        assert_eq!((plan.pass_at(0, 9), plan.pass_at(0, 10), plan.pass_at(1, 0)), (0, 1, 2));
+        let first_flipped = seen.iter().filter(|f| f[0]).count();
+        assert!((1..10).contains(&first_flipped), "each face's own coin: {first_flipped} of 10");
+        // Counting afresh mid-run (a resume) gives the flips the run went on with.
+        let (mut fresh, mut continued) = (Sightings::at(&plan, 9, 1, 3), Sightings::at(&plan, 9, 0, 0));
+        let drawn: Vec<usize> = (0..2).flat_map(|e| plan.epoch_order(e)).take(4 * 4 + 3 * 4).collect();
+        continued.flips(&drawn);
+        let next = plan.step_indices(&plan.epoch_order(1), 3).to_vec();
+        assert_eq!(fresh.flips(&next), continued.flips(&next));
     }
 
     #[test]
@@ -267,9 +292,14 @@ mod tests {
         let order = plan.epoch_order(0);
         let batches: Vec<Batch> =
             prefetch(data.clone(), plan.clone(), alternating, 2, 0, 0, usize::MAX).iter().collect();
+        // 12 faces drawn from 6: each twice, the other way round the second time.
+        let mut sightings = Sightings::at(&plan, 2, 0, 0);
+        let mut flipped = 0;
         for (step, batch) in batches.iter().enumerate() {
+            let flips = sightings.flips(plan.step_indices(&order, step));
             for (k, &face) in plan.step_indices(&order, step).iter().enumerate() {
-                let flip = plan.alternating_flips(&order, 2, 0, step)[k];
+                let flip = flips[k];
+                flipped += usize::from(flip);
                 let mut want: Vec<f32> = data.image(face).iter().map(|&p| p as f32 / fer_model::INPUT_SCALE).collect();
                 if flip {
                     want.chunks_exact_mut(SIDE).for_each(|row| row.reverse());
@@ -277,6 +307,7 @@ mod tests {
                 assert_eq!(batch.images[k * PIXELS..(k + 1) * PIXELS], want[..], "step {step} face {face}");
             }
         }
+        assert_eq!(flipped, 6);
         let coins: Vec<Batch> = prefetch(data, plan, flips_only, 2, 0, 0, usize::MAX).iter().collect();
         assert_ne!(coins, batches, "the coin flips other faces");
     }

@@ -92,8 +92,8 @@ pub struct TrainArgs {
     #[arg(long)]
     lookahead: bool,
     /// Flip each face the other way each time it comes round (airbench's alternating flips): a
-    /// coin per face on the first pass over the data, the opposite on the next, and so on,
-    /// instead of a fresh coin every time. Needs the recipe's flips (not with --no-augment).
+    /// coin per face the first time it is drawn, the opposite the next time, and so on, instead
+    /// of a fresh coin every time. Needs the recipe's flips (not with --no-augment).
     #[arg(long)]
     alternate_flips: bool,
     /// Keep every BatchNorm scale (gamma) at 1 (Page's "How to train your ResNet").
