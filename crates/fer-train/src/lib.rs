@@ -35,7 +35,7 @@ pub use eval::{
     evaluate_run_to, evaluate_run_with, predict_probabilities, predict_probabilities_tta,
 };
 pub use lookahead::LOOKAHEAD_EVERY;
-pub use param_groups::BatchNormParams;
+pub use param_groups::ParamGroups;
 pub use recipe::{AdamParams, BudgetPlan, OptimizerKind, Precision, Recipe, RunConfig, Schedule, parse_duration};
 pub use run_files::{EpochRow, read_run_config};
 pub use runlock::RunLock;

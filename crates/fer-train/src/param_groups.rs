@@ -16,15 +16,15 @@ use crate::Recipe;
 /// The ids of every BatchNorm scale and shift of a model, convolutional and dense blocks alike,
 /// and of its first convolution's filters (none in the DNN).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct BatchNormParams {
+pub struct ParamGroups {
     pub scales: Vec<ParamId>,
     pub shifts: Vec<ParamId>,
     pub first_conv: Option<ParamId>,
 }
 
-impl BatchNormParams {
-    pub fn of(model: &FerModel) -> BatchNormParams {
-        let mut finder = Finder { field: None, found: BatchNormParams::default() };
+impl ParamGroups {
+    pub fn of(model: &FerModel) -> ParamGroups {
+        let mut finder = Finder { field: None, found: ParamGroups::default() };
         model.visit(&mut finder);
         finder.found
     }
@@ -34,7 +34,7 @@ impl BatchNormParams {
 /// so a float parameter right after `("gamma", "Struct:BatchNorm")` is a BatchNorm scale.
 struct Finder {
     field: Option<(String, String)>,
-    found: BatchNormParams,
+    found: ParamGroups,
 }
 
 impl ModuleVisitor for Finder {
@@ -59,23 +59,24 @@ impl ModuleVisitor for Finder {
 }
 
 /// The recipe's optimizer step with its parameter rules: frozen scales and a whitened first
-/// layer get no update, shifts move at `bn_shift_lr_scale` times the rate (a second optimizer step over them alone; the
-/// optimizer keeps one state per parameter, so the split changes no other value).
-pub(crate) fn step_with_bn_rules(
+/// layer get no update; shifts move at `bn_shift_lr_scale` times the rate, by a second
+/// optimizer step over them alone (the optimizer keeps one state per parameter, so the split
+/// changes no other value).
+pub(crate) fn step_with_param_rules(
     recipe: &Recipe,
-    bn: &BatchNormParams,
+    groups: &ParamGroups,
     optim: &mut ModuleOptimizer,
     lr: f64,
     model: FerModel,
     mut grads: GradientsParams,
 ) -> FerModel {
     if recipe.freeze_bn_scales {
-        for &id in &bn.scales {
+        for &id in &groups.scales {
             grads.remove::<1>(id);
         }
     }
     if recipe.whiten_first_layer
-        && let Some(id) = bn.first_conv
+        && let Some(id) = groups.first_conv
     {
         grads.remove::<4>(id);
     }
@@ -83,7 +84,7 @@ pub(crate) fn step_with_bn_rules(
         return optim.step(lr, model, grads);
     }
     let mut shift_grads = GradientsParams::new();
-    for &id in &bn.shifts {
+    for &id in &groups.shifts {
         if let Some(grad) = grads.remove::<1>(id) {
             shift_grads.register(id, grad);
         }
@@ -137,21 +138,21 @@ mod tests {
         let images = Tensor::<4>::from_data(TensorData::new(pixels, [4, 1, 48, 48]), &device);
         let loss = start.forward(images).powi_scalar(2).mean();
         let grads = GradientsParams::from_grads(loss.backward(), start);
-        let bn = BatchNormParams::of(start);
-        step_with_bn_rules(recipe, &bn, &mut optimizer(recipe), 1e-3, start.clone(), grads)
+        let groups = ParamGroups::of(start);
+        step_with_param_rules(recipe, &groups, &mut optimizer(recipe), 1e-3, start.clone(), grads)
     }
 
     #[test]
     fn finds_each_batch_norm_scale_and_shift() {
         let model = model();
-        let bn = BatchNormParams::of(&model);
+        let groups = ParamGroups::of(&model);
         // Five conv blocks and two dense blocks, one BatchNorm each.
-        assert_eq!((bn.scales.len(), bn.shifts.len()), (7, 7));
+        assert_eq!((groups.scales.len(), groups.shifts.len()), (7, 7));
         let by_id: std::collections::HashMap<ParamId, Vec<f32>> = values(&model).into_iter().collect();
-        for id in &bn.scales {
+        for id in &groups.scales {
             assert!(by_id[id].iter().all(|&v| v == 1.0), "a scale starts at one");
         }
-        for id in &bn.shifts {
+        for id in &groups.shifts {
             assert!(by_id[id].iter().all(|&v| v == 0.0), "a shift starts at zero");
         }
         assert!(by_id.len() > 14, "the convolutions and dense layers are not BatchNorm's");
@@ -160,12 +161,12 @@ mod tests {
     #[test]
     fn frozen_scales_stay_and_everything_else_moves_as_without_the_rule() {
         let start = model();
-        let bn = BatchNormParams::of(&start);
+        let groups = ParamGroups::of(&start);
         let plain = values(&stepped(&Recipe::fast_cnn(), &start));
         let frozen = values(&stepped(&Recipe { freeze_bn_scales: true, ..Recipe::fast_cnn() }, &start));
         let before = values(&start);
         for (((id, b), (_, p)), (_, f)) in before.iter().zip(&plain).zip(&frozen) {
-            if bn.scales.contains(id) {
+            if groups.scales.contains(id) {
                 assert_eq!(f, b, "a frozen scale moved");
                 assert_ne!(p, b, "without the rule the scale moves");
             } else {
@@ -177,8 +178,8 @@ mod tests {
     #[test]
     fn a_whitened_first_layer_stays_and_everything_else_moves_as_without_the_rule() {
         let start = model();
-        let bn = BatchNormParams::of(&start);
-        let first = bn.first_conv.expect("the CNN has a first convolution");
+        let groups = ParamGroups::of(&start);
+        let first = groups.first_conv.expect("the CNN has a first convolution");
         let plain = values(&stepped(&Recipe::fast_cnn(), &start));
         let fixed = values(&stepped(&Recipe { whiten_first_layer: true, ..Recipe::fast_cnn() }, &start));
         let before = values(&start);
@@ -196,13 +197,13 @@ mod tests {
     #[test]
     fn shifts_move_at_their_multiple_of_the_rate() {
         let start = model();
-        let bn = BatchNormParams::of(&start);
+        let groups = ParamGroups::of(&start);
         let before = values(&start);
         let plain = values(&stepped(&Recipe::fast_cnn(), &start));
         let scaled = values(&stepped(&Recipe { bn_shift_lr_scale: 4.0, ..Recipe::fast_cnn() }, &start));
         let mut compared = 0;
         for (((id, b), (_, p)), (_, s)) in before.iter().zip(&plain).zip(&scaled) {
-            if !bn.shifts.contains(id) {
+            if !groups.shifts.contains(id) {
                 assert_eq!(s, p, "only the shifts' rate changes");
                 continue;
             }

@@ -7,7 +7,7 @@ use burn::tensor::{Device, Int, Tensor};
 use fer_model::FerModel;
 
 use crate::optim::optimizer;
-use crate::param_groups::{BatchNormParams, step_with_bn_rules};
+use crate::param_groups::{ParamGroups, step_with_param_rules};
 use crate::recipe::Recipe;
 
 /// One optimisation step exactly as [`crate::train`] runs it: forward, the recipe's loss, backward, the
@@ -18,7 +18,7 @@ pub struct TrainStep {
     loss_fn: CrossEntropyLoss,
     recipe: Recipe,
     /// Found at the first step, when the recipe has parameter rules (the ids never change).
-    bn: Option<BatchNormParams>,
+    groups: Option<ParamGroups>,
 }
 
 /// What a step returns besides the updated model: the batch's mean loss and correct predictions.
@@ -35,7 +35,7 @@ impl TrainStep {
     }
 
     pub(crate) fn with_optimizer(recipe: &Recipe, optim: ModuleOptimizer, device: &Device) -> Self {
-        TrainStep { optim, loss_fn: loss_function(recipe, device), recipe: recipe.clone(), bn: None }
+        TrainStep { optim, loss_fn: loss_function(recipe, device), recipe: recipe.clone(), groups: None }
     }
 
     /// Runs the step; a non-finite loss leaves the model unchanged and is returned as is, for the
@@ -56,8 +56,8 @@ impl TrainStep {
         let correct = logits.argmax(1).squeeze_dim::<1>(1).equal(targets).int().sum().into_scalar::<i64>();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let model = if self.recipe.has_param_rules() {
-            let bn = self.bn.get_or_insert_with(|| BatchNormParams::of(&model));
-            step_with_bn_rules(&self.recipe, bn, &mut self.optim, lr, model, grads)
+            let groups = self.groups.get_or_insert_with(|| ParamGroups::of(&model));
+            step_with_param_rules(&self.recipe, groups, &mut self.optim, lr, model, grads)
         } else {
             self.optim.step(lr, model, grads)
         };
