@@ -235,7 +235,7 @@ impl Recipe {
         }
     }
 
-    /// Whether the optimizer step treats some parameters apart ([`crate::param_groups`]).
+    /// Whether the optimizer step treats some parameters apart (BatchNorm rules, a fixed first layer).
     pub fn has_param_rules(&self) -> bool {
         self.freeze_bn_scales || self.bn_shift_lr_scale != 1.0 || self.whiten_first_layer
     }
