@@ -218,14 +218,19 @@ mod tests {
         assert_eq!(first, (0..10).collect::<Vec<_>>());
     }
 
-    #[test]
-    fn the_plain_tail_starts_at_its_step_across_epochs() {
+    /// `n` distinct patterned faces, labelled round the classes.
+    fn patterned_faces(n: u8) -> Arc<Dataset> {
         let mut data = Dataset::new();
-        for i in 0..12u8 {
+        for i in 0..n {
             let face: Vec<u8> = (0..PIXELS).map(|p| (p as u8).wrapping_mul(7).wrapping_add(i * 13)).collect();
             data.push(&face, fer_data::Emotion::from_id(usize::from(i % 7)), "Training");
         }
-        let data = Arc::new(data);
+        Arc::new(data)
+    }
+
+    #[test]
+    fn the_plain_tail_starts_at_its_step_across_epochs() {
+        let data = patterned_faces(12);
         let (augment, plain) = (AugmentConfig::report(), AugmentConfig::none());
         let plan = BatchPlan::new(data.len(), 4, Some(3), 5);
         let expected = |epoch: usize, step: usize, config: &AugmentConfig| {
@@ -280,12 +285,7 @@ mod tests {
 
     #[test]
     fn prefetch_flips_alternately_when_asked() {
-        let mut data = Dataset::new();
-        for i in 0..6u8 {
-            let face: Vec<u8> = (0..PIXELS).map(|p| (p as u8).wrapping_mul(11).wrapping_add(i * 29)).collect();
-            data.push(&face, fer_data::Emotion::from_id(usize::from(i % 7)), "Training");
-        }
-        let data = Arc::new(data);
+        let data = patterned_faces(6);
         let flips_only = AugmentConfig { horizontal_flip: true, ..AugmentConfig::none() };
         let alternating = AugmentConfig { alternate_flips: true, ..flips_only.clone() };
         let plan = BatchPlan::new(data.len(), 3, Some(4), 2);
