@@ -91,16 +91,19 @@ pub struct Sightings {
 }
 
 impl Sightings {
-    /// The counts at `step` of `epoch`, every earlier order drawn again: a pure function of the
-    /// plan, so a resumed run counts as an uninterrupted one.
-    pub fn at(plan: &BatchPlan, seed: u64, epoch: usize, step: usize) -> Sightings {
-        let mut seen = vec![0u32; plan.faces];
+    /// The counts at the start of `epoch`, every earlier order drawn again: a pure function of
+    /// the plan, so a resumed run counts as an uninterrupted one.
+    pub fn before_epoch(plan: &BatchPlan, seed: u64, epoch: usize) -> Sightings {
+        let mut sightings = Sightings { seen: vec![0u32; plan.faces], seed };
         for e in 0..epoch {
-            plan.epoch_order(e).iter().for_each(|&face| seen[face] += 1);
+            sightings.count(&plan.epoch_order(e));
         }
-        let order = plan.epoch_order(epoch);
-        order[..(step * plan.batch_size).min(order.len())].iter().for_each(|&face| seen[face] += 1);
-        Sightings { seen, seed }
+        sightings
+    }
+
+    /// Counts `faces` as drawn (those of an epoch's steps a resumed run skips).
+    pub fn count(&mut self, faces: &[usize]) {
+        faces.iter().for_each(|&face| self.seen[face] += 1);
     }
 
     /// The flips of the next faces drawn, counted as seen.
@@ -116,20 +119,9 @@ impl Sightings {
     }
 }
 
-/// Prepares one batch: each face augmented with its own generator, seeded by its position.
+/// Prepares one batch: each face augmented with its own generator, seeded by its position, and
+/// flipped as `flips` says where given (alternating flips) instead of by its coin.
 pub fn make_batch(
-    data: &Dataset,
-    indices: &[usize],
-    augment: &AugmentConfig,
-    seed: u64,
-    epoch: usize,
-    step: usize,
-) -> Batch {
-    make_batch_flipped(data, indices, augment, seed, epoch, step, None)
-}
-
-/// As [`make_batch`], each face flipped as `flips` says (alternating flips) instead of by its coin.
-fn make_batch_flipped(
     data: &Dataset,
     indices: &[usize],
     augment: &AugmentConfig,
@@ -171,12 +163,16 @@ pub(crate) fn prefetch(
     std::thread::spawn(move || {
         let order = plan.epoch_order(epoch);
         let plain = AugmentConfig::none();
-        let mut sightings = augment.alternate_flips.then(|| Sightings::at(&plan, seed, epoch, start_step));
+        let mut sightings = augment.alternate_flips.then(|| {
+            let mut sightings = Sightings::before_epoch(&plan, seed, epoch);
+            sightings.count(&order[..(start_step * plan.batch_size).min(order.len())]);
+            sightings
+        });
         for step in start_step..plan.steps() {
             let augment = if epoch * plan.steps() + step >= plain_from { &plain } else { &augment };
             let indices = plan.step_indices(&order, step);
             let flips = sightings.as_mut().filter(|_| augment.alternate_flips).map(|s| s.flips(indices));
-            let batch = make_batch_flipped(&data, indices, augment, seed, epoch, step, flips.as_deref());
+            let batch = make_batch(&data, indices, augment, seed, epoch, step, flips.as_deref());
             if tx.send(batch).is_err() {
                 return;
             }
@@ -234,7 +230,7 @@ mod tests {
         let (augment, plain) = (AugmentConfig::report(), AugmentConfig::none());
         let plan = BatchPlan::new(data.len(), 4, Some(3), 5);
         let expected = |epoch: usize, step: usize, config: &AugmentConfig| {
-            make_batch(&data, plan.step_indices(&plan.epoch_order(epoch), step), config, 5, epoch, step)
+            make_batch(&data, plan.step_indices(&plan.epoch_order(epoch), step), config, 5, epoch, step, None)
         };
         assert_ne!(expected(1, 0, &augment), expected(1, 0, &plain), "the report's augmentation changes faces");
         // Run step 4 = epoch 1, step 1: epoch 0 is all augmented, epoch 1 plain from its step 1 on.
@@ -258,7 +254,7 @@ mod tests {
         // pass's parity would show some faces the same way twice running; sightings do not.
         let plan = BatchPlan::new(10, 4, Some(4), 9);
         let mut seen: Vec<Vec<bool>> = vec![Vec::new(); 10];
-        let mut sightings = Sightings::at(&plan, 9, 0, 0);
+        let mut sightings = Sightings::before_epoch(&plan, 9, 0);
         for epoch in 0..3 {
             let order = plan.epoch_order(epoch);
             for step in 0..plan.steps() {
@@ -276,7 +272,8 @@ mod tests {
         let first_flipped = seen.iter().filter(|f| f[0]).count();
         assert!((1..10).contains(&first_flipped), "each face's own coin: {first_flipped} of 10");
         // Counting afresh mid-run (a resume) gives the flips the run went on with.
-        let (mut fresh, mut continued) = (Sightings::at(&plan, 9, 1, 3), Sightings::at(&plan, 9, 0, 0));
+        let (mut fresh, mut continued) = (Sightings::before_epoch(&plan, 9, 1), Sightings::before_epoch(&plan, 9, 0));
+        fresh.count(&plan.epoch_order(1)[..3 * 4]);
         let drawn: Vec<usize> = (0..2).flat_map(|e| plan.epoch_order(e)).take(4 * 4 + 3 * 4).collect();
         continued.flips(&drawn);
         let next = plan.step_indices(&plan.epoch_order(1), 3).to_vec();
@@ -293,7 +290,7 @@ mod tests {
         let batches: Vec<Batch> =
             prefetch(data.clone(), plan.clone(), alternating, 2, 0, 0, usize::MAX).iter().collect();
         // 12 faces drawn from 6: each twice, the other way round the second time.
-        let mut sightings = Sightings::at(&plan, 2, 0, 0);
+        let mut sightings = Sightings::before_epoch(&plan, 2, 0);
         let mut flipped = 0;
         for (step, batch) in batches.iter().enumerate() {
             let flips = sightings.flips(plan.step_indices(&order, step));

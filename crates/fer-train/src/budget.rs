@@ -73,7 +73,7 @@ pub fn size_to_budget(
     let mut timed = Vec::new();
     for step in 0..WARMUP_STEPS + MAX_TIMED_STEPS {
         let indices = plan.step_indices(&order, step % plan.steps());
-        let batch = make_batch(&train_set, indices, &recipe.augment, recipe.seed, 0, step);
+        let batch = make_batch(&train_set, indices, &recipe.augment, recipe.seed, 0, step, None);
         let step_start = Instant::now();
         let (images, targets) = batch_to_tensors(batch, &ad);
         model = trainer.run(model, images, targets, recipe.lr * 1e-3).0;

@@ -112,7 +112,7 @@ fn time_model(args: &BenchArgs, device: &Device, config: &ModelConfig, recipe: &
             // on its own thread, outside the step).
             let idx: Vec<usize> = (0..b).map(|i| (k * b + i) * 7 % faces.len()).collect();
             let batch =
-                fer_train::make_batch(&faces, &idx, &fer_data::augment::AugmentConfig::none(), recipe.seed, 0, k);
+                fer_train::make_batch(&faces, &idx, &fer_data::augment::AugmentConfig::none(), recipe.seed, 0, k, None);
             k += 1;
             fer_train::batch_to_tensors(batch, &ad)
         };
