@@ -1,5 +1,5 @@
 //! The model that ships inside `fer` (models/fer2013-cnn.ferc, card: models/README.md): the file
-//! is the one its card names, it loads as the report's CNN, and it answers on the fixture photos
+//! is the one its card names, it loads as the model its card describes, and it answers on the fixture photos
 //! with no --run and no training.
 
 #![cfg(feature = "builtin-model")]
@@ -27,7 +27,7 @@ fn model_bytes() -> Vec<u8> {
 }
 
 #[test]
-fn the_file_is_the_one_its_card_names_and_loads_as_the_reports_cnn() {
+fn the_file_is_the_one_its_card_names_and_loads_as_the_crop_cnn_it_describes() {
     let bytes = model_bytes();
     assert!(bytes.len() <= 16 << 20, "{} bytes", bytes.len());
     let sha = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>();
@@ -44,7 +44,9 @@ fn the_file_is_the_one_its_card_names_and_loads_as_the_reports_cnn() {
 
     let device = burn::tensor::Device::flex();
     let model = fer_model::model_from_bytes(&bytes, "fer2013-cnn.ferc".as_ref(), &device).unwrap();
-    assert_eq!(fer_model::Summary::of(&model).total_params, 4_087_879);
+    // The report's CNN on the centre 44x44 of each face (`--model cnn-crop44`), as the card says.
+    assert_eq!(model.config().name(), "cnn-crop44");
+    assert_eq!(fer_model::Summary::of(&model).total_params, 2_777_159);
     // Written again from the loaded weights, the file comes out byte for byte the same.
     let format = if bytes[8] == 0 { fer_model::HalfFormat::F16 } else { fer_model::HalfFormat::Bf16 };
     assert_eq!(fer_model::compact_bytes(&model, format).unwrap(), bytes);

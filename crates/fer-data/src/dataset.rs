@@ -106,6 +106,14 @@ impl Dataset {
         Ok(self.filter(|i| wanted.iter().any(|w| w == self.split(i))))
     }
 
+    /// How many faces belong to one of `names` (matched after [`canonical_split_name`]), without
+    /// copying them as [`Dataset::select_splits`] does.
+    pub fn count_in_splits(&self, names: &[&str]) -> usize {
+        let wanted: Vec<usize> =
+            names.iter().filter_map(|n| self.split_names.iter().position(|s| *s == canonical_split_name(n))).collect();
+        self.split_of.iter().filter(|&&s| wanted.contains(&(s as usize))).count()
+    }
+
     /// The faces for which `keep(index)` is true, in order.
     pub fn filter(&self, keep: impl Fn(usize) -> bool) -> Dataset {
         let mut out = Dataset::new();
@@ -148,5 +156,8 @@ mod tests {
         assert_eq!(d.class_counts()[Emotion::Happy.id()], 1);
         assert_eq!(d.unlabelled(), 1);
         assert_eq!(d.select_splits(&["PrivateTest"]).unwrap_err(), ["Training", "PublicTest"]);
+        assert_eq!(d.count_in_splits(&["train"]), 2);
+        assert_eq!(d.count_in_splits(&["Training", "PublicTest"]), 3);
+        assert_eq!(d.count_in_splits(&["PrivateTest"]), 0);
     }
 }

@@ -268,12 +268,17 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         time_budget = Some(budget.saturating_sub(std::time::Duration::from_secs_f64(probe_seconds)));
     }
     let params = FerModel::new(&config.model, &device)?;
+    // The source usually holds the validation split too; say what trains and what validates.
+    let train_splits: Vec<&str> = config.train_splits.iter().map(String::as_str).collect();
     println!(
-        "training {} ({} parameters) on {} faces from {spec} ({}), {} epochs x {} steps of {}, into {}",
+        "training {} ({} parameters) on {} faces ({}) from {spec} ({}), validating on {} ({}), {} epochs x {} steps of {}, into {}",
         config.model.name(),
         burn::module::Module::num_params(&params),
-        data.len(),
+        data.count_in_splits(&train_splits),
+        train_splits.join(", "),
         report.format,
+        data.count_in_splits(&[config.val_split.as_str()]),
+        config.val_split,
         config.recipe.epochs,
         config.recipe.steps_per_epoch.map_or("one pass".to_string(), |s| s.to_string()),
         config.recipe.batch_size,
