@@ -97,21 +97,29 @@ impl Dataset {
     }
 
     /// The faces whose split is one of `names` (matched after [`canonical_split_name`]).
-    /// Returns `None` and the available names when one is missing, so callers can say which.
+    /// When one is missing, the error holds the names the data has, so callers can say which.
     pub fn select_splits(&self, names: &[&str]) -> Result<Dataset, Vec<String>> {
-        let wanted: Vec<String> = names.iter().map(|n| canonical_split_name(n)).collect();
-        if wanted.iter().any(|w| !self.split_names.contains(w)) {
-            return Err(self.split_names.clone());
-        }
-        Ok(self.filter(|i| wanted.iter().any(|w| w == self.split(i))))
+        let wanted = self.split_indices(names).ok_or_else(|| self.split_names.clone())?;
+        Ok(self.filter(|i| wanted.contains(&self.split_of[i])))
     }
 
     /// How many faces belong to one of `names` (matched after [`canonical_split_name`]), without
-    /// copying them as [`Dataset::select_splits`] does.
+    /// copying them as [`Dataset::select_splits`] does; a name the data lacks counts no faces.
     pub fn count_in_splits(&self, names: &[&str]) -> usize {
-        let wanted: Vec<usize> =
-            names.iter().filter_map(|n| self.split_names.iter().position(|s| *s == canonical_split_name(n))).collect();
-        self.split_of.iter().filter(|&&s| wanted.contains(&(s as usize))).count()
+        let wanted: Vec<u16> = names.iter().filter_map(|n| self.split_indices(&[n])).flatten().collect();
+        self.split_of.iter().filter(|s| wanted.contains(s)).count()
+    }
+
+    /// The indices of the splits called `names` (after [`canonical_split_name`]), or `None` when
+    /// one of them is missing.
+    fn split_indices(&self, names: &[&str]) -> Option<Vec<u16>> {
+        names
+            .iter()
+            .map(|n| {
+                let name = canonical_split_name(n);
+                self.split_names.iter().position(|s| *s == name).map(|i| i as u16)
+            })
+            .collect()
     }
 
     /// The faces for which `keep(index)` is true, in order.
@@ -159,5 +167,6 @@ mod tests {
         assert_eq!(d.count_in_splits(&["train"]), 2);
         assert_eq!(d.count_in_splits(&["Training", "PublicTest"]), 3);
         assert_eq!(d.count_in_splits(&["PrivateTest"]), 0);
+        assert_eq!(d.count_in_splits(&["val", "PrivateTest"]), 1, "a missing split counts no faces");
     }
 }
