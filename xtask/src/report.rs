@@ -379,8 +379,8 @@ impl Writer<'_> {
              128 = 1,920,000 faces), so its row compares like with like; **CPU budget** is fer's fast recipe \
              sized to an hour of this machine (`--profile cpu`), fewer faces than the report's; **smoke** is the \
              test profile's tiny models on synthetic faces, comparable with nothing. The `cpu` profile trains no \
-             ensemble: at that scale one run beats an ensemble of short runs of the same faces \
-             (docs/RECIPES.md)."
+             ensemble: on 2 cores one run beats an ensemble of shorter runs of the same faces (74,240) and of \
+             the same minutes (two hour-long runs against one of two hours; docs/RECIPES.md)."
                 .into(),
         ));
         if let Some(why) = &cnn.stopped_early {
