@@ -37,14 +37,16 @@ impl Dataset {
     }
 
     fn split_index(&mut self, split: &str) -> u16 {
-        let split = canonical_split_name(split);
-        match self.split_names.iter().position(|s| *s == split) {
-            Some(i) => i as u16,
-            None => {
-                self.split_names.push(split);
-                (self.split_names.len() - 1) as u16
-            }
-        }
+        self.find_split(split).unwrap_or_else(|| {
+            self.split_names.push(canonical_split_name(split));
+            (self.split_names.len() - 1) as u16
+        })
+    }
+
+    /// The index of the split called `name` (after [`canonical_split_name`]), if the data has it.
+    fn find_split(&self, name: &str) -> Option<u16> {
+        let name = canonical_split_name(name);
+        self.split_names.iter().position(|s| *s == name).map(|i| i as u16)
     }
 
     pub fn len(&self) -> usize {
@@ -99,27 +101,16 @@ impl Dataset {
     /// The faces whose split is one of `names` (matched after [`canonical_split_name`]).
     /// When one is missing, the error holds the names the data has, so callers can say which.
     pub fn select_splits(&self, names: &[&str]) -> Result<Dataset, Vec<String>> {
-        let wanted = self.split_indices(names).ok_or_else(|| self.split_names.clone())?;
+        let wanted: Vec<u16> =
+            names.iter().map(|n| self.find_split(n)).collect::<Option<_>>().ok_or_else(|| self.split_names.clone())?;
         Ok(self.filter(|i| wanted.contains(&self.split_of[i])))
     }
 
     /// How many faces belong to one of `names` (matched after [`canonical_split_name`]), without
     /// copying them as [`Dataset::select_splits`] does; a name the data lacks counts no faces.
     pub fn count_in_splits(&self, names: &[&str]) -> usize {
-        let wanted: Vec<u16> = names.iter().filter_map(|n| self.split_indices(&[n])).flatten().collect();
+        let wanted: Vec<u16> = names.iter().filter_map(|n| self.find_split(n)).collect();
         self.split_of.iter().filter(|s| wanted.contains(s)).count()
-    }
-
-    /// The indices of the splits called `names` (after [`canonical_split_name`]), or `None` when
-    /// one of them is missing.
-    fn split_indices(&self, names: &[&str]) -> Option<Vec<u16>> {
-        names
-            .iter()
-            .map(|n| {
-                let name = canonical_split_name(n);
-                self.split_names.iter().position(|s| *s == name).map(|i| i as u16)
-            })
-            .collect()
     }
 
     /// The faces for which `keep(index)` is true, in order.
